@@ -1,0 +1,213 @@
+"""Reading, validating, splitting and tokenizing fine-tuning data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ftlib.tasks import Task
+
+IGNORE_INDEX = -100
+
+
+class DataError(ValueError):
+    """A problem in an input file, located by file, line and field."""
+
+    def __init__(self, path: str | Path, line: int | None, field: str | None, message: str):
+        self.path, self.line, self.field = str(path), line, field
+        where = self.path + (f", line {line}" if line else "") + (f", field '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file of objects, one per line (blank lines are skipped).
+
+    Raises:
+        DataError: the file is missing, empty, not UTF-8, or a line is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(path, line, None, f"not valid UTF-8 (byte {error.start}); re-save the file as UTF-8") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(path, number, None, f"not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(value, dict):
+            raise DataError(path, number, None, f"expected a JSON object, got {type(value).__name__}")
+        records.append(value)
+    if not records:
+        raise DataError(path, None, None, "the file holds no records")
+    return records
+
+
+def _require_str(record: dict, field: str, source: str, line: int | None) -> str:
+    if field not in record:
+        raise DataError(source, line, field, "missing field")
+    value = record[field]
+    if not isinstance(value, str):
+        raise DataError(source, line, field, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def to_messages(record: dict, task: Task | None = None, source: str = "<records>", line: int | None = None) -> list[dict]:
+    """Turn a record of any supported shape into chat messages ending with the assistant's answer.
+
+    Shapes: ``messages`` (chat), ``prompt``/``completion``, ``instruction``/``input``/``output``,
+    or the fields of ``task`` (e.g. ``ticket`` -> JSON answer).
+    """
+    if "messages" in record:
+        messages = record["messages"]
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise DataError(source, line, "messages", "expected a non-empty list of {role, content} objects")
+        for message in messages:
+            _require_str(message, "role", source, line)
+            _require_str(message, "content", source, line)
+        if messages[-1]["role"] != "assistant":
+            raise DataError(source, line, "messages", "the last message must be the assistant's answer")
+        return messages
+    if "prompt" in record or "completion" in record:
+        prompt = _require_str(record, "prompt", source, line)
+        return [{"role": "user", "content": prompt},
+                {"role": "assistant", "content": _require_str(record, "completion", source, line)}]
+    if "instruction" in record:
+        instruction = _require_str(record, "instruction", source, line)
+        extra = record.get("input") or ""
+        user = f"{instruction}\n\n{extra}" if extra else instruction
+        return [{"role": "user", "content": user},
+                {"role": "assistant", "content": _require_str(record, "output", source, line)}]
+    if task is not None:
+        for field in (task.input_field, *task.answer_fields):
+            _require_str(record, field, source, line)
+        return task.to_messages(record)
+    raise DataError(source, line, None, "unknown record shape: expected 'messages', 'prompt'/'completion' or 'instruction'/'output'")
+
+
+def prompt_text(tokenizer, messages: list[dict]) -> str:
+    """The chat-template rendering of every message but the answer, ending with the assistant cue."""
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+@dataclass
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+
+def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> TokenizedExample:
+    """Tokenize one chat example with completion-only labels.
+
+    The prompt is tokenized exactly as it will be at generation time, and its tokens get the
+    label -100 (ignored by the loss). The answer tokens and the EOS token that closes the
+    assistant turn keep their ids as labels: a model that never sees EOS as a target never
+    learns to stop, a classic failure when pad == eos and padding is masked by token id.
+    """
+    prompt = tokenizer(prompt_text(tokenizer, messages[:-1]), add_special_tokens=False)["input_ids"]
+    answer = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    input_ids = prompt + answer
+    labels = [IGNORE_INDEX] * len(prompt) + answer
+    truncated = len(input_ids) > max_length
+    return TokenizedExample(input_ids[:max_length], labels[:max_length], truncated)
+
+
+class SupervisedDataset(torch.utils.data.Dataset):
+    """Tokenized examples, ready for ``transformers.Trainer``."""
+
+    def __init__(self, records: list[dict], tokenizer, max_length: int = 256, task: Task | None = None):
+        tokenized = [tokenize_example(tokenizer, to_messages(r, task, line=i + 1), max_length)
+                     for i, r in enumerate(records)]
+        self.examples = [{"input_ids": t.input_ids, "labels": t.labels} for t in tokenized]
+        self.truncated = sum(t.truncated for t in tokenized)
+        self.lengths = [len(t.input_ids) for t in tokenized]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.examples[index]
+
+
+class PaddingCollator:
+    """Pads a batch on the right: pad id for inputs, 0 in the attention mask, -100 in labels."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(example["input_ids"]) for example in batch)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(batch), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for row, example in enumerate(batch):
+            n = len(example["input_ids"])
+            input_ids[row, :n] = torch.tensor(example["input_ids"])
+            labels[row, :n] = torch.tensor(example["labels"])
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def stratified_split(
+    records: list[dict], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), key: str | None = None, seed: int = 0
+) -> dict[str, list[dict]]:
+    """Split into train/val/test, keeping each ``key`` value's share the same in every split."""
+    if abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions must sum to 1, got {fractions}")
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        groups[str(record.get(key)) if key else ""].append(record)
+    rng = random.Random(seed)
+    splits: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    for name in sorted(groups):
+        group = groups[name][:]
+        rng.shuffle(group)
+        n_val = round(len(group) * fractions[1])
+        n_test = round(len(group) * fractions[2])
+        splits["test"] += group[:n_test]
+        splits["val"] += group[n_test:n_test + n_val]
+        splits["train"] += group[n_test + n_val:]
+    for part in splits.values():
+        rng.shuffle(part)
+    return splits
+
+
+def label_counts(records: list[dict], field: str) -> dict[str, int]:
+    return dict(sorted(Counter(str(r.get(field)) for r in records).items()))
+
+
+def records_hash(records: list[dict]) -> str:
+    """A stable hash of a list of records (order-sensitive), for run manifests."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def write_jsonl(records: list[dict], path: str | Path) -> Path:
+    """Write records atomically: a crash never leaves a half-written file in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    partial.replace(path)
+    return path

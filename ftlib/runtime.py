@@ -1,0 +1,96 @@
+"""Device, dtype and CPU-thread choices, made deliberately rather than by default."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+_THREADS_CHOSEN: int | None = None
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where to run and in which precision."""
+
+    device: str
+    dtype: torch.dtype
+    name: str
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.device}, {str(self.dtype).removeprefix('torch.')})"
+
+
+def pick_device(prefer: str | None = None) -> DeviceChoice:
+    """Choose the device and compute dtype.
+
+    CUDA with bf16 where the GPU supports it, fp16 on older GPUs such as the T4 (which has
+    no bf16), and fp32 on CPU: CPUs without native bf16 run bf16 matmuls ~50x slower.
+
+    Args:
+        prefer: "cpu" or "cuda" to force one; None picks CUDA when available.
+    """
+    use_cuda = torch.cuda.is_available() if prefer is None else prefer == "cuda"
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return DeviceChoice("cuda", dtype, torch.cuda.get_device_name(0))
+    return DeviceChoice("cpu", torch.float32, f"CPU x{available_cores()}")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects affinity masks and containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def matmul_gflops(threads: int, size: int = 512, seconds: float = 0.25) -> float:
+    """Measure fp32 matmul throughput with a given number of intra-op threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randn(size, size)
+        b = torch.randn(size, size)
+        a @ b  # warm-up: thread pool start and caches
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ b
+            runs += 1
+        elapsed = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(previous)
+    return 2 * size**3 * runs / elapsed / 1e9
+
+
+def configure_cpu_threads(threads: int | None = None, verbose: bool = False) -> int:
+    """Set torch's CPU threads from a measurement, once per process.
+
+    On small machines the default (all cores) can be many times slower than one thread
+    when another process keeps a core busy (OpenMP threads spin and wait on each other).
+    So each candidate count is timed on an fp32 matmul, and the fastest one wins unless
+    it beats one thread by less than 20%, the margin below which contention is not worth
+    risking. ``FTLIB_NUM_THREADS`` or ``threads`` override the measurement.
+
+    Returns:
+        The number of threads now in use.
+    """
+    global _THREADS_CHOSEN
+    requested = threads or int(os.environ.get("FTLIB_NUM_THREADS", "0") or 0)
+    if requested:
+        _THREADS_CHOSEN = requested
+    elif _THREADS_CHOSEN is None:
+        cores = available_cores()
+        candidates = sorted({1, cores} | ({cores // 2} if cores >= 8 else set()))
+        speeds = {n: matmul_gflops(n) for n in candidates}
+        best = max(speeds, key=speeds.get)
+        _THREADS_CHOSEN = best if speeds[best] > 1.2 * speeds[1] else 1
+        if verbose:
+            shown = ", ".join(f"{n} thread(s): {g:.0f} GFLOP/s" for n, g in speeds.items())
+            print(f"CPU matmul {shown} -> using {_THREADS_CHOSEN}")
+    torch.set_num_threads(_THREADS_CHOSEN)
+    return _THREADS_CHOSEN
