@@ -98,6 +98,44 @@ def to_messages(record: dict, task: Task | None = None, source: str = "<records>
     raise DataError(source, line, None, "unknown record shape: expected 'messages', 'prompt'/'completion' or 'instruction'/'output'")
 
 
+@dataclass
+class Rejected:
+    """A record that failed validation, with the reason."""
+
+    line: int
+    reason: str
+    record: dict
+
+
+def validate_records(records: list[dict], task: Task, source: str = "<records>") -> tuple[list[dict], list[Rejected]]:
+    """Keep the records that have every field of ``task`` as text, rejecting the rest with a reason."""
+    valid, rejected = [], []
+    for line, record in enumerate(records, start=1):
+        try:
+            to_messages(record, task, source, line)
+        except DataError as error:
+            rejected.append(Rejected(line, str(error), record))
+        else:
+            valid.append(record)
+    return valid, rejected
+
+
+def normalize_text(text: str) -> str:
+    """Lower case with collapsed whitespace: the key for exact-duplicate detection."""
+    return " ".join(text.lower().split())
+
+
+def drop_exact_duplicates(records: list[dict], field: str) -> tuple[list[dict], list[dict]]:
+    """Keep the first record of each normalized ``field`` text; return ``(kept, dropped)``."""
+    seen: set[str] = set()
+    kept, dropped = [], []
+    for record in records:
+        key = normalize_text(str(record[field]))
+        (dropped if key in seen else kept).append(record)
+        seen.add(key)
+    return kept, dropped
+
+
 def prompt_text(tokenizer, messages: list[dict]) -> str:
     """The chat-template rendering of every message but the answer, ending with the assistant cue."""
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -211,3 +249,8 @@ def write_jsonl(records: list[dict], path: str | Path) -> Path:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     partial.replace(path)
     return path
+
+
+def token_lengths(records: list[dict], tokenizer, task: Task | None = None) -> list[int]:
+    """Untruncated token count (prompt + answer + EOS) of each record, with the real chat template."""
+    return [len(tokenize_example(tokenizer, to_messages(r, task), max_length=10**9).input_ids) for r in records]

@@ -252,6 +252,14 @@ def resolve_model_source(name_or_path: str, source: str = "auto") -> str:
     return spec.hub_id
 
 
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL, source: str = "auto") -> PreTrainedTokenizerFast:
+    """The tokenizer alone (for data statistics), with a pad token."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_source(name_or_path, source))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def quantization_config(quantization: str | None, compute_dtype: torch.dtype) -> BitsAndBytesConfig | None:
     """bitsandbytes settings: NF4 with double quantization (QLoRA), or LLM.int8."""
     if quantization is None:
@@ -287,9 +295,7 @@ def load_model(
     if device.device == "cpu":
         configure_cpu_threads()
     location = resolve_model_source(name_or_path, source)
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(location)
     bnb = quantization_config(quantization, device.dtype)
     model = AutoModelForCausalLM.from_pretrained(
         location, dtype=device.dtype, quantization_config=bnb, device_map={"": device.device}
@@ -312,3 +318,9 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
         if parameter.requires_grad:
             trainable += count
     return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 4)}
+
+
+def registry_rows() -> list[dict]:
+    """The registry as table rows for notebook 01."""
+    return [{"name": s.name, "hub id": s.hub_id or "-", "parameters (B)": s.params_b, "licence": s.license,
+             "context": s.context_length, "notes": s.notes} for s in REGISTRY.values()]

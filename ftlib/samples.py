@@ -66,7 +66,7 @@ SITUATIONS: tuple[Situation, ...] = (
     ), escalates=False),
     # outage
     Situation("outage", "high", (
-        "my internet is completely down since {since}",
+        "my internet is completely down {since}",
         "no internet and no TV at all, everything went dead {since}",
         "the connection is totally dead, modem shows no signal",
         "we have had zero service {since}, nothing works",

@@ -1,0 +1,161 @@
+"""Evaluation: held-out loss and perplexity, batched greedy generation, task metrics with intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from rouge_score import rouge_scorer
+
+from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, prompt_text
+from ftlib.tasks import Task, parse_answer
+
+
+@torch.no_grad()
+def heldout_loss(model, tokenizer, records: list[dict], task: Task | None = None,
+                 batch_size: int = 16, max_length: int = 256) -> dict:
+    """Mean negative log-likelihood of the answer tokens (prompt excluded) and its perplexity.
+
+    Token-weighted: every answer token counts once, however the batches fall. ``evaluate``'s
+    perplexity metric reloads a model by hub id, so it cannot score an in-memory PEFT model.
+    """
+    dataset = SupervisedDataset(records, tokenizer, max_length, task)
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        targets = batch["labels"][:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+            ignore_index=IGNORE_INDEX, reduction="sum")
+        total_nll += nll.item()
+        total_tokens += int((targets != IGNORE_INDEX).sum())
+    loss = total_nll / total_tokens
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": total_tokens}
+
+
+@torch.no_grad()
+def generate(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16,
+             max_new_tokens: int = 96) -> list[str]:
+    """Greedy answers for a list of chat prompts, in batches padded on the left.
+
+    Left padding keeps every prompt's last token at the end of the row, where generation
+    continues; right padding would make the model continue after pad tokens.
+    """
+    model.eval()
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    answers: list[str] = []
+    try:
+        # Longest first: rows of a batch have similar lengths, so less padding is computed.
+        order = sorted(range(len(conversations)), key=lambda i: -len(prompt_text(tokenizer, conversations[i])))
+        by_index: dict[int, str] = {}
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            texts = [prompt_text(tokenizer, conversations[i]) for i in chunk]
+            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            for index, row in zip(chunk, new_tokens):
+                by_index[index] = tokenizer.decode(row, skip_special_tokens=True).strip()
+        answers = [by_index[i] for i in range(len(conversations))]
+    finally:
+        tokenizer.padding_side = side
+    return answers
+
+
+def bootstrap_interval(values: list[float], n_resamples: int = 2000, confidence: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-example scores."""
+    if not values:
+        return (float("nan"), float("nan"))
+    scores = np.asarray(values, dtype=float)
+    resampled = np.random.default_rng(seed).integers(0, len(scores), size=(n_resamples, len(scores)))
+    means = scores[resampled].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return (float(low), float(high))
+
+
+def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None) -> dict[str, float]:
+    """Scores of one answer: JSON validity, each label field, all labels, and ROUGE-L of free text."""
+    parsed = parse_answer(prediction)
+    scores = {"json_valid": float(parsed is not None)}
+    parsed = parsed or {}
+    for field in task.label_fields:
+        scores[f"{field}_accuracy"] = float(str(parsed.get(field, "")).strip().lower() == str(reference[field]).lower())
+    scores["labels_exact_match"] = float(all(scores[f"{f}_accuracy"] for f in task.label_fields))
+    rouge = rouge or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    for field in task.answer_fields:
+        if field not in task.label_fields and field in reference:
+            scores[f"{field}_rougeL"] = rouge.score(str(reference[field]), str(parsed.get(field, "")))["rougeL"].fmeasure
+    return scores
+
+
+def score_answers(predictions: list[str], references: list[dict], task: Task, seed: int = 0) -> dict:
+    """Aggregate task metrics, each with a 95% bootstrap interval: ``{metric: {value, low, high}}``."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rows = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, references)]
+    metrics = {}
+    for name in rows[0] if rows else []:
+        values = [row[name] for row in rows]
+        low, high = bootstrap_interval(values, seed=seed)
+        metrics[name] = {"value": sum(values) / len(values), "low": low, "high": high}
+    return metrics
+
+
+def evaluate_model(model, tokenizer, records: list[dict], task: Task, batch_size: int = 16,
+                   max_new_tokens: int = 96) -> dict:
+    """Generate answers for ``records`` and score them; also the held-out loss of the references."""
+    conversations = [task.prompt_messages(r) for r in records]
+    predictions = generate(model, tokenizer, conversations, batch_size, max_new_tokens)
+    return {
+        "metrics": score_answers(predictions, records, task),
+        "heldout": heldout_loss(model, tokenizer, records, task, batch_size),
+        "predictions": [{"id": r.get("id"), "input": r[task.input_field], "reference": task.answer_text(r),
+                         "prediction": p} for r, p in zip(records, predictions)],
+        "examples": len(records),
+    }
+
+
+def metrics_table(results: dict[str, dict], metric_names: list[str] | None = None) -> list[dict]:
+    """Rows of ``run, metric, value, low, high`` for a set of ``evaluate_model`` results."""
+    rows = []
+    for run, result in results.items():
+        for name, stats in result["metrics"].items():
+            if metric_names is None or name in metric_names:
+                rows.append({"run": run, "metric": name, **{k: round(v, 4) for k, v in stats.items()}})
+        rows.append({"run": run, "metric": "perplexity", "value": round(result["heldout"]["perplexity"], 3),
+                     "low": None, "high": None})
+    return rows
+
+
+def verdict(results: dict[str, dict], baseline: str, metrics: list[str]) -> str:
+    """A plain-language comparison of each run against ``baseline``, decided by interval overlap."""
+    base = results[baseline]["metrics"]
+    lines = []
+    for run, result in results.items():
+        if run == baseline:
+            continue
+        better, worse, unclear = [], [], []
+        for name in metrics:
+            ours, theirs = result["metrics"][name], base[name]
+            text = f"{name} {ours['value']:.2f} [{ours['low']:.2f}, {ours['high']:.2f}] vs {theirs['value']:.2f}"
+            if ours["low"] > theirs["high"]:
+                better.append(text)
+            elif ours["high"] < theirs["low"]:
+                worse.append(text)
+            else:
+                unclear.append(text)
+        summary = "beats" if better and not worse else "is worse than" if worse and not better else "is not clearly better than"
+        lines.append(f"{run} {summary} {baseline}.")
+        lines += [f"  better: {t}" for t in better] + [f"  worse: {t}" for t in worse]
+        lines += [f"  no clear difference: {t}" for t in unclear]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""Small helpers that keep the notebooks to narrative, one call and a picture."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftlib.data import read_jsonl
+from ftlib.profiles import Profile, resolve_profile, run_paths, sample_path
+from ftlib.runtime import DeviceChoice, configure_cpu_threads, pick_device
+from ftlib.tasks import Task, get_task
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Lesson:
+    """What every notebook needs: the resolved profile, the task, the device and the run folders."""
+
+    profile: Profile
+    dataset: str
+    task: Task
+    device: DeviceChoice
+    paths: dict[str, Path]
+    threads: int | None
+
+    def summary(self) -> str:
+        threads = f", {self.threads} CPU thread(s)" if self.threads else ""
+        return (f"profile={self.profile.name} dataset={self.dataset} base_model={self.profile.base_model}\n"
+                f"device={self.device.describe()}{threads}\nrun folder={self.paths['root']}")
+
+    @property
+    def raw_data(self) -> Path:
+        return sample_path(self.dataset)
+
+    def split(self, name: str) -> list[dict]:
+        """A curated split written by notebook 02, cut to the profile's size."""
+        path = self.paths["data"] / f"{name}.jsonl"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: run notebook 02_data_curation first (same run_dir).")
+        records = read_jsonl(path)
+        limit = {"train": self.profile.n_train, "val": self.profile.n_val, "test": self.profile.n_test}[name]
+        return records[:limit] if limit else records
+
+
+def start(profile: str = "auto", dataset: str = "support_tickets", run_dir: str | None = None,
+          base_model: str | None = None, max_steps: int | None = None) -> Lesson:
+    """Resolve the notebook's parameters into a ``Lesson`` and set the device up deliberately."""
+    resolved = resolve_profile(profile, base_model=base_model or None, max_steps=max_steps or None)
+    device = pick_device()
+    threads = configure_cpu_threads() if device.device == "cpu" else None
+    lesson = Lesson(resolved, dataset, get_task(dataset), device, run_paths(run_dir or None, resolved, dataset), threads)
+    lesson.paths["root"].mkdir(parents=True, exist_ok=True)
+    return lesson
+
+
+def markdown_table(rows: list[dict], digits: int = 3) -> str:
+    """A list of dicts as a Markdown table (floats rounded)."""
+    if not rows:
+        return "(no rows)"
+    columns = list(rows[0])
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.{digits}f}"
+        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def show_table(rows: list[dict], digits: int = 3) -> None:
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown_table(rows, digits)))
+
+
+def save_json(value, path: str | Path) -> Path:
+    """Write JSON atomically next to the other run outputs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=1, ensure_ascii=False))
+    partial.replace(path)
+    return path

@@ -1,0 +1,97 @@
+"""Plots for the lessons: loss curves, run comparisons and label distributions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+if matplotlib.get_backend().lower() == "agg" or not matplotlib.get_backend():
+    matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: str | Path | None):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def plot_loss_curves(histories: dict[str, dict], path: str | Path | None = None, title: str = "Loss"):
+    """Train loss per step (thin) and validation loss per eval (markers), one colour per run.
+
+    Args:
+        histories: run name -> history as returned by ``ftlib.train.train`` (``{"train": [...], "val": [...]}``).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, (name, history) in enumerate(histories.items()):
+        colour = f"C{index}"
+        train = history.get("train", [])
+        val = history.get("val", [])
+        if train:
+            ax.plot([p["step"] for p in train], [p["loss"] for p in train], color=colour, alpha=0.6, lw=1,
+                    label=f"{name} train")
+        if val:
+            ax.plot([p["step"] for p in val], [p["loss"] for p in val], color=colour, marker="o", lw=2,
+                    label=f"{name} val")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (answer tokens)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_metric_comparison(results: dict[str, dict], metrics: list[str], path: str | Path | None = None,
+                           title: str = "Held-out task metrics (95% bootstrap intervals)"):
+    """Grouped bars of several runs' metrics with their intervals.
+
+    Args:
+        results: run name -> ``{"metrics": {metric: {"value", "low", "high"}}}``.
+    """
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics)), 4))
+    width = 0.8 / max(1, len(results))
+    for index, (name, result) in enumerate(results.items()):
+        stats = [result["metrics"][m] for m in metrics]
+        xs = [i + index * width for i in range(len(metrics))]
+        values = [s["value"] for s in stats]
+        errors = [[s["value"] - s["low"] for s in stats], [s["high"] - s["value"] for s in stats]]
+        ax.bar(xs, values, width, yerr=errors, capsize=3, label=name, color=f"C{index}")
+    ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(metrics))], metrics, rotation=15)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_label_distribution(counts: dict[str, dict[str, int]], path: str | Path | None = None,
+                            title: str = "Label distribution"):
+    """Side-by-side bars of label counts for several splits or stages."""
+    labels = sorted({label for split in counts.values() for label in split})
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 3.5))
+    width = 0.8 / max(1, len(counts))
+    for index, (name, split) in enumerate(counts.items()):
+        total = sum(split.values()) or 1
+        ax.bar([i + index * width for i in range(len(labels))], [split.get(l, 0) / total for l in labels],
+               width, label=name)
+    ax.set_xticks([i + width * (len(counts) - 1) / 2 for i in range(len(labels))], labels, rotation=20)
+    ax.set_ylabel("share of records")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_token_lengths(lengths: list[int], max_length: int | None = None, path: str | Path | None = None,
+                       title: str = "Tokens per example (prompt + answer)"):
+    """Histogram of example lengths in tokens, with the training budget marked."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.hist(lengths, bins=40, color="C0", alpha=0.8)
+    if max_length:
+        ax.axvline(max_length, color="C3", ls="--", label=f"max_length = {max_length}")
+        ax.legend()
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("examples")
+    ax.set_title(title)
+    return _save(fig, path)

@@ -1,0 +1,85 @@
+"""Run profiles: one notebook, several sizes (CI smoke test, CPU lesson, GPU run)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that changes between a CI smoke run, a CPU lesson and a GPU run."""
+
+    name: str
+    base_model: str
+    n_train: int | None  # None: the whole train split
+    n_val: int
+    n_test: int
+    max_steps: int
+    batch_size: int
+    eval_steps: int
+    learning_rate: float
+    warmup_steps: int
+    lora_r: int
+    max_length: int
+    max_new_tokens: int
+    eval_batch_size: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    "smoke": Profile("smoke", "smollm2-135m-instruct", n_train=24, n_val=8, n_test=8, max_steps=3, batch_size=4,
+                     eval_steps=3, learning_rate=4e-4, warmup_steps=1, lora_r=16, max_length=256, max_new_tokens=48,
+                     eval_batch_size=8),
+    "cpu": Profile("cpu", "smollm2-135m-instruct", n_train=None, n_val=48, n_test=200, max_steps=90, batch_size=8,
+                   eval_steps=30, learning_rate=4e-4, warmup_steps=5, lora_r=16, max_length=256, max_new_tokens=80,
+                   eval_batch_size=16),
+    "gpu": Profile("gpu", "qwen2.5-7b-instruct", n_train=None, n_val=200, n_test=300, max_steps=400, batch_size=16,
+                   eval_steps=50, learning_rate=2e-4, warmup_steps=20, lora_r=16, max_length=512, max_new_tokens=96,
+                   eval_batch_size=32),
+}
+
+
+def resolve_profile(name: str = "auto", **overrides) -> Profile:
+    """Pick a profile by name and apply non-None overrides (papermill parameters).
+
+    ``auto`` means ``$FTLIB_PROFILE`` when set (how CI runs notebooks through nbval, which cannot
+    pass parameters), else ``gpu`` on a CUDA machine and ``cpu`` elsewhere.
+    """
+    if name == "auto":
+        name = os.environ.get("FTLIB_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)} or 'auto'")
+    return replace(PROFILES[name], **{key: value for key, value in overrides.items() if value is not None})
+
+
+def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:
+    """Where each notebook reads and writes, under a git-ignored ``runs/`` folder by default."""
+    root = Path(run_dir) if run_dir else project_root() / "runs" / f"{dataset}-{profile.name}"
+    return {
+        "root": root,
+        "data": root / "data",
+        "lora": root / "lora",
+        "qlora": root / "qlora",
+        "eval": root / "eval",
+        "base": root / "base",
+    }
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The repository root (the folder holding ``pyproject.toml``), searched upward from ``start``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists() and (folder / "ftlib").is_dir():
+            return folder
+    return Path(__file__).resolve().parent.parent
+
+
+def sample_path(dataset: str) -> Path:
+    """The committed raw sample file of a dataset (read-only for the notebooks)."""
+    return project_root() / "data" / "samples" / f"{dataset}.jsonl"
