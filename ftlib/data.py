@@ -170,6 +170,12 @@ class SupervisedDataset(torch.utils.data.Dataset):
     def __init__(self, records: list[dict], tokenizer, max_length: int = 256, task: Task | None = None):
         tokenized = [tokenize_example(tokenizer, to_messages(r, task, line=i + 1), max_length)
                      for i, r in enumerate(records)]
+        # A prompt longer than max_length leaves no answer token: such an example trains nothing.
+        useless = [t for t in tokenized if all(label == IGNORE_INDEX for label in t.labels)]
+        tokenized = [t for t in tokenized if t not in useless]
+        if not tokenized:
+            raise ValueError(f"No example keeps an answer token within max_length={max_length}: raise max_length")
+        self.dropped_no_answer = len(useless)
         self.examples = [{"input_ids": t.input_ids, "labels": t.labels} for t in tokenized]
         self.truncated = sum(t.truncated for t in tokenized)
         self.lengths = [len(t.input_ids) for t in tokenized]

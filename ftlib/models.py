@@ -199,6 +199,7 @@ def tiny_random_llama_config(vocab_size: int) -> LlamaConfig:
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=True,
+        initializer_range=0.1,  # wide enough that a few LoRA steps visibly move the loss
     )
 
 

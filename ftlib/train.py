@@ -138,9 +138,10 @@ def history_from_log(log_history: list[dict]) -> dict:
 def attach_lora(model, config: TrainConfig):
     """Wrap a base model with fresh LoRA adapters (QLoRA: after preparing the 4-bit base)."""
     if config.method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    elif config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # Checkpointing is enabled below instead: peft 0.21 would call a deprecated transformers alias.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable()
         model.enable_input_require_grads()  # frozen embeddings otherwise cut the graph under checkpointing
     lora = LoraConfig(
         task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
@@ -243,7 +244,8 @@ def train(
         "torch_threads": torch.get_num_threads(),
         "data": {"train_sha256": records_hash(train_records), "val_sha256": records_hash(val_records),
                  "train_examples": len(train_set), "val_examples": len(val_set),
-                 "train_truncated": train_set.truncated, "val_truncated": val_set.truncated},
+                 "train_truncated": train_set.truncated, "val_truncated": val_set.truncated,
+                 "dropped_without_answer_tokens": train_set.dropped_no_answer + val_set.dropped_no_answer},
         "parameters": count_parameters(model),
         "metrics": {"train_loss": train_output.training_loss, "final_val_loss": final_eval["eval_loss"],
                     "train_tokens": int(trainer.state.num_input_tokens_seen),

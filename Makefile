@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh clone (see README.md):
+#   make curriculum   set up, then run all five notebooks in the CPU profile into runs/
+#   make test         set up, then run the test suite (unit, integration and notebook tests)
+# Both are idempotent: the virtualenv is rebuilt only when pyproject.toml changes.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# torch first and pinned: an unpinned or unresolved torch makes pip pull a multi-GB CUDA build.
+# On a laptop without this repo's CPU wheel on disk, add the CPU index:
+#   make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIN := torch==2.13.0
+TORCH_PIP_ARGS ?=
+PROFILE ?= cpu
+
+.PHONY: setup model test curriculum clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_PIN) $(TORCH_PIP_ARGS)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+model: setup
+	$(PY) -m ftlib fetch-model
+
+test: model
+	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+
+curriculum: model
+	TQDM_DISABLE=1 $(PY) -m ftlib curriculum --profile $(PROFILE)
+
+clean-venv:
+	rm -rf $(VENV)

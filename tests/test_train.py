@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import torch
+
+from ftlib import train
+from ftlib.models import count_parameters
+
+pytestmark = pytest.mark.unit
+
+
+def tiny_config(**overrides):
+    settings = dict(max_steps=8, batch_size=4, eval_steps=4, warmup_steps=0, learning_rate=1e-2, lora_r=8,
+                    lora_dropout=0.0, max_length=512, eval_batch_size=4, seed=0)
+    return train.TrainConfig(**(settings | overrides))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(method="dora"), "method must be"),
+    (dict(target_modules="mlp-only"), "target_modules must be one of"),
+    (dict(lora_r=0), "lora_r must be >= 1"),
+    (dict(warmup_steps=10, max_steps=5), r"warmup_steps \(10\) must be >= 0 and below max_steps \(5\)"),
+    (dict(lora_dropout=1.0), "lora_dropout"),
+    (dict(learning_rate=0.0), "learning_rate"),
+])
+def test_impossible_configs_are_rejected(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides).validate()
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, cpu):
+    from tests.conftest import TICKETS
+    from ftlib.tasks import SUPPORT_TICKETS
+
+    folder = tmp_path_factory.mktemp("runs") / "lora"
+    records = TICKETS * 4
+    return train.train("tiny-random-llama", records, TICKETS, folder, tiny_config(), SUPPORT_TICKETS, cpu)
+
+
+def test_lora_run_learns_and_records_history(lora_run):
+    losses = [point["loss"] for point in lora_run.history["train"]]
+    assert len(losses) == 8
+    assert losses[-1] < 0.7 * losses[0]
+    assert [point["step"] for point in lora_run.history["val"]][:2] == [4, 8]
+
+
+def test_lora_loss_regression(lora_run):
+    """Exact losses of a seeded tiny run: a change here means the numerics changed."""
+    losses = [round(point["loss"], 4) for point in lora_run.history["train"][:3]]
+    assert losses == pytest.approx(EXPECTED_FIRST_LOSSES, abs=2e-3)
+
+
+EXPECTED_FIRST_LOSSES = [5.6415, 5.2217, 4.6447]
+
+
+def test_run_folder_holds_adapter_history_and_manifest(lora_run):
+    folder = lora_run.output_dir
+    assert (folder / "adapter" / "adapter_model.safetensors").exists()
+    assert (folder / "adapter" / "adapter_config.json").exists()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["config"]["method"] == "lora"
+    assert len(manifest["data"]["train_sha256"]) == 64
+    assert manifest["versions"]["peft"] and manifest["versions"]["transformers"]
+    assert manifest["memory"]["peak_rss_mb"] > 0 and manifest["wall_seconds"] > 0
+    assert manifest["metrics"]["train_tokens"] > 0
+    assert 0 < manifest["parameters"]["trainable"] < manifest["parameters"]["total"]
+    assert json.loads((folder / "history.json").read_text()) == lora_run.history
+
+
+def test_reloaded_adapter_reproduces_logits(lora_run, cpu):
+    model, tokenizer = train.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu)
+    ids = tokenizer("hello there", return_tensors="pt")["input_ids"]
+    lora_run.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, lora_run.model(ids).logits, atol=1e-5)
+    assert count_parameters(model)["trainable"] == 0  # inference by default
+    trainable, _ = train.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu, trainable=True)
+    assert count_parameters(trainable)["trainable"] == lora_run.manifest["parameters"]["trainable"]
+
+
+def test_rerun_keeps_previous_outputs(tmp_path, cpu, tickets, task):
+    folder = tmp_path / "run"
+    config = tiny_config(max_steps=2, eval_steps=2)
+    train.train("tiny-random-llama", tickets, tickets, folder, config, task, cpu)
+    first = (folder / "manifest.json").read_text()
+    train.train("tiny-random-llama", tickets, tickets, folder, config, task, cpu)
+    assert (tmp_path / "run.previous" / "manifest.json").read_text() == first
+    assert not list(tmp_path.glob(".run.partial"))
+
+
+def test_qlora_step_on_cpu_lowers_the_loss(tmp_path, cpu, tickets, task):
+    result = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "qlora",
+                         tiny_config(method="qlora"), task, cpu)
+    losses = [point["loss"] for point in result.history["train"]]
+    assert losses[-1] < 0.8 * losses[0]
+    base = result.model.get_base_model()
+    assert type(base.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
+    assert result.manifest["parameters"]["total"] > result.manifest["parameters"]["trainable"]
+
+
+def test_gradient_checkpointing_trains_with_peft(tmp_path, cpu, tickets, task):
+    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "gc",
+                         tiny_config(max_steps=2, eval_steps=2, gradient_checkpointing=True), task, cpu)
+    # Without enable_input_require_grads this raises "element 0 of tensors does not require grad".
+    assert result.model.get_base_model().model.gradient_checkpointing
+    assert len(result.history["train"]) == 2
+
+
+def test_attention_preset_targets_only_attention(cpu):
+    from ftlib.models import load_model
+
+    model, _ = load_model("tiny-random-llama", device=cpu)
+    model = train.attach_lora(model, tiny_config(target_modules="attention"))
+    names = {name.split(".lora_A")[0].split(".")[-1] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert names == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_qlora_with_gradient_checkpointing(tmp_path, cpu, tickets, task):
+    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "gc4",
+                         tiny_config(method="qlora", max_steps=2, eval_steps=2, gradient_checkpointing=True), task, cpu)
+    assert result.model.get_base_model().model.gradient_checkpointing
+    assert len(result.history["train"]) == 2
