@@ -6,7 +6,7 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # torch first and pinned: an unpinned or unresolved torch makes pip pull a multi-GB CUDA build.
 # On a laptop without this repo's CPU wheel on disk, add the CPU index:
 #   make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"

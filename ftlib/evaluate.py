@@ -87,9 +87,12 @@ def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None)
     parsed = parse_answer(prediction)
     scores = {"json_valid": float(parsed is not None)}
     parsed = parsed or {}
-    for field in task.label_fields:
-        scores[f"{field}_accuracy"] = float(str(parsed.get(field, "")).strip().lower() == str(reference[field]).lower())
-    scores["labels_exact_match"] = float(all(scores[f"{f}_accuracy"] for f in task.label_fields))
+    labels = [field for field in task.label_fields if field in reference]  # absent references skip their metric
+    for field in labels:
+        scores[f"{field}_accuracy"] = float(
+            str(parsed.get(field, "")).strip().lower() == str(reference[field]).strip().lower())
+    if len(labels) > 1:
+        scores["labels_exact_match"] = float(all(scores[f"{f}_accuracy"] for f in labels))
     rouge = rouge or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     for field in task.answer_fields:
         if field not in task.label_fields and field in reference:
@@ -116,11 +119,14 @@ def evaluate_model(model, tokenizer, records: list[dict], task: Task, batch_size
     """Generate answers for ``records`` and score them; also the held-out loss of the references."""
     conversations = [task.prompt_messages(r) for r in records]
     predictions = generate(model, tokenizer, conversations, batch_size, max_new_tokens)
+    complete = all(field in r for r in records for field in task.answer_fields)
     return {
         "metrics": score_answers(predictions, records, task),
-        "heldout": heldout_loss(model, tokenizer, records, task, batch_size),
-        "predictions": [{"id": r.get("id"), "input": r[task.input_field], "reference": task.answer_text(r),
-                         "prediction": p} for r, p in zip(records, predictions)],
+        # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
+        "heldout": heldout_loss(model, tokenizer, records, task, batch_size) if complete else None,
+        "predictions": [{"id": r.get("id"), "input": r[task.input_field],
+                         "reference": {f: r[f] for f in task.answer_fields if f in r}, "prediction": p}
+                        for r, p in zip(records, predictions)],
         "examples": len(records),
     }
 
@@ -132,8 +138,9 @@ def metrics_table(results: dict[str, dict], metric_names: list[str] | None = Non
         for name, stats in result["metrics"].items():
             if metric_names is None or name in metric_names:
                 rows.append({"run": run, "metric": name, **{k: round(v, 4) for k, v in stats.items()}})
-        rows.append({"run": run, "metric": "perplexity", "value": round(result["heldout"]["perplexity"], 3),
-                     "low": None, "high": None})
+        if result.get("heldout"):
+            rows.append({"run": run, "metric": "perplexity", "value": round(result["heldout"]["perplexity"], 3),
+                         "low": None, "high": None})
     return rows
 
 

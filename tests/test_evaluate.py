@@ -1,0 +1,96 @@
+import json
+import math
+
+import pytest
+import torch
+
+from ftlib import evaluate
+from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset
+
+pytestmark = pytest.mark.unit
+
+
+def answer(category, urgency, reply="Sorry, a technician is on the way."):
+    return json.dumps({"category": category, "urgency": urgency, "reply": reply})
+
+
+def test_scores_on_fixed_predictions(tickets, task):
+    predictions = [
+        answer("outage", "high"),  # all right, reply identical
+        answer("account", "medium", "Settings"),  # category right, urgency wrong
+        "the category is billing",  # not JSON
+        '["hardware", "high"]',  # JSON, but not an object
+    ]
+    metrics = evaluate.score_answers(predictions, tickets, task)
+    assert metrics["json_valid"]["value"] == 0.5
+    assert metrics["category_accuracy"]["value"] == 0.5
+    assert metrics["urgency_accuracy"]["value"] == 0.25
+    assert metrics["labels_exact_match"]["value"] == 0.25
+    assert metrics["reply_rougeL"]["value"] == pytest.approx((1.0 + 0.4 + 0 + 0) / 4)  # "Settings" vs "go to settings profile": P=1, R=1/4, F=0.4
+
+
+def test_labels_are_compared_case_insensitively(tickets, task):
+    metrics = evaluate.score_answers([answer(" Outage", "HIGH")], tickets[:1], task)
+    assert metrics["category_accuracy"]["value"] == metrics["urgency_accuracy"]["value"] == 1.0
+
+
+def test_missing_reference_fields_skip_their_metrics(task):
+    metrics = evaluate.score_answers([answer("outage", "high")], [{"ticket": "x", "category": "outage"}], task)
+    assert metrics["category_accuracy"]["value"] == 1.0
+    assert "urgency_accuracy" not in metrics and "reply_rougeL" not in metrics
+
+
+def test_prediction_count_must_match(tickets, task):
+    with pytest.raises(ValueError, match="1 predictions for 4 references"):
+        evaluate.score_answers(["{}"], tickets, task)
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
+    values = [1.0] * 70 + [0.0] * 30
+    low, high = evaluate.bootstrap_interval(values, seed=3)
+    assert low < 0.7 < high and high - low < 0.25
+    assert evaluate.bootstrap_interval(values, seed=3) == (low, high)
+    assert evaluate.bootstrap_interval([1.0] * 10) == (1.0, 1.0)
+
+
+def test_heldout_loss_matches_a_manual_token_weighted_mean(tiny, tickets, task):
+    model, tokenizer = tiny
+    result = evaluate.heldout_loss(model, tokenizer, tickets, task, batch_size=3)
+    dataset = SupervisedDataset(tickets, tokenizer, 256, task)
+    nll, count = 0.0, 0
+    for example in dataset.examples:  # one at a time: no padding at all
+        batch = PaddingCollator(tokenizer.pad_token_id)([example])
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
+        targets = batch["labels"][0, 1:]
+        keep = targets != IGNORE_INDEX
+        nll += torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item()
+        count += int(keep.sum())
+    assert result["tokens"] == count
+    assert result["loss"] == pytest.approx(nll / count, rel=1e-5)
+    assert result["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+
+
+def test_batched_left_padded_generation_matches_one_by_one(tiny, tickets, task):
+    model, tokenizer = tiny
+    conversations = [task.prompt_messages(t) for t in tickets]
+    batched = evaluate.generate(model, tokenizer, conversations, batch_size=4, max_new_tokens=12)
+    single = [evaluate.generate(model, tokenizer, [c], batch_size=1, max_new_tokens=12)[0] for c in conversations]
+    assert batched == single
+    assert tokenizer.padding_side == "right"  # restored
+
+
+def test_verdict_is_computed_from_intervals():
+    def result(value, low, high):
+        return {"metrics": {"json_valid": {"value": value, "low": low, "high": high}}}
+
+    text = evaluate.verdict({"base": result(0.0, 0.0, 0.05), "LoRA": result(0.9, 0.85, 0.95),
+                             "worse": result(0.02, 0.0, 0.1)}, "base", ["json_valid"])
+    assert "LoRA beats base." in text and "better: json_valid 0.90 [0.85, 0.95] vs 0.00" in text
+    assert "worse is not clearly better than base." in text
+
+
+def test_metrics_table_rows(tickets, task):
+    metrics = evaluate.score_answers([answer("outage", "high")], tickets[:1], task)
+    rows = evaluate.metrics_table({"run": {"metrics": metrics, "heldout": {"perplexity": 3.14159}}})
+    assert {"run": "run", "metric": "perplexity", "value": 3.142, "low": None, "high": None} in rows

@@ -1,0 +1,111 @@
+"""The curriculum itself: structure checks, and every notebook executed by papermill (smoke profile)."""
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from ftlib.cli import NOTEBOOKS
+
+ROOT = Path(__file__).resolve().parent.parent
+PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
+PARAMETERS = ["profile", "dataset", "run_dir", "base_model", "max_steps"]
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
+def test_one_parameters_cell_of_plain_literals(path):
+    tagged = [c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    tree = ast.parse(source(tagged[0]))
+    names = []
+    for statement in tree.body:
+        assert isinstance(statement, ast.Assign), f"{path.name}: only assignments in the parameters cell"
+        ast.literal_eval(statement.value)  # raises on anything but a plain literal
+        names += [target.id for target in statement.targets]
+    assert names == PARAMETERS
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
+def test_no_training_or_metric_logic_and_no_stray_outputs(path):
+    for cell in cells(path):
+        if cell["cell_type"] != "code":
+            continue
+        text = source(cell)
+        for forbidden in ("import torch", "from transformers", "import transformers", "from peft", "Trainer("):
+            assert forbidden not in text, f"{path.name}: '{forbidden}' belongs in ftlib, not in a notebook"
+        if "NBVAL_CHECK_OUTPUT" not in text:
+            assert not cell["outputs"], f"{path.name}: only NBVAL_CHECK_OUTPUT cells keep outputs"
+        assert cell["execution_count"] is None or "NBVAL_CHECK_OUTPUT" in text
+
+
+@pytest.mark.unit
+def test_deterministic_cells_are_checked_by_nbval():
+    checked = {path.stem: sum("NBVAL_CHECK_OUTPUT" in source(c) and bool(c["outputs"]) for c in cells(path))
+               for path in PATHS}
+    assert checked["01_base_model"] >= 1 and checked["02_data_curation"] >= 2
+    assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """All five notebooks, in order, in one run folder, as papermill jobs in the smoke profile."""
+    import papermill
+
+    samples = sorted((ROOT / "data" / "samples").glob("*"))
+    before = {p.name: sha256(p) for p in samples}
+    run_dir = tmp_path_factory.mktemp("smoke")
+    outcomes = {}
+    for path in PATHS:
+        try:
+            papermill.execute_notebook(str(path), str(run_dir / path.name), cwd=str(path.parent),
+                                       parameters={"profile": "smoke", "run_dir": str(run_dir)},
+                                       kernel_name="python3", progress_bar=False)
+            outcomes[path.stem] = None
+        except Exception as error:  # reported by the notebook's own test
+            outcomes[path.stem] = error
+    after = {p.name: sha256(p) for p in samples}
+    return run_dir, outcomes, before == after
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name, artifacts", [
+    ("01_base_model", ["base/zero_shot_probe.json"]),
+    ("02_data_curation", ["data/train.jsonl", "data/val.jsonl", "data/test.jsonl", "data/curation_report.json",
+                          "data/token_lengths.png", "data/label_distribution.png"]),
+    ("03_lora", ["lora/adapter/adapter_model.safetensors", "lora/manifest.json", "lora/loss.png"]),
+    ("04_qlora", ["qlora/adapter/adapter_model.safetensors", "qlora/manifest.json", "qlora/loss.png"]),
+    ("05_evaluation", ["eval/metrics.json", "eval/metrics.png", "eval/loss_curves.png"]),
+])
+def test_notebook_runs_under_papermill(smoke_run, name, artifacts):
+    run_dir, outcomes, _ = smoke_run
+    if outcomes[name] is not None:
+        raise outcomes[name]
+    for artifact in artifacts:
+        assert (run_dir / artifact).exists(), f"{name} did not write {artifact}"
+
+
+@pytest.mark.integration
+def test_smoke_run_uses_the_real_model_and_leaves_samples_untouched(smoke_run):
+    run_dir, _, samples_unchanged = smoke_run
+    assert samples_unchanged
+    manifest = json.loads((run_dir / "qlora" / "manifest.json").read_text())
+    assert manifest["base_model"] == "smollm2-135m-instruct" and manifest["method"] == "qlora"
+    assert manifest["parameters"]["total"] > 134_000_000  # 4-bit weights counted at full size
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    assert set(metrics) == {"base (zero-shot)", "LoRA", "QLoRA"}

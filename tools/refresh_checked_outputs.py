@@ -1,0 +1,48 @@
+"""Refresh the outputs that nbval compares, and strip every other output from the notebooks.
+
+Run after changing a notebook:  .venv/bin/python tools/refresh_checked_outputs.py
+Each notebook runs with papermill in the smoke profile (the profile CI uses); the outputs of cells
+marked ``# NBVAL_CHECK_OUTPUT`` are copied back into notebooks/, all other outputs are removed.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+import papermill
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ftlib.cli import NOTEBOOKS  # noqa: E402
+
+MARK = "NBVAL_CHECK_OUTPUT"
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as run_dir:
+        for name in NOTEBOOKS:
+            path = ROOT / "notebooks" / f"{name}.ipynb"
+            executed_path = Path(run_dir) / f"{name}.ipynb"
+            papermill.execute_notebook(str(path), str(executed_path), cwd=str(path.parent), kernel_name="python3",
+                                       parameters={"profile": "smoke", "run_dir": run_dir}, progress_bar=False)
+            executed = {c.source: c for c in nbformat.read(executed_path, as_version=4).cells if c.cell_type == "code"}
+            notebook = nbformat.read(path, as_version=4)
+            for cell in notebook.cells:
+                if cell.cell_type != "code":
+                    continue
+                cell.execution_count = None
+                keep = MARK in cell.source
+                cell.outputs = [o for o in executed[cell.source].outputs if o.get("name") == "stdout"] if keep else []
+                for output in cell.outputs:
+                    output.pop("execution_count", None)
+                cell.metadata.pop("execution", None)
+                cell.metadata.pop("papermill", None)
+            nbformat.write(notebook, path)
+            print(f"refreshed {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
