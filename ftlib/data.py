@@ -92,7 +92,13 @@ def to_messages(record: dict, task: Task | None = None, source: str = "<records>
         return [{"role": "user", "content": user},
                 {"role": "assistant", "content": _require_str(record, "output", source, line)}]
     if task is not None:
-        for field in (task.input_field, *task.answer_fields):
+        if task.input_is_object:
+            if not isinstance(record.get(task.input_field), dict) or not record[task.input_field]:
+                problem = "missing field" if task.input_field not in record else "expected a non-empty JSON object"
+                raise DataError(source, line, task.input_field, problem)
+        else:
+            _require_str(record, task.input_field, source, line)
+        for field in task.answer_fields:
             _require_str(record, field, source, line)
         return task.to_messages(record)
     raise DataError(source, line, None, "unknown record shape: expected 'messages', 'prompt'/'completion' or 'instruction'/'output'")
@@ -123,17 +129,6 @@ def validate_records(records: list[dict], task: Task, source: str = "<records>")
 def normalize_text(text: str) -> str:
     """Lower case with collapsed whitespace: the key for exact-duplicate detection."""
     return " ".join(text.lower().split())
-
-
-def drop_exact_duplicates(records: list[dict], field: str) -> tuple[list[dict], list[dict]]:
-    """Keep the first record of each normalized ``field`` text; return ``(kept, dropped)``."""
-    seen: set[str] = set()
-    kept, dropped = [], []
-    for record in records:
-        key = normalize_text(str(record[field]))
-        (dropped if key in seen else kept).append(record)
-        seen.add(key)
-    return kept, dropped
 
 
 def prompt_text(tokenizer, messages: list[dict]) -> str:
@@ -210,14 +205,18 @@ class PaddingCollator:
 
 
 def stratified_split(
-    records: list[dict], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), key: str | None = None, seed: int = 0
+    records: list[dict], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), key=None, seed: int = 0
 ) -> dict[str, list[dict]]:
-    """Split into train/val/test, keeping each ``key`` value's share the same in every split."""
+    """Split into train/val/test, keeping each stratum's share the same in every split.
+
+    Args:
+        key: a field name, or a function of a record, giving its stratum; None for a plain random split.
+    """
     if abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"split fractions must sum to 1, got {fractions}")
     groups: dict[str, list[dict]] = defaultdict(list)
     for record in records:
-        groups[str(record.get(key)) if key else ""].append(record)
+        groups[str(key(record) if callable(key) else record.get(key)) if key else ""].append(record)
     rng = random.Random(seed)
     splits: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
     for name in sorted(groups):
@@ -233,8 +232,9 @@ def stratified_split(
     return splits
 
 
-def label_counts(records: list[dict], field: str) -> dict[str, int]:
-    return dict(sorted(Counter(str(r.get(field)) for r in records).items()))
+def label_counts(records: list[dict], field) -> dict[str, int]:
+    """Counts of a field's values (or of ``field(record)`` when it is a function), sorted by value."""
+    return dict(sorted(Counter(str(field(r) if callable(field) else r.get(field)) for r in records).items()))
 
 
 def records_hash(records: list[dict]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
@@ -82,8 +83,41 @@ def bootstrap_interval(values: list[float], n_resamples: int = 2000, confidence:
     return (float(low), float(high))
 
 
+def attribute_coverage(text: str, attributes: dict) -> float:
+    """Share of the attributes a description states: values found in the text (numbers also with thousands
+    separators; true flags by their name, e.g. "pets" for pets_allowed; false flags are not required)."""
+    lowered = text.lower()
+    found, total = 0, 0
+    for key, value in attributes.items():
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if item is False:
+                continue
+            total += 1
+            if item is True:  # "pets_allowed" -> any word starting with "pet"
+                patterns = [rf"(?<!\w){re.escape(key.split('_')[0].rstrip('s'))}"]
+            elif isinstance(item, (int, float)):  # whole numbers only: "2" must not match inside "1,200"
+                patterns = [rf"(?<![\w,.]){re.escape(n)}(?!\w|[,.]\d)" for n in {str(item), f"{item:,}"}]
+            else:
+                patterns = [rf"(?<!\w){re.escape(str(item).lower())}(?!\w)"]
+            found += any(re.search(p, lowered) for p in patterns)
+    return found / total if total else 1.0
+
+
 def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None) -> dict[str, float]:
-    """Scores of one answer: JSON validity, each label field, all labels, and ROUGE-L of free text."""
+    """Scores of one answer.
+
+    JSON tasks: validity, accuracy of each label field, all labels right, ROUGE-L of free-text fields.
+    Text tasks: attribute coverage of the input object, ROUGE-L against the reference.
+    """
+    rouge = rouge or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    if task.answer_format == "text":
+        field = task.answer_fields[0]
+        scores = {"attribute_coverage": attribute_coverage(prediction, reference[task.input_field])} \
+            if task.input_is_object and isinstance(reference.get(task.input_field), dict) else {}
+        if field in reference:
+            scores[f"{field}_rougeL"] = rouge.score(str(reference[field]), prediction)["rougeL"].fmeasure
+        return scores
     parsed = parse_answer(prediction)
     scores = {"json_valid": float(parsed is not None)}
     parsed = parsed or {}
@@ -93,9 +127,8 @@ def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None)
             str(parsed.get(field, "")).strip().lower() == str(reference[field]).strip().lower())
     if len(labels) > 1:
         scores["labels_exact_match"] = float(all(scores[f"{f}_accuracy"] for f in labels))
-    rouge = rouge or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    for field in task.answer_fields:
-        if field not in task.label_fields and field in reference:
+    for field in task.text_answer_fields:
+        if field in reference:
             scores[f"{field}_rougeL"] = rouge.score(str(reference[field]), str(parsed.get(field, "")))["rougeL"].fmeasure
     return scores
 
@@ -124,7 +157,7 @@ def evaluate_model(model, tokenizer, records: list[dict], task: Task, batch_size
         "metrics": score_answers(predictions, records, task),
         # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
         "heldout": heldout_loss(model, tokenizer, records, task, batch_size) if complete else None,
-        "predictions": [{"id": r.get("id"), "input": r[task.input_field],
+        "predictions": [{"id": r.get("id"), "input": task.input_text(r),
                          "reference": {f: r[f] for f in task.answer_fields if f in r}, "prediction": p}
                         for r, p in zip(records, predictions)],
         "examples": len(records),

@@ -85,3 +85,7 @@ def save_json(value, path: str | Path) -> Path:
     partial.write_text(json.dumps(value, indent=1, ensure_ascii=False))
     partial.replace(path)
     return path
+
+
+def load_json(path: str | Path):
+    return json.loads(Path(path).read_text())

@@ -255,12 +255,108 @@ def make_ticket(rng: random.Random, index: int) -> dict:
     return {"id": f"t{index:05d}", "ticket": ticket, "category": situation.category, "urgency": urgency, "reply": reply}
 
 
+def _distinct(make, n: int, rng: random.Random, text_of, max_similarity: float = 0.6) -> list[dict]:
+    """``n`` records from ``make(rng, index)`` such that no two texts share a normalized form or exceed
+    ``max_similarity`` (5-gram Jaccard): every duplicate in a raw file is then one injected on purpose."""
+    from datasketch import MinHashLSH
+
+    from ftlib.curate import dedup_key, jaccard, minhash
+
+    lsh = MinHashLSH(threshold=max_similarity * 0.8, num_perm=128)
+    records, keys, attempts = [], set(), 0
+    while len(records) < n:
+        attempts += 1
+        if attempts > 50 * n:
+            raise RuntimeError(f"could only make {len(records)} distinct records of {n}")
+        record = make(rng, len(records))
+        text = text_of(record)
+        if dedup_key(text) in keys:
+            continue
+        signature = minhash(text)
+        if any(jaccard(text, text_of(records[i])) >= max_similarity for i in lsh.query(signature)):
+            continue
+        lsh.insert(len(records), signature)
+        keys.add(dedup_key(text))
+        records.append(record)
+    return records
+
+
+def generate_clean_tickets(n: int, rng: random.Random) -> list[dict]:
+    """``n`` distinct tickets without flaws."""
+    return _distinct(make_ticket, n, rng, lambda r: r["ticket"])
+
+
 def generate_support_tickets(n: int = 3000, seed: int = 1234) -> list[dict]:
-    """Generate ``n`` support tickets, deterministic for a given seed."""
-    rng = random.Random(seed)
-    return [make_ticket(rng, index) for index in range(n)]
+    """``n`` clean, distinct support tickets (no injected flaws); deterministic for a given seed."""
+    return generate_clean_tickets(n, random.Random(seed))
 
 
 def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list[Path]:
-    """(Re)generate the committed sample files."""
-    return [write_jsonl(generate_support_tickets(seed=seed), Path(folder) / "support_tickets.jsonl")]
+    """(Re)generate the committed raw sample files and their flaw manifests."""
+    import json
+
+    from ftlib.flaws import inject_listing_flaws, inject_ticket_flaws
+    from ftlib.tasks import SUPPORT_TICKETS
+
+    folder = Path(folder)
+    rng = random.Random(seed)
+    raw, manifest = inject_ticket_flaws(generate_clean_tickets(2790, rng), SUPPORT_TICKETS, rng)
+    listings, listings_manifest = inject_listing_flaws(generate_listings(1425, seed), random.Random(seed))
+    paths = []
+    for name, records, truth in (("support_tickets", raw, manifest), ("listings", listings, listings_manifest)):
+        truth["seed"] = seed
+        paths.append(write_jsonl(records, folder / f"{name}.jsonl"))
+        paths.append(folder / f"{name}.manifest.json")
+        paths[-1].write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n")
+    return paths
+
+
+# ---------------------------------------------------------------- listings: data-to-text
+
+PROPERTY_TYPES = ("apartment", "house", "studio", "townhouse", "cottage", "loft")
+CITIES = ("Leeds", "Bristol", "Manchester", "Glasgow", "Cardiff", "Brighton", "York", "Norwich", "Bath", "Belfast",
+          "Oxford", "Sheffield", "Liverpool", "Edinburgh", "Nottingham")
+FEATURES = ("balcony", "garden", "parking", "lift", "fireplace", "dishwasher", "home office", "sea view",
+            "bike storage", "gym", "roof terrace", "underfloor heating", "walk-in wardrobe", "concierge")
+OPENINGS = ("{A} {type} in {city}", "This {type} in {city}", "Located in {city}, this {type}",
+            "{A} bright {type} in {city}", "In the heart of {city}, this {type}", "{A} well-kept {type} in {city}")
+ROOMS = ("offers {bedrooms} and {bathrooms} across {size} square metres.",
+         "has {bedrooms}, {bathrooms} and {size} square metres of space.",
+         "comes with {bedrooms} and {bathrooms} in {size} square metres.")
+FEATURE_SENTENCES = ("Highlights include {features}.", "It features {features}.", "You also get {features}.",
+                     "Extras: {features}.")
+TERMS = ("Rent is £{price} per month, {furnished}, and {pets}.", "Available for £{price} a month; {furnished}; {pets}.",
+         "The rent is £{price} per month. It is {furnished} and {pets}.")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}" if n else f"no separate {word}"
+
+
+def make_listing(rng: random.Random, index: int) -> dict:
+    kind = rng.choice(PROPERTY_TYPES)
+    bedrooms = 0 if kind == "studio" else rng.randint(1, 5 if kind == "house" else 3)
+    attributes = {
+        "type": kind, "city": rng.choice(CITIES), "bedrooms": bedrooms, "bathrooms": rng.randint(1, max(1, bedrooms)),
+        "size_sqm": rng.randint(25, 60) + 22 * bedrooms, "rent_per_month": rng.randrange(550, 3200, 25),
+        "features": sorted(rng.sample(FEATURES, rng.randint(1, 3))), "furnished": rng.random() < 0.5,
+        "pets_allowed": rng.random() < 0.4,
+    }
+    features = attributes["features"]
+    feature_text = features[0] if len(features) == 1 else ", ".join(features[:-1]) + " and " + features[-1]
+    opening = rng.choice(OPENINGS).format(type=kind, city=attributes["city"], A="An" if kind[0] in "aeiou" else "A")
+    bedroom_text = "a studio layout" if kind == "studio" else _count(bedrooms, "bedroom")
+    sentences = [
+        f"{opening} " + rng.choice(ROOMS).format(bedrooms=bedroom_text, bathrooms=_count(attributes["bathrooms"], "bathroom"),
+                                                 size=attributes["size_sqm"]),
+        rng.choice(FEATURE_SENTENCES).format(features=feature_text),
+        rng.choice(TERMS).format(price=f"{attributes['rent_per_month']:,}",
+                                 furnished="furnished" if attributes["furnished"] else "unfurnished",
+                                 pets="pets are welcome" if attributes["pets_allowed"] else "no pets are allowed"),
+    ]
+    return {"id": f"l{index:05d}", "attributes": attributes, "description": " ".join(sentences)}
+
+
+def generate_listings(n: int = 1500, seed: int = 99) -> list[dict]:
+    """``n`` listings with distinct descriptions; deterministic for a given seed."""
+    return _distinct(make_listing, n, random.Random(seed), lambda r: r["description"], max_similarity=0.65)

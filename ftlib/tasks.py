@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CATEGORIES = ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
 URGENCIES = ("low", "medium", "high")
@@ -11,23 +11,65 @@ URGENCIES = ("low", "medium", "high")
 
 @dataclass(frozen=True)
 class Task:
-    """A supervised task: the input field, the answer fields and the instruction."""
+    """A supervised task: its fields, instruction, answer format and the layouts it accepts."""
 
     name: str
     input_field: str
     answer_fields: tuple[str, ...]
-    label_fields: tuple[str, ...]  # answer fields scored by accuracy
     instruction: str
+    answer_format: str = "json"  # "json": a compact object of answer_fields; "text": the single answer field
+    label_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # closed-set fields, scored by accuracy
+    input_is_object: bool = False  # the input is a JSON object (rendered as "key: value" lines)
+    field_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # other layouts' names for our fields
+    nested_keys: tuple[str, ...] = ()  # other layouts nest fields under these keys
+    language_filter: bool = False
+    stratify_field: str | None = None
+
+    @property
+    def headline_metrics(self) -> list[str]:
+        """The metrics lesson 05 compares runs on."""
+        if self.answer_format == "text":
+            return (["attribute_coverage"] if self.input_is_object else []) + [f"{self.answer_fields[0]}_rougeL"]
+        return ["json_valid"] + [f"{f}_accuracy" for f in self.label_fields] + [f"{f}_rougeL" for f in self.text_answer_fields]
+
+    @property
+    def quality_field(self) -> str:
+        """The free-text field that quality filters read (the input, or the answer for object inputs)."""
+        return self.text_answer_fields[0] if self.input_is_object else self.input_field
+
+    @property
+    def label_fields(self) -> tuple[str, ...]:
+        return tuple(self.label_values)
+
+    @property
+    def text_answer_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in self.answer_fields if f not in self.label_values)
+
+    def input_text(self, record: dict) -> str:
+        value = record[self.input_field]
+        if self.input_is_object:
+            return "\n".join(f"{key}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for key, v in value.items())
+        return str(value)
+
+    def stratum(self, record: dict) -> str:
+        """The value that stratified splits keep in proportion (top level or inside an object input)."""
+        if not self.stratify_field:
+            return ""
+        inner = record.get(self.input_field)
+        value = record.get(self.stratify_field, inner.get(self.stratify_field) if isinstance(inner, dict) else None)
+        return str(value)
 
     def prompt_messages(self, record: dict) -> list[dict]:
         return [
             {"role": "system", "content": self.instruction},
-            {"role": "user", "content": str(record[self.input_field])},
+            {"role": "user", "content": self.input_text(record)},
         ]
 
     def answer_text(self, record: dict) -> str:
-        """The target answer: a compact JSON object of the answer fields."""
-        return json.dumps({field: record[field] for field in self.answer_fields}, ensure_ascii=False, separators=(",", ":"))
+        """The target answer: a compact JSON object of the answer fields, or the plain text answer."""
+        if self.answer_format == "text":
+            return str(record[self.answer_fields[0]])
+        return json.dumps({f: record[f] for f in self.answer_fields}, ensure_ascii=False, separators=(",", ":"))
 
     def to_messages(self, record: dict) -> list[dict]:
         return self.prompt_messages(record) + [{"role": "assistant", "content": self.answer_text(record)}]
@@ -37,15 +79,31 @@ SUPPORT_TICKETS = Task(
     name="support_tickets",
     input_field="ticket",
     answer_fields=("category", "urgency", "reply"),
-    label_fields=("category", "urgency"),
     instruction=(
         "Triage the customer's ticket. Answer only with JSON: "
         f'{{"category": {"|".join(CATEGORIES)}, "urgency": {"|".join(URGENCIES)}, '
         '"reply": a one- or two-sentence first response}.'
     ),
+    label_values={"category": CATEGORIES, "urgency": URGENCIES},
+    field_aliases={"ticket": ("text", "message", "body", "customer_message"), "category": ("cat", "topic", "type"),
+                   "urgency": ("priority", "severity"), "reply": ("response", "answer", "first_reply")},
+    nested_keys=("label", "labels", "meta"),
+    language_filter=True,
+    stratify_field="category",
 )
 
-TASKS = {task.name: task for task in [SUPPORT_TICKETS]}
+LISTINGS = Task(
+    name="listings",
+    input_field="attributes",
+    answer_fields=("description",),
+    instruction="Write a short, factual property listing description (two or three sentences) from these attributes.",
+    answer_format="text",
+    input_is_object=True,
+    field_aliases={"attributes": ("features_table", "data", "facts"), "description": ("text", "listing_text", "desc")},
+    stratify_field="type",
+)
+
+TASKS = {task.name: task for task in [SUPPORT_TICKETS, LISTINGS]}
 
 
 def get_task(name: str) -> Task:

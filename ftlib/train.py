@@ -131,8 +131,8 @@ def library_versions() -> dict[str, str]:
 def history_from_log(log_history: list[dict]) -> dict:
     """Split Trainer's log into train-loss-per-step and val-loss-per-eval series."""
     train = [{"step": e["step"], "loss": e["loss"]} for e in log_history if "loss" in e]
-    val = [{"step": e["step"], "loss": e["eval_loss"]} for e in log_history if "eval_loss" in e]
-    return {"train": train, "val": val}
+    val_by_step = {e["step"]: e["eval_loss"] for e in log_history if "eval_loss" in e}  # the final eval may repeat a step
+    return {"train": train, "val": [{"step": step, "loss": loss} for step, loss in val_by_step.items()]}
 
 
 def attach_lora(model, config: TrainConfig):

@@ -113,12 +113,6 @@ def test_split_fractions_must_sum_to_one():
         data.stratified_split([{}], (0.5, 0.1, 0.1))
 
 
-def test_exact_duplicates_ignore_case_and_spacing(tickets):
-    copy = dict(tickets[0], ticket="  my INTERNET is down   since 6am! ")
-    kept, dropped = data.drop_exact_duplicates(tickets + [copy], "ticket")
-    assert kept == tickets and dropped == [copy]
-
-
 def test_validate_records_keeps_reasons(tickets, task):
     bad = {"ticket": "x"}
     valid, rejected = data.validate_records(tickets + [bad], task, source="s.jsonl")

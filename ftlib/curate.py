@@ -1,0 +1,496 @@
+"""The curation pipeline: every step small, testable and reported.
+
+Order matters: layouts and label spellings are normalized first (so good records are not dropped
+for their shape), then records are validated, cleaned of markup, filtered for quality and language,
+scrubbed of PII, de-duplicated (exactly, then approximately with MinHash LSH), filtered by token
+length and split without leakage.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from datasketch import MinHash, MinHashLSH
+
+from ftlib.data import DataError, normalize_text, to_messages
+from ftlib.tasks import Task
+
+# ---------------------------------------------------------------- layouts and labels
+
+LABEL_SYNONYMS = {
+    "category": {
+        "bill": "billing", "billing issue": "billing", "payment": "billing", "payments": "billing",
+        "internet down": "outage", "no service": "outage", "service outage": "outage",
+        "slow speed": "slow_speed", "slow-speed": "slow_speed", "slowspeed": "slow_speed", "speed": "slow_speed",
+        "equipment": "hardware", "device": "hardware", "login": "account", "accounts": "account",
+        "cancel": "cancellation", "cancellations": "cancellation", "cancelation": "cancellation",
+    },
+    "urgency": {
+        "urgent": "high", "critical": "high", "hi": "high", "p1": "high", "normal": "medium", "med": "medium",
+        "p2": "medium", "lo": "low", "minor": "low", "p3": "low",
+    },
+}
+
+
+@dataclass
+class Outcome:
+    """What the pipeline did to one input record (by its line in the raw file)."""
+
+    line: int
+    id: str | None
+    status: str = "kept"  # kept | dropped
+    step: str | None = None  # the step that dropped it
+    reason: str | None = None
+    changes: list[str] = field(default_factory=list)  # steps that modified it
+
+
+def normalize_layout(record: dict, task: Task) -> tuple[dict, bool]:
+    """Map a known alternative key layout onto the task's fields; returns ``(record, changed)``."""
+    if all(f in record for f in (task.input_field, *task.answer_fields)):
+        return record, False
+    mapped = dict(record)
+    nested = {}
+    for key in list(mapped):
+        if isinstance(mapped[key], dict) and key in task.nested_keys:
+            nested.update(mapped.pop(key))
+    mapped.update({k: v for k, v in nested.items() if k not in mapped})
+    for canonical, aliases in task.field_aliases.items():
+        if canonical not in mapped:
+            for alias in aliases:
+                if alias in mapped:
+                    mapped[canonical] = mapped.pop(alias)
+                    break
+    changed = mapped != record
+    return mapped, changed
+
+
+def normalize_label(field_name: str, value, allowed: tuple[str, ...]) -> str | None:
+    """The canonical spelling of a label, or None when it is outside the schema."""
+    if not isinstance(value, str):
+        return None
+    key = " ".join(value.strip().lower().replace("_", " ").split())
+    if key.replace(" ", "_") in allowed:
+        return key.replace(" ", "_")
+    return LABEL_SYNONYMS.get(field_name, {}).get(key)
+
+
+# ---------------------------------------------------------------- cleaning and quality
+
+TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
+ENTITY = re.compile(r"&(?:[a-zA-Z]+|#\d+|#x[0-9a-fA-F]+);")
+
+
+def strip_markup(text: str) -> tuple[str, bool]:
+    """Remove HTML tags and decode entities; returns ``(clean_text, changed)``."""
+    if not TAG.search(text) and not ENTITY.search(text):
+        return text, False
+    cleaned = html.unescape(TAG.sub(" ", text)).replace("\xa0", " ")
+    return " ".join(cleaned.split()), True
+
+
+JUNK = {"asdf", "test", "testing", "test test", "testing 123", "test 123", "lorem ipsum", "xxx", "n/a", "na", "none",
+        "null", "qwerty", "hello", "hi", "...", "?", "-", "foo", "bar", "sdfsdf", "aaa", "asdfgh", "blah"}
+
+
+def is_junk(text: str) -> str | None:
+    """Why a text is not a real message (empty, placeholder, keyboard mash), or None."""
+    stripped = text.strip()
+    if not stripped:
+        return "empty or whitespace-only text"
+    words = re.findall(r"[a-zA-Z']+", stripped.lower())
+    if " ".join(words) in JUNK or stripped.lower() in JUNK:
+        return f"placeholder text {stripped[:20]!r}"
+    if len(words) < 3:
+        return f"too short to be a message ({len(words)} word(s))"
+    return None
+
+
+ENGLISH = set("the a an and or but is are was were i you it my me to of in on for with this that have has not no "
+              "can do does please help why what when how your at from be been still since".split())
+OTHER = set("el la los las de que y en un una por para con mi es se lo le al del muy está desde ayer hola favor "
+            "quiero hay cuando pero como también gracias "
+            "le les des et est je mon ma ne pas une pour avec qui sur dans par tout fois jour mais sont bonjour "
+            "merci depuis très vous nous "
+            "der die das und ist ich mein meine nicht ein eine mit für auf zu den von bitte seit hallo danke "
+            "wir sie kaputt einen dem".split())
+
+
+def non_english(text: str) -> bool:
+    """True when a text reads as another language: its function words and accented letters.
+
+    Short support messages defeat statistical detectors; these two signals are robust for them.
+    """
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    english = sum(w in ENGLISH for w in words)
+    other = sum(w in OTHER for w in words) + sum(any(c in "áéíóúñàèêçâîôûüöäß" for c in w) for w in words)
+    return other >= 3 and other > 1.5 * english
+
+
+# ---------------------------------------------------------------- PII
+
+def luhn_valid(digits: str) -> bool:
+    total, double = 0, False
+    for char in reversed(digits):
+        value = int(char) * (2 if double else 1)
+        total += value - 9 if value > 9 else value
+        double = not double
+    return total % 10 == 0
+
+
+EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+# Groups of 3+ digits: dates and times ("2026-11-05 13:45") have 2-digit groups and never match.
+# Not inside a longer run of digit groups (e.g. a card number that failed the Luhn check).
+PHONE = re.compile(r"(?<![\w$.:-])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{3,4}\)[ .-]?)?\d{3,5}(?:[ .-]?\d{3,6}){1,2}"
+                   r"(?![ .:-]?\d)(?!\w)")
+STREET = (r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Close|Terrace|"
+          r"Crescent|Gardens|Square|Parkway")
+ADDRESS = re.compile(rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{STREET})\b\.?"
+                     r"(?:,?\s+(?:Apt|Apartment|Flat|Unit)\.?\s*\w+)?", re.IGNORECASE)
+NAME_WORD = r"(?:[A-Z][a-z]+|[A-Z]'[A-Z][a-z]+)(?:-[A-Z][a-z]+)?"
+NAME = re.compile(
+    rf"(?:(?<=\bmy name is )|(?<=\bMy name is )|(?<=\bthis is )|(?<=\bThis is )|(?<=\bname: )|(?<=\bName: )"
+    rf"|(?<=\bholder: )|(?<=\bHolder: )|(?<=Regards, )|(?<=regards, )|(?<=Thanks, )|(?<=thanks, )|(?<=Cheers, )"
+    rf"|(?<=\n- )|(?<= - )|(?<=Sincerely, )){NAME_WORD}(?:\s+{NAME_WORD}){{1,2}}")
+
+
+def scrub_pii(text: str) -> tuple[str, Counter]:
+    """Replace emails, card numbers (Luhn-checked), phones, street addresses and names by typed placeholders.
+
+    Returns:
+        ``(scrubbed_text, counts_by_type)``.
+    """
+    counts: Counter = Counter()
+
+    def sub(pattern: re.Pattern, label: str, check=None):
+        def replace(match: re.Match) -> str:
+            if check and not check(match.group(0)):
+                return match.group(0)
+            counts[label] += 1
+            return f"<{label}>"
+        return lambda s: pattern.sub(replace, s)
+
+    def is_card(candidate: str) -> bool:
+        digits = re.sub(r"\D", "", candidate)
+        return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+    def is_phone(candidate: str) -> bool:
+        return 10 <= len(re.sub(r"\D", "", candidate)) <= 13
+
+    for step in (sub(EMAIL, "EMAIL"), sub(CARD, "CARD", is_card), sub(PHONE, "PHONE", is_phone),
+                 sub(ADDRESS, "ADDRESS"), sub(NAME, "NAME")):
+        text = step(text)
+    return text, counts
+
+
+# ---------------------------------------------------------------- duplicates
+
+def dedup_key(text: str) -> str:
+    """Exact-duplicate key: case, whitespace and punctuation do not make a new ticket."""
+    return " ".join(re.sub(r"[^\w\s<>]", " ", normalize_text(text)).split())
+
+
+def shingles(text: str, size: int = 5) -> set[str]:
+    key = dedup_key(text)
+    return {key[i:i + size] for i in range(max(1, len(key) - size + 1))}
+
+
+def minhash(text: str, num_perm: int = 128) -> MinHash:
+    signature = MinHash(num_perm=num_perm, seed=1)
+    signature.update_batch([s.encode() for s in shingles(text)])
+    return signature
+
+
+def jaccard(a: str, b: str) -> float:
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / max(1, len(sa | sb))
+
+
+def near_duplicate_groups(texts: list[str], threshold: float = 0.7, num_perm: int = 128) -> list[list[int]]:
+    """Groups of indices whose texts are near-duplicates (MinHash LSH candidates, confirmed by exact Jaccard).
+
+    Each group lists its members in input order; singletons are left out.
+    """
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for index, text in enumerate(texts):
+        signature = minhash(text, num_perm)
+        for other in lsh.query(signature):
+            if jaccard(text, texts[other]) >= threshold:
+                parent[root(index)] = root(other)
+        lsh.insert(index, signature)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index in range(len(texts)):
+        groups[root(index)].append(index)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+# ---------------------------------------------------------------- the pipeline
+
+@dataclass
+class CurationResult:
+    """Curated records, what happened to every raw record, and step-by-step counts."""
+
+    records: list[dict]
+    outcomes: list[Outcome]
+    steps: list[dict]  # {"step", "dropped", "changed", "remaining"} in pipeline order
+    pii_counts: Counter
+    token_lengths: list[int] = field(default_factory=list)  # of every record that reached the length filter
+
+    def dropped_by(self, step: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.step == step]
+
+    def changed_by(self, step: str) -> list[Outcome]:
+        return [o for o in self.outcomes if step in o.changes]
+
+    def report(self) -> dict:
+        return {"raw": len(self.outcomes), "kept": len(self.records), "steps": self.steps,
+                "pii_replaced": dict(self.pii_counts),
+                "dropped_examples": {s["step"]: [o.reason for o in self.dropped_by(s["step"])][:5]
+                                     for s in self.steps if s["dropped"]}}
+
+
+class _Pipeline:
+    def __init__(self, raw: list[dict]):
+        self.outcomes = [Outcome(line=i + 1, id=r.get("id")) for i, r in enumerate(raw)]
+        self.items = list(zip(self.outcomes, raw))
+        self.steps: list[dict] = []
+
+    def run(self, name: str, function) -> None:
+        """Apply ``function(outcome, record) -> record | None | (record, changed)`` to every live record."""
+        live, dropped, changed = [], 0, 0
+        for outcome, record in self.items:
+            result = function(outcome, record)
+            if result is None:
+                outcome.status, outcome.step = "dropped", name
+                dropped += 1
+                continue
+            record, did_change = result if isinstance(result, tuple) else (result, False)
+            if did_change:
+                outcome.changes.append(name)
+                changed += 1
+            live.append((outcome, record))
+        self.items = live
+        self.steps.append({"step": name, "dropped": dropped, "changed": changed, "remaining": len(live)})
+
+    def drop(self, name: str, reasons: dict[int, str]) -> None:
+        """Drop records by ``id(outcome)`` -> reason."""
+        for outcome, _ in self.items:
+            if id(outcome) in reasons:
+                outcome.status, outcome.step, outcome.reason = "dropped", name, reasons[id(outcome)]
+        self.items = [item for item in self.items if id(item[0]) not in reasons]
+        self.steps.append({"step": name, "dropped": len(reasons), "changed": 0, "remaining": len(self.items)})
+
+
+def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, near_dup_threshold: float = 0.7,
+           source: str = "<records>") -> CurationResult:
+    """Run the whole pipeline on raw records (as read from ``source``, in file order).
+
+    Args:
+        raw: records as read by ``ftlib.data.read_jsonl``; never modified.
+        task: the dataset's task: fields, label values and known alternative layouts.
+        tokenizer: when given, records longer than ``max_length`` tokens are dropped.
+        near_dup_threshold: Jaccard similarity of character 5-grams above which two texts are near-duplicates.
+    """
+    pipe = _Pipeline([dict(r) for r in raw])
+    pii_counts: Counter = Counter()
+    text_field = task.input_field
+
+    def layout(outcome, record):
+        return normalize_layout(record, task)
+
+    def labels(outcome, record):
+        changed = False
+        for name, allowed in task.label_values.items():
+            if name not in record:
+                continue  # reported by the schema step
+            canonical = normalize_label(name, record[name], allowed)
+            if canonical is None:
+                outcome.reason = f"{source}, line {outcome.line}, field '{name}': {record[name]!r} is not one of {list(allowed)}"
+                return None
+            if canonical != record[name]:
+                record, changed = {**record, name: canonical}, True
+        return record, changed
+
+    def schema(outcome, record):
+        try:
+            to_messages(record, task, source, outcome.line)
+        except DataError as error:
+            outcome.reason = str(error)
+            return None
+        return record
+
+    def markup(outcome, record):
+        cleaned = {}
+        for name in ((text_field,) if not task.input_is_object else ()) + task.text_answer_fields:
+            text, changed = strip_markup(record[name])
+            if changed:
+                cleaned[name] = text
+        return ({**record, **cleaned}, True) if cleaned else record
+
+    def quality(outcome, record):
+        problem = is_junk(record[task.quality_field])
+        if problem:
+            outcome.reason = f"{source}, line {outcome.line}, field '{task.quality_field}': {problem}"
+            return None
+        return record
+
+    def language(outcome, record):
+        if task.language_filter and non_english(record[text_field]):
+            outcome.reason = f"{source}, line {outcome.line}, field '{text_field}': not English"
+            return None
+        return record
+
+    def pii(outcome, record):
+        if task.input_is_object:
+            return record
+        scrubbed, counts = scrub_pii(record[text_field])
+        if not counts:
+            return record
+        pii_counts.update(counts)
+        return {**record, text_field: scrubbed}, True
+
+    for name, function in (("layout", layout), ("labels", labels), ("schema", schema), ("markup", markup),
+                           ("quality", quality), ("language", language), ("pii", pii)):
+        pipe.run(name, function)
+
+    _deduplicate(pipe, task, near_dup_threshold)
+    lengths: list[int] = []
+    if tokenizer is not None:
+        from ftlib.data import tokenize_example
+
+        def length(outcome, record):
+            n = len(tokenize_example(tokenizer, to_messages(record, task), max_length=10**9).input_ids)
+            lengths.append(n)
+            if n > max_length:
+                outcome.reason = f"{source}, line {outcome.line}: {n} tokens > max_length {max_length}"
+                return None
+            return record
+
+        pipe.run("length", length)
+    return CurationResult([record for _, record in pipe.items], pipe.outcomes, pipe.steps, pii_counts, lengths)
+
+
+def _resolve(groups: list[list[int]], items: list, task: Task, kind: str) -> tuple[dict, dict]:
+    """Within each duplicate group keep the first record; where labels disagree, keep the majority label's
+    first record, or drop the whole group when no label has a majority (nobody knows which is right)."""
+    duplicates, conflicts = {}, {}
+    for group in groups:
+        label_of = {i: tuple(items[i][1].get(f) for f in task.label_fields) for i in group}
+        votes = Counter(label_of.values())
+        first_line = items[group[0]][0].line
+        if len(votes) == 1:
+            duplicates.update({i: f"{kind} of line {first_line}" for i in group[1:]})
+            continue
+        (top, top_votes), *rest = votes.most_common()
+        if rest and rest[0][1] == top_votes:
+            conflicts.update({i: f"{kind}s with conflicting labels {sorted(votes)} and no majority" for i in group})
+            continue
+        keep = next(i for i in group if label_of[i] == top)
+        conflicts.update({i: f"{kind} of line {items[keep][0].line} with minority labels {label_of[i]}"
+                          for i in group if label_of[i] != top})
+        duplicates.update({i: f"{kind} of line {items[keep][0].line}" for i in group
+                           if i != keep and label_of[i] == top})
+    return duplicates, conflicts
+
+
+def _deduplicate(pipe: _Pipeline, task: Task, threshold: float) -> None:
+    """Exact duplicates (same normalized text), then near-duplicates (MinHash LSH), then label conflicts."""
+    items = pipe.items
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for index, (_, record) in enumerate(items):
+        by_key[dedup_key(task.input_text(record))].append(index)
+    exact, conflicts = _resolve([g for g in by_key.values() if len(g) > 1], items, task, "exact duplicate")
+    remaining = [i for i in range(len(items)) if i not in exact and i not in conflicts]
+    # Structured inputs differ only in their values, so their rendered texts all look alike: compare the free text.
+    near_text = (lambda r: r[task.quality_field]) if task.input_is_object else task.input_text
+    groups = near_duplicate_groups([near_text(items[i][1]) for i in remaining], threshold)
+    near, near_conflicts = _resolve([[remaining[j] for j in g] for g in groups], items, task, "near duplicate")
+    by_outcome = lambda reasons: {id(items[i][0]): reason for i, reason in reasons.items()}  # noqa: E731
+    pipe.drop("exact_duplicates", by_outcome(exact))
+    pipe.drop("near_duplicates", by_outcome(near))
+    pipe.drop("conflicts", by_outcome(conflicts | near_conflicts))
+
+
+# ---------------------------------------------------------------- measuring the pipeline
+
+# flaw class -> how the pipeline shows it caught one: ("dropped", steps) or ("changed", step)
+SIGNALS = {
+    "exact_duplicate": ("dropped", ("exact_duplicates", "near_duplicates")),
+    "near_duplicate": ("dropped", ("exact_duplicates", "near_duplicates")),
+    "conflict_duplicate": ("dropped", ("conflicts",)),
+    "pii": ("changed", "pii"),
+    "junk": ("dropped", ("quality",)),
+    "over_long": ("dropped", ("length",)),
+    "label_variant": ("changed", "labels"),
+    "label_invalid": ("dropped", ("labels",)),
+    "html": ("changed", "markup"),
+    "layout": ("changed", "layout"),
+    "non_english": ("dropped", ("language",)),
+}
+
+
+def measure_against_manifest(result: CurationResult, manifest: dict) -> dict[str, dict]:
+    """Precision and recall of each step against the generator's ground truth.
+
+    Exact and near duplicates share one detector signal (removed as a duplicate), so their precision is
+    computed over all removed duplicates; a conflicting pair counts both records, since with no
+    majority neither label can be trusted.
+    """
+    flaws = manifest["flaws"]
+    truth: dict[str, set] = defaultdict(set)
+    for record_id, flaw in flaws.items():
+        truth[flaw["class"]].add(record_id)
+        if flaw["class"] == "conflict_duplicate":
+            truth["conflict_duplicate"].add(flaw["of"])
+    duplicates = truth["exact_duplicate"] | truth["near_duplicate"]
+    scores = {}
+    for name, (kind, where) in SIGNALS.items():
+        if kind == "dropped":
+            flagged = {o.id for o in result.outcomes if o.step in where}
+        else:
+            flagged = {o.id for o in result.outcomes if where in o.changes}
+        relevant = duplicates if name in ("exact_duplicate", "near_duplicate") else truth[name]
+        true_positives = len(flagged & relevant)
+        scores[name] = {
+            "support": len(truth[name]),
+            "recall": len(truth[name] & flagged) / len(truth[name]) if truth[name] else float("nan"),
+            "precision": true_positives / len(flagged) if flagged else float("nan"),
+        }
+    scores["pii_strings"] = pii_string_recall(result, manifest)
+    return scores
+
+
+def pii_string_recall(result: CurationResult, manifest: dict) -> dict:
+    """Share of the injected PII strings that no kept record still contains."""
+    kept_text = {o.id: None for o in result.outcomes if o.status == "kept"}
+    texts = {r.get("id"): " ".join(str(v) for v in r.values()) for r in result.records}
+    injected = [(rid, item["text"]) for rid, flaw in manifest["flaws"].items() for item in flaw.get("pii", [])
+                if rid in kept_text]
+    leaked = [(rid, text) for rid, text in injected if text in texts.get(rid, "")]
+    return {"support": len(injected), "recall": 1 - len(leaked) / len(injected) if injected else float("nan"),
+            "leaked": leaked[:10]}
+
+
+def leakage(splits: dict[str, list[dict]], task: Task, threshold: float = 0.7) -> list[dict]:
+    """Exact or near-duplicate inputs shared by two splits (should be none after de-duplication)."""
+    names, texts = [], []
+    for name, records in splits.items():
+        for record in records:
+            names.append(name)
+            texts.append(task.input_text(record))
+    pairs = []
+    for group in near_duplicate_groups(texts, threshold):  # identical normalized texts have similarity 1
+        if len({names[i] for i in group}) > 1:
+            pairs.append({"splits": sorted({names[i] for i in group}), "texts": [texts[i][:80] for i in group]})
+    return pairs

@@ -1,0 +1,135 @@
+import json
+
+import pytest
+
+from ftlib import curate, data
+from ftlib.profiles import sample_path
+from ftlib.tasks import LISTINGS, SUPPORT_TICKETS
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from ftlib.models import load_tokenizer
+
+    return load_tokenizer()
+
+
+def curated(dataset, task, tokenizer):
+    raw = data.read_jsonl(sample_path(dataset))
+    manifest = json.loads(sample_path(dataset).with_suffix(".manifest.json").read_text())
+    return raw, curate.curate(raw, task, tokenizer, 256, source=f"{dataset}.jsonl"), manifest
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("dataset, task", [("support_tickets", SUPPORT_TICKETS), ("listings", LISTINGS)])
+def test_pipeline_meets_precision_and_recall_per_flaw_class(dataset, task, tokenizer):
+    raw, result, manifest = curated(dataset, task, tokenizer)
+    scores = curate.measure_against_manifest(result, manifest)
+    measured = {name: s for name, s in scores.items() if s["support"] and name != "pii_strings"}
+    assert len(measured) >= (11 if dataset == "support_tickets" else 5)
+    for name, s in measured.items():
+        assert s["recall"] >= 0.95, f"{name} recall {s['recall']:.3f}"
+        assert s["precision"] >= 0.95, f"{name} precision {s['precision']:.3f}"
+    if dataset == "support_tickets":
+        assert scores["pii"]["recall"] >= 0.99
+        assert scores["pii_strings"]["recall"] >= 0.99, scores["pii_strings"]["leaked"]
+
+
+@pytest.mark.integration
+def test_other_layouts_are_normalized_not_dropped_and_raw_is_untouched(tokenizer):
+    raw, result, manifest = curated("support_tickets", SUPPORT_TICKETS, tokenizer)
+    layout_ids = {rid for rid, f in manifest["flaws"].items() if f["class"] == "layout"}
+    kept = {r["id"]: r for r in result.records}
+    assert layout_ids <= {o.id for o in result.outcomes if "layout" in o.changes}
+    survivors = layout_ids & set(kept)
+    assert len(survivors) > 0.9 * len(layout_ids)
+    assert all(set(kept[i]) == {"id", "ticket", "category", "urgency", "reply"} for i in survivors)
+    assert raw == data.read_jsonl(sample_path("support_tickets"))  # the pipeline copies, never edits
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("mail me at jane.doe+isp@mail.example.co.uk now", {"EMAIL"}),
+    ("call (555) 123-4567 or +44 7700 900123", {"PHONE"}),
+    ("my number is 07700 900123", {"PHONE"}),
+    ("card 4539 1488 0343 6467 was charged", {"CARD"}),
+    ("card 4539-1488-0343-6467", {"CARD"}),
+    ("I live at 221 Baker Street, Apt 4", {"ADDRESS"}),
+    ("Regards, Sean O'Brien", {"NAME"}),
+    ("My name is Ana Lopez-Garcia and", {"NAME"}),
+])
+def test_pii_is_replaced_by_typed_placeholders(text, kinds):
+    scrubbed, counts = curate.scrub_pii(text)
+    assert set(counts) == kinds
+    assert all(f"<{kind}>" in scrubbed for kind in kinds)
+
+
+@pytest.mark.parametrize("text", [
+    "charged $180.50 twice, account number 32156634",
+    "log [2026-11-05 13:45] WAN link state down, attempt 3 of 10",
+    "card 4539 1488 0343 6468 is not a valid number",  # fails the Luhn check
+    "I'm paying for 900 Mbps but getting 12 Mbps since 6am",
+    "This is the third time I'm reporting this. Thanks, I appreciate it",
+    "moving on the 15th to 3 Park",
+])
+def test_pii_scrubber_leaves_ordinary_text_alone(text):
+    assert curate.scrub_pii(text) == (text, {})
+
+
+def test_luhn():
+    assert curate.luhn_valid("4539148803436467") and not curate.luhn_valid("4539148803436468")
+
+
+def test_layouts_and_labels_are_normalized(tickets):
+    nested = {"id": "x", "text": "my router is smoking badly", "labels": {"category": "Hardware ", "urgency": "URGENT"},
+              "response": "Unplug it."}
+    result = curate.curate([nested], SUPPORT_TICKETS)
+    assert result.records == [{"id": "x", "ticket": "my router is smoking badly", "category": "hardware", "urgency": "high",
+                               "reply": "Unplug it."}]
+    assert result.outcomes[0].changes == ["layout", "labels"]
+
+
+def test_invalid_label_is_dropped_with_file_line_and_field(tickets):
+    bad = dict(tickets[0], urgency="asap")
+    result = curate.curate([tickets[1], bad], SUPPORT_TICKETS, source="in.jsonl")
+    assert result.outcomes[1].step == "labels"
+    assert result.outcomes[1].reason.startswith("in.jsonl, line 2, field 'urgency': 'asap' is not one of")
+
+
+def test_missing_field_is_dropped_with_reason(tickets):
+    result = curate.curate([{"ticket": "my internet is down again"}], SUPPORT_TICKETS, source="in.jsonl")
+    assert result.outcomes[0].reason == "in.jsonl, line 1, field 'category': missing field"
+
+
+def test_markup_junk_and_language(tickets):
+    assert curate.strip_markup("<p>Hi&nbsp;there &amp; bye</p>") == ("Hi there & bye", True)
+    assert curate.strip_markup("no markup here") == ("no markup here", False)
+    assert curate.is_junk("   ") and curate.is_junk("asdf") and curate.is_junk("testing 123")
+    assert curate.is_junk("my internet is down") is None
+    assert curate.non_english("Hola, mi internet no funciona desde ayer, por favor ayuda")
+    assert not curate.non_english("Hello, my internet is down since yesterday, please help")
+
+
+def test_near_duplicates_are_grouped_and_distinct_texts_are_not():
+    texts = ["my router light is blinking red and the wifi keeps dropping all day",
+             "my router light is blinking red and the wifi keeps dropping all day long",
+             "please cancel my tv package from next month, I am moving abroad"]
+    assert curate.near_duplicate_groups(texts, threshold=0.7) == [[0, 1]]
+
+
+def test_conflicting_duplicates_majority_wins_and_ties_drop_all(tickets):
+    base = tickets[0]
+    majority = [dict(base, id="1"), dict(base, id="2"), dict(base, id="3", urgency="low")]
+    result = curate.curate(majority, SUPPORT_TICKETS)
+    assert [r["id"] for r in result.records] == ["1"]
+    assert {o.id: o.step for o in result.outcomes} == {"1": None, "2": "exact_duplicates", "3": "conflicts"}
+    tie = curate.curate([dict(base, id="1"), dict(base, id="2", urgency="low")], SUPPORT_TICKETS)
+    assert tie.records == [] and all(o.step == "conflicts" for o in tie.outcomes)
+
+
+def test_leakage_check_finds_a_shared_example(tickets):
+    splits = {"train": tickets[:2], "val": [tickets[2]], "test": [dict(tickets[0], id="copy")]}
+    leaks = curate.leakage(splits, SUPPORT_TICKETS)
+    assert len(leaks) == 1 and leaks[0]["splits"] == ["test", "train"]
+    assert curate.leakage({"train": tickets[:2], "test": tickets[2:]}, SUPPORT_TICKETS) == []
