@@ -364,7 +364,7 @@ def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, n
                            ("quality", quality), ("language", language), ("pii", pii)):
         pipe.run(name, function)
 
-    _deduplicate(pipe, task, near_dup_threshold)
+    _deduplicate(pipe, task, near_dup_threshold, source)
     lengths: list[int] = []
     if tokenizer is not None:
         from ftlib.data import tokenize_example
@@ -381,41 +381,41 @@ def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, n
     return CurationResult([record for _, record in pipe.items], pipe.outcomes, pipe.steps, pii_counts, lengths)
 
 
-def _resolve(groups: list[list[int]], items: list, task: Task, kind: str) -> tuple[dict, dict]:
+def _resolve(groups: list[list[int]], items: list, task: Task, kind: str, source: str) -> tuple[dict, dict]:
     """Within each duplicate group keep the first record; where labels disagree, keep the majority label's
     first record, or drop the whole group when no label has a majority (nobody knows which is right)."""
     duplicates, conflicts = {}, {}
     for group in groups:
         label_of = {i: tuple(items[i][1].get(f) for f in task.label_fields) for i in group}
         votes = Counter(label_of.values())
-        first_line = items[group[0]][0].line
+        where = {i: f"{source}, line {items[i][0].line}: {kind}" for i in group}
         if len(votes) == 1:
-            duplicates.update({i: f"{kind} of line {first_line}" for i in group[1:]})
+            duplicates.update({i: f"{where[i]} of line {items[group[0]][0].line}" for i in group[1:]})
             continue
         (top, top_votes), *rest = votes.most_common()
         if rest and rest[0][1] == top_votes:
-            conflicts.update({i: f"{kind}s with conflicting labels {sorted(votes)} and no majority" for i in group})
+            conflicts.update({i: f"{where[i]}s with conflicting labels {sorted(votes)} and no majority" for i in group})
             continue
         keep = next(i for i in group if label_of[i] == top)
-        conflicts.update({i: f"{kind} of line {items[keep][0].line} with minority labels {label_of[i]}"
+        conflicts.update({i: f"{where[i]} of line {items[keep][0].line} with minority labels {label_of[i]}"
                           for i in group if label_of[i] != top})
-        duplicates.update({i: f"{kind} of line {items[keep][0].line}" for i in group
+        duplicates.update({i: f"{where[i]} of line {items[keep][0].line}" for i in group
                            if i != keep and label_of[i] == top})
     return duplicates, conflicts
 
 
-def _deduplicate(pipe: _Pipeline, task: Task, threshold: float) -> None:
+def _deduplicate(pipe: _Pipeline, task: Task, threshold: float, source: str) -> None:
     """Exact duplicates (same normalized text), then near-duplicates (MinHash LSH), then label conflicts."""
     items = pipe.items
     by_key: dict[str, list[int]] = defaultdict(list)
     for index, (_, record) in enumerate(items):
         by_key[dedup_key(task.input_text(record))].append(index)
-    exact, conflicts = _resolve([g for g in by_key.values() if len(g) > 1], items, task, "exact duplicate")
+    exact, conflicts = _resolve([g for g in by_key.values() if len(g) > 1], items, task, "exact duplicate", source)
     remaining = [i for i in range(len(items)) if i not in exact and i not in conflicts]
     # Structured inputs differ only in their values, so their rendered texts all look alike: compare the free text.
     near_text = (lambda r: r[task.quality_field]) if task.input_is_object else task.input_text
     groups = near_duplicate_groups([near_text(items[i][1]) for i in remaining], threshold)
-    near, near_conflicts = _resolve([[remaining[j] for j in g] for g in groups], items, task, "near duplicate")
+    near, near_conflicts = _resolve([[remaining[j] for j in g] for g in groups], items, task, "near duplicate", source)
     by_outcome = lambda reasons: {id(items[i][0]): reason for i, reason in reasons.items()}  # noqa: E731
     pipe.drop("exact_duplicates", by_outcome(exact))
     pipe.drop("near_duplicates", by_outcome(near))

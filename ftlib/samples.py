@@ -15,6 +15,7 @@ sign-off) with typos, casing and slang, so a model must learn the task and not a
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -344,7 +345,7 @@ def make_listing(rng: random.Random, index: int) -> dict:
     }
     features = attributes["features"]
     feature_text = features[0] if len(features) == 1 else ", ".join(features[:-1]) + " and " + features[-1]
-    opening = rng.choice(OPENINGS).format(type=kind, city=attributes["city"], A="An" if kind[0] in "aeiou" else "A")
+    opening = re.sub(r"\bA (?=[aeiou])", "An ", rng.choice(OPENINGS).format(type=kind, city=attributes["city"], A="A"))
     bedroom_text = "a studio layout" if kind == "studio" else _count(bedrooms, "bedroom")
     sentences = [
         f"{opening} " + rng.choice(ROOMS).format(bedrooms=bedroom_text, bathrooms=_count(attributes["bathrooms"], "bathroom"),
