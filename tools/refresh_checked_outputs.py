@@ -1,7 +1,7 @@
 """Refresh the outputs that nbval compares, and strip every other output from the notebooks.
 
 Run after changing a notebook:  .venv/bin/python tools/refresh_checked_outputs.py
-Each notebook runs with papermill in the smoke profile (the profile CI uses); the outputs of cells
+Each notebook runs with papermill in the smoke profile (the profile CI uses); the outputs (but stderr) of cells
 marked ``# NBVAL_CHECK_OUTPUT`` are copied back into notebooks/, all other outputs are removed.
 """
 
@@ -35,7 +35,7 @@ def main() -> None:
                     continue
                 cell.execution_count = None
                 keep = MARK in cell.source
-                cell.outputs = [o for o in executed[cell.source].outputs if o.get("name") == "stdout"] if keep else []
+                cell.outputs = [o for o in executed[cell.source].outputs if o.get("name") != "stderr"] if keep else []
                 for output in cell.outputs:
                     output.pop("execution_count", None)
                 cell.metadata.pop("execution", None)
