@@ -404,6 +404,12 @@ def _resolve(groups: list[list[int]], items: list, task: Task, kind: str, source
     return duplicates, conflicts
 
 
+def _near_text(record: dict, task: Task) -> str:
+    """The text compared for near-duplicates. Structured inputs differ only in their values, so their
+    rendered texts all look alike: for them the free text (e.g. the description) is compared."""
+    return record[task.quality_field] if task.input_is_object else task.input_text(record)
+
+
 def _deduplicate(pipe: _Pipeline, task: Task, threshold: float, source: str) -> None:
     """Exact duplicates (same normalized text), then near-duplicates (MinHash LSH), then label conflicts."""
     items = pipe.items
@@ -412,9 +418,7 @@ def _deduplicate(pipe: _Pipeline, task: Task, threshold: float, source: str) -> 
         by_key[dedup_key(task.input_text(record))].append(index)
     exact, conflicts = _resolve([g for g in by_key.values() if len(g) > 1], items, task, "exact duplicate", source)
     remaining = [i for i in range(len(items)) if i not in exact and i not in conflicts]
-    # Structured inputs differ only in their values, so their rendered texts all look alike: compare the free text.
-    near_text = (lambda r: r[task.quality_field]) if task.input_is_object else task.input_text
-    groups = near_duplicate_groups([near_text(items[i][1]) for i in remaining], threshold)
+    groups = near_duplicate_groups([_near_text(items[i][1], task) for i in remaining], threshold)
     near, near_conflicts = _resolve([[remaining[j] for j in g] for g in groups], items, task, "near duplicate", source)
     by_outcome = lambda reasons: {id(items[i][0]): reason for i, reason in reasons.items()}  # noqa: E731
     pipe.drop("exact_duplicates", by_outcome(exact))
@@ -483,14 +487,16 @@ def pii_string_recall(result: CurationResult, manifest: dict) -> dict:
 
 
 def leakage(splits: dict[str, list[dict]], task: Task, threshold: float = 0.7) -> list[dict]:
-    """Exact or near-duplicate inputs shared by two splits (should be none after de-duplication)."""
-    names, texts = [], []
-    for name, records in splits.items():
-        for record in records:
-            names.append(name)
-            texts.append(task.input_text(record))
-    pairs = []
-    for group in near_duplicate_groups(texts, threshold):  # identical normalized texts have similarity 1
-        if len({names[i] for i in group}) > 1:
-            pairs.append({"splits": sorted({names[i] for i in group}), "texts": [texts[i][:80] for i in group]})
-    return pairs
+    """Exact or near-duplicates shared by two splits (should be none after de-duplication).
+
+    Uses the same keys as de-duplication: the normalized input, and the free text for near-duplicates.
+    """
+    names = [name for name, records in splits.items() for _ in records]
+    records = [record for part in splits.values() for record in part]
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_key[dedup_key(task.input_text(record))].append(index)
+    groups = {tuple(g) for g in by_key.values() if len(g) > 1}
+    groups |= {tuple(g) for g in near_duplicate_groups([_near_text(r, task) for r in records], threshold)}
+    return [{"splits": sorted({names[i] for i in group}), "texts": [task.input_text(records[i])[:80] for i in group]}
+            for group in sorted(groups) if len({names[i] for i in group}) > 1]

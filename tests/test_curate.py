@@ -133,3 +133,13 @@ def test_leakage_check_finds_a_shared_example(tickets):
     leaks = curate.leakage(splits, SUPPORT_TICKETS)
     assert len(leaks) == 1 and leaks[0]["splits"] == ["test", "train"]
     assert curate.leakage({"train": tickets[:2], "test": tickets[2:]}, SUPPORT_TICKETS) == []
+
+
+def test_leakage_check_on_listings_compares_descriptions_not_rendered_attributes():
+    from ftlib.samples import generate_listings
+
+    listings = generate_listings(60, seed=1)
+    splits = {"train": listings[:40], "val": listings[40:50], "test": listings[50:]}
+    assert curate.leakage(splits, LISTINGS) == []
+    splits["test"].append(dict(listings[0], id="again"))
+    assert len(curate.leakage(splits, LISTINGS)) == 1

@@ -33,11 +33,10 @@ def main() -> None:
             for cell in notebook.cells:
                 if cell.cell_type != "code":
                     continue
-                cell.execution_count = None
                 keep = MARK in cell.source
+                # nbval refuses reference outputs without an execution count ("unrun reference cell").
+                cell.execution_count = executed[cell.source].execution_count if keep else None
                 cell.outputs = [o for o in executed[cell.source].outputs if o.get("name") != "stderr"] if keep else []
-                for output in cell.outputs:
-                    output.pop("execution_count", None)
                 cell.metadata.pop("execution", None)
                 cell.metadata.pop("papermill", None)
             nbformat.write(notebook, path)
