@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
-from ftlib.data import DataError, normalize_text, to_messages
+from ftlib.data import DataError, normalize_text, to_messages, tokenize_example
 from ftlib.tasks import Task
 
 # ---------------------------------------------------------------- layouts and labels
@@ -367,8 +367,6 @@ def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, n
     _deduplicate(pipe, task, near_dup_threshold, source)
     lengths: list[int] = []
     if tokenizer is not None:
-        from ftlib.data import tokenize_example
-
         def length(outcome, record):
             n = len(tokenize_example(tokenizer, to_messages(record, task), max_length=10**9).input_ids)
             lengths.append(n)
