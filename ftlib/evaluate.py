@@ -144,6 +144,9 @@ def score_answers(predictions: list[str], references: list[dict], task: Task, se
         values = [row[name] for row in rows]
         low, high = bootstrap_interval(values, seed=seed)
         metrics[name] = {"value": sum(values) / len(values), "low": low, "high": high}
+    for field, labels in task.label_values.items():
+        if references and all(field in r for r in references):
+            metrics[f"{field}_macro_f1"] = macro_f1_with_interval(predictions, references, field, labels, seed=seed)
     return metrics
 
 
@@ -199,3 +202,50 @@ def verdict(results: dict[str, dict], baseline: str, metrics: list[str]) -> str:
         lines += [f"  better: {t}" for t in better] + [f"  worse: {t}" for t in worse]
         lines += [f"  no clear difference: {t}" for t in unclear]
     return "\n".join(lines)
+
+
+def confusion_matrix(predictions: list[str], references: list[dict], field: str,
+                     labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+    """Counts of (reference label, predicted label) for one label field.
+
+    Rows are the reference labels, columns the predicted ones plus "(invalid)" for answers that are not
+    JSON or carry a value outside ``labels``.
+    """
+    columns = list(labels) + ["(invalid)"]
+    matrix = np.zeros((len(labels), len(columns)), dtype=int)
+    for prediction, reference in zip(predictions, references):
+        if field not in reference:
+            continue
+        parsed = parse_answer(prediction) or {}
+        predicted = str(parsed.get(field, "")).strip().lower()
+        column = columns.index(predicted) if predicted in labels else len(labels)
+        matrix[labels.index(str(reference[field]).strip().lower()), column] += 1
+    return columns, matrix
+
+
+def macro_f1(matrix: np.ndarray) -> float:
+    """Mean F1 over the reference labels (invalid answers count as misses)."""
+    n = matrix.shape[0]
+    true_positive = np.diag(matrix[:, :n]).astype(float)
+    predicted = matrix[:, :n].sum(axis=0)
+    actual = matrix.sum(axis=1)
+    precision = np.divide(true_positive, predicted, out=np.zeros(n), where=predicted > 0)
+    recall = np.divide(true_positive, actual, out=np.zeros(n), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
+    present = actual > 0
+    return float(f1[present].mean()) if present.any() else float("nan")
+
+
+def macro_f1_with_interval(predictions: list[str], references: list[dict], field: str, labels: tuple[str, ...],
+                           n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Macro-F1 of a label field and its 95% bootstrap interval (resampling examples)."""
+    _, matrix = confusion_matrix(predictions, references, field, labels)
+    rng = np.random.default_rng(seed)
+    n = len(predictions)
+    scores = []
+    for _ in range(n_resamples):
+        sample = rng.integers(0, n, n)
+        _, resampled = confusion_matrix([predictions[i] for i in sample], [references[i] for i in sample], field, labels)
+        scores.append(macro_f1(resampled))
+    low, high = np.nanquantile(scores, [0.025, 0.975])
+    return {"value": macro_f1(matrix), "low": float(low), "high": float(high)}

@@ -1,14 +1,11 @@
-"""Plots for the lessons: loss curves, run comparisons and label distributions."""
+"""Plots for the lessons: loss curves, run comparisons, label distributions and confusion matrices."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-if matplotlib.get_backend().lower() == "agg" or not matplotlib.get_backend():
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _save(fig, path: str | Path | None):
@@ -93,5 +90,21 @@ def plot_token_lengths(lengths: list[int], max_length: int | None = None, path: 
         ax.legend()
     ax.set_xlabel("tokens")
     ax.set_ylabel("examples")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_confusion(columns: list[str], matrix, rows: list[str], path: str | Path | None = None,
+                   title: str = "Confusion matrix"):
+    """A confusion matrix: reference labels down, predicted labels across, counts in the cells."""
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2, 0.6 * len(rows) + 1.6))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    peak = matrix.max() or 1
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black", fontsize=8)
     ax.set_title(title)
     return _save(fig, path)

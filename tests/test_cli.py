@@ -15,7 +15,8 @@ def test_evaluate_on_a_file_outside_the_repo(tmp_path, tickets, capsys):
                      "--max-new-tokens", "8"])
     assert code == 0
     result = json.loads(output.read_text())
-    assert set(result["metrics"]) == {"json_valid", "category_accuracy", "urgency_accuracy", "labels_exact_match"}
+    assert set(result["metrics"]) == {"json_valid", "category_accuracy", "urgency_accuracy", "labels_exact_match",
+                                      "category_macro_f1", "urgency_macro_f1"}
     assert len(result["predictions"]) == 4
     assert "json_valid" in capsys.readouterr().out
 

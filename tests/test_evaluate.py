@@ -94,3 +94,21 @@ def test_metrics_table_rows(tickets, task):
     metrics = evaluate.score_answers([answer("outage", "high")], tickets[:1], task)
     rows = evaluate.metrics_table({"run": {"metrics": metrics, "heldout": {"perplexity": 3.14159}}})
     assert {"run": "run", "metric": "perplexity", "value": 3.142, "low": None, "high": None} in rows
+
+
+def test_confusion_matrix_and_macro_f1_on_known_answers():
+    labels = ("a", "b")
+    refs = [{"x": "a"}, {"x": "a"}, {"x": "b"}, {"x": "b"}]
+    preds = ['{"x": "a"}', '{"x": "b"}', '{"x": "b"}', "not json"]
+    columns, matrix = evaluate.confusion_matrix(preds, refs, "x", labels)
+    assert columns == ["a", "b", "(invalid)"]
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 1]]
+    # a: P=1, R=1/2 -> F1=2/3; b: P=1/2, R=1/2 -> F1=1/2
+    assert evaluate.macro_f1(matrix) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    scored = evaluate.macro_f1_with_interval(preds, refs, "x", labels, n_resamples=200)
+    assert scored["low"] <= scored["value"] <= scored["high"]
+
+
+def test_score_answers_reports_macro_f1_per_label_field(tickets, task):
+    metrics = evaluate.score_answers([answer(t["category"], t["urgency"]) for t in tickets], tickets, task)
+    assert metrics["category_macro_f1"]["value"] == 1.0 and metrics["urgency_macro_f1"]["value"] == 1.0

@@ -44,3 +44,10 @@ def test_plots_write_files(tmp_path):
     plots.plot_token_lengths([10, 20, 30], 25, tmp_path / "t.png")
     for name in ("loss.png", "m.png", "d.png", "t.png"):
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_confusion_plot_writes_a_file(tmp_path):
+    import numpy as np
+
+    plots.plot_confusion(["a", "b", "(invalid)"], np.array([[3, 1, 0], [0, 2, 2]]), ["a", "b"], tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
