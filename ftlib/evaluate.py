@@ -219,7 +219,11 @@ def confusion_matrix(predictions: list[str], references: list[dict], field: str,
         parsed = parse_answer(prediction) or {}
         predicted = str(parsed.get(field, "")).strip().lower()
         column = columns.index(predicted) if predicted in labels else len(labels)
-        matrix[labels.index(str(reference[field]).strip().lower()), column] += 1
+        expected = str(reference[field]).strip().lower()
+        if expected not in labels:
+            raise ValueError(f"reference {field} {reference[field]!r} (id {reference.get('id')}) is not one of {list(labels)}:"
+                             " curate the file first (ftlib.curate)")
+        matrix[labels.index(expected), column] += 1
     return columns, matrix
 
 

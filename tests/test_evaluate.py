@@ -112,3 +112,9 @@ def test_confusion_matrix_and_macro_f1_on_known_answers():
 def test_score_answers_reports_macro_f1_per_label_field(tickets, task):
     metrics = evaluate.score_answers([answer(t["category"], t["urgency"]) for t in tickets], tickets, task)
     assert metrics["category_macro_f1"]["value"] == 1.0 and metrics["urgency_macro_f1"]["value"] == 1.0
+
+
+def test_reference_labels_outside_the_schema_are_a_clear_error(tickets, task):
+    bad = [dict(tickets[0], category="refund")]
+    with pytest.raises(ValueError, match="reference category 'refund' \\(id a\\) is not one of"):
+        evaluate.score_answers([answer("billing", "high")], bad, task)

@@ -1,6 +1,7 @@
 """Refresh the outputs that nbval compares, and strip every other output from the notebooks.
 
-Run after changing a notebook:  .venv/bin/python tools/refresh_checked_outputs.py
+Run after changing a notebook:  .venv/bin/python tools/refresh_checked_outputs.py [NAME ...]
+(names such as 01_base_model; the default is all, in order, since 03-05 need 02's splits).
 Each notebook runs with papermill in the smoke profile (the profile CI uses); the outputs (but stderr) of cells
 marked ``# NBVAL_CHECK_OUTPUT`` are copied back into notebooks/, all other outputs are removed.
 """
@@ -21,9 +22,9 @@ from ftlib.cli import NOTEBOOKS  # noqa: E402
 MARK = "NBVAL_CHECK_OUTPUT"
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     with tempfile.TemporaryDirectory() as run_dir:
-        for name in NOTEBOOKS:
+        for name in names or NOTEBOOKS:
             path = ROOT / "notebooks" / f"{name}.ipynb"
             executed_path = Path(run_dir) / f"{name}.ipynb"
             papermill.execute_notebook(str(path), str(executed_path), cwd=str(path.parent), kernel_name="python3",
@@ -44,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
