@@ -59,6 +59,7 @@ def command_generate(args) -> int:
 def command_evaluate(args) -> int:
     from ftlib.data import DataError, read_jsonl
     from ftlib.evaluate import evaluate_model
+    from ftlib.lesson import save_json
     from ftlib.tasks import get_task
 
     task = get_task(args.task)
@@ -68,8 +69,7 @@ def command_evaluate(args) -> int:
             raise DataError(args.data, line, task.input_field, "missing field")
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, args.batch_size, args.max_new_tokens)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"run": args.run, "data": str(args.data), **result}, indent=1))
+    save_json({"run": args.run, "data": str(args.data), **result}, args.output)  # atomic: no half-written file
     print(f"{label} on {args.data} ({len(records)} records)")
     for name, stats in result["metrics"].items():
         print(f"  {name:22s} {stats['value']:.3f}  [{stats['low']:.3f}, {stats['high']:.3f}]")

@@ -475,10 +475,9 @@ def measure_against_manifest(result: CurationResult, manifest: dict) -> dict[str
 
 def pii_string_recall(result: CurationResult, manifest: dict) -> dict:
     """Share of the injected PII strings that no kept record still contains."""
-    kept_text = {o.id: None for o in result.outcomes if o.status == "kept"}
     texts = {r.get("id"): " ".join(str(v) for v in r.values()) for r in result.records}
     injected = [(rid, item["text"]) for rid, flaw in manifest["flaws"].items() for item in flaw.get("pii", [])
-                if rid in kept_text]
+                if rid in texts]
     leaked = [(rid, text) for rid, text in injected if text in texts.get(rid, "")]
     return {"support": len(injected), "recall": 1 - len(leaked) / len(injected) if injected else float("nan"),
             "leaked": leaked[:10]}
