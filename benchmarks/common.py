@@ -1,0 +1,31 @@
+"""Shared set-up of the benchmarks: the curated ticket splits, built the way lesson 02 builds them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ftlib import curate, data
+from ftlib.models import load_tokenizer
+from ftlib.profiles import sample_path
+from ftlib.tasks import get_task
+
+
+def curated_splits(dataset: str = "support_tickets", base_model: str = "smollm2-135m-instruct",
+                   max_length: int = 256) -> dict[str, list[dict]]:
+    """Curate the committed sample file and split it 80/10/10, stratified, with lesson 02's seed."""
+    task = get_task(dataset)
+    tokenizer = load_tokenizer(base_model)
+    result = curate.curate(data.read_jsonl(sample_path(dataset)), task, tokenizer, max_length)
+    return data.stratified_split(result.records, (0.8, 0.1, 0.1), key=task.stratum, seed=0)
+
+
+def run_child(script: str, args: list[str], output: Path) -> dict:
+    """Run one benchmark variant in a fresh process (clean peak RSS, default thread settings) and read its JSON."""
+    command = [sys.executable, script, *args, "--json", str(output)]
+    completed = subprocess.run(command, text=True, capture_output=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    return json.loads(output.read_text())
