@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, records_hash
 from ftlib.models import count_parameters, load_model
@@ -27,6 +28,13 @@ TARGET_PRESETS = {
     "all-linear": "all-linear",
 }
 METHODS = ("lora", "qlora", "full")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+# TrainConfig.data_order -> TrainingArguments.train_sampling_strategy
+DATA_ORDERS = {
+    "length-grouped": "group_by_length",  # shuffled, then batches of similar length: little padding
+    "random": "random",  # shuffled every epoch
+    "sequential": "sequential",  # file order: reproducible batches, e.g. to compare 1 and N processes
+}
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "ftlib")
 
 
@@ -40,7 +48,8 @@ class TrainConfig:
     lora_dropout: float = 0.0  # on CPU, dropout's random masks took 18% of a LoRA step (profiled)
     target_modules: str = "all-linear"  # a key of TARGET_PRESETS
     learning_rate: float = 2e-4
-    max_steps: int = 100
+    max_steps: int | None = 100  # None: train num_epochs passes over the data instead
+    num_epochs: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
     warmup_steps: int = 5
@@ -51,6 +60,9 @@ class TrainConfig:
     max_length: int = 256
     gradient_checkpointing: bool = False
     seed: int = 0
+    data_order: str = "length-grouped"  # a key of DATA_ORDERS: how training batches are drawn
+    save_checkpoints: bool = True  # one at each evaluation: best-model selection and resuming need them
+    early_stopping_patience: int | None = None  # stop after this many evaluations without a lower val loss
 
     def validate(self) -> None:
         problems = []
@@ -58,14 +70,28 @@ class TrainConfig:
             problems.append(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if self.target_modules not in TARGET_PRESETS:
             problems.append(f"target_modules must be one of {list(TARGET_PRESETS)}, not {self.target_modules!r}")
-        for name in ("lora_r", "max_steps", "batch_size", "grad_accum", "eval_steps", "eval_batch_size", "max_length"):
+        if self.data_order not in DATA_ORDERS:
+            problems.append(f"data_order must be one of {', '.join(DATA_ORDERS)}, not {self.data_order!r}")
+        for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "eval_steps", "eval_batch_size", "max_length"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if (self.max_steps is None) == (self.num_epochs is None):
+            problems.append(f"set exactly one of max_steps ({self.max_steps}) and num_epochs ({self.num_epochs});"
+                            " to train by epochs, pass max_steps=None")
+        elif (self.max_steps or 1) < 1 or (self.num_epochs or 1) <= 0:
+            problems.append(f"max_steps must be >= 1 and num_epochs > 0, got {self.max_steps} and {self.num_epochs}")
+        if self.lr_scheduler not in SCHEDULERS:
+            problems.append(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, not {self.lr_scheduler!r}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.early_stopping_patience is not None and (self.early_stopping_patience < 1 or not self.save_checkpoints):
+            problems.append("early_stopping_patience needs save_checkpoints=True and a value >= 1, got "
+                            f"{self.early_stopping_patience}")
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0 < self.learning_rate < 1:
             problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if not 0 <= self.warmup_steps < self.max_steps:
+        if self.warmup_steps < 0 or (self.max_steps and self.warmup_steps >= self.max_steps):
             problems.append(f"warmup_steps ({self.warmup_steps}) must be >= 0 and below max_steps ({self.max_steps})")
         if problems:
             raise ValueError("Invalid TrainConfig: " + "; ".join(problems))
@@ -130,9 +156,14 @@ def library_versions() -> dict[str, str]:
 
 
 def history_from_log(log_history: list[dict]) -> dict:
-    """Split Trainer's log into train-loss-per-step and val-loss-per-eval series."""
-    train = [{"step": e["step"], "loss": e["loss"]} for e in log_history if "loss" in e]
-    val_by_step = {e["step"]: e["eval_loss"] for e in log_history if "eval_loss" in e}  # the final eval may repeat a step
+    """Split Trainer's log into train-loss-per-step and val-loss-per-eval series (training only).
+
+    Evaluations after ``train()`` returned are left out: with best-model selection they score the
+    best checkpoint, not the last step they would be plotted at.
+    """
+    during = log_history[:next((i for i, e in enumerate(log_history) if "train_loss" in e), len(log_history))]
+    train = [{"step": e["step"], "loss": e["loss"]} for e in during if "loss" in e]
+    val_by_step = {e["step"]: e["eval_loss"] for e in during if "eval_loss" in e}
     return {"train": train, "val": [{"step": step, "loss": loss} for step, loss in val_by_step.items()]}
 
 
@@ -162,20 +193,29 @@ class FtlibTrainer(Trainer):
         prefix = int(inputs.pop("shared_prefix_length", 0))
         if prefix == 0:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        labels, input_ids = inputs["labels"], inputs["input_ids"]
-        cache = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(input_ids.shape[0])
-        outputs = model(input_ids=input_ids[:, prefix:], attention_mask=inputs["attention_mask"],
-                        past_key_values=cache, logits_to_keep=inputs["logits_to_keep"][:, prefix:], use_cache=False)
-        loss = answer_only_loss(outputs, labels, num_items_in_batch)
+        outputs = forward_with_shared_prefix(model, inputs, prefix)
+        loss = answer_only_loss(outputs, inputs["labels"], num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
+
+
+def forward_with_shared_prefix(model, inputs: dict, prefix: int):
+    """Run the first ``prefix`` tokens (the same in every row) once, then every row's own tokens on its cache.
+
+    Returns the model output of the second pass: logits at ``inputs["logits_to_keep"]`` positions
+    past the prefix, which are all of them, since the prefix holds no answer token.
+    """
+    input_ids = inputs["input_ids"]
+    cache = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1).past_key_values
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    return model(input_ids=input_ids[:, prefix:], attention_mask=inputs["attention_mask"], past_key_values=cache,
+                 logits_to_keep=inputs["logits_to_keep"][:, prefix:], use_cache=False)
 
 
 def training_seconds(log_history: list[dict], train_runtime: float) -> float:
     """Trainer's runtime minus the validation passes run inside it: the time that throughput is about."""
     inside = []
     for entry in log_history:
-        if "train_runtime" in entry:  # the summary of train(); evaluations after it are not inside
+        if "train_loss" in entry:  # the summary of train(); evaluations after it are not inside
             break
         inside.append(entry.get("eval_runtime", 0.0))
     return train_runtime - sum(inside)
@@ -204,21 +244,33 @@ def attach_lora(model, config: TrainConfig):
 
 
 def training_arguments(config: TrainConfig, scratch_dir: Path, device: DeviceChoice) -> TrainingArguments:
-    on_gpu = device.device == "cuda"
+    """Trainer settings for ``config``; under ``torchrun``/``accelerate launch`` they also set up DDP.
+
+    Each process trains on ``config.batch_size`` examples per step, so the global batch is
+    ``batch_size x grad_accum x world_size``. DDP runs over NCCL on GPUs and gloo on CPUs.
+    """
+    on_gpu = device.device.startswith("cuda")  # "cuda:N" under a distributed launcher
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
     return TrainingArguments(
         output_dir=str(scratch_dir),
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
         gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.learning_rate,
-        max_steps=config.max_steps,
+        max_steps=config.max_steps or -1,
+        num_train_epochs=config.num_epochs or 1,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         logging_steps=1,
         eval_strategy="steps",
         eval_steps=config.eval_steps,
-        save_strategy="no",
+        save_strategy="steps" if config.save_checkpoints else "no",
+        save_steps=config.eval_steps,
+        save_total_limit=2,  # the best and the last (Trainer never deletes the best one)
+        load_best_model_at_end=config.save_checkpoints,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
         report_to="none",  # no wandb login prompt
         seed=config.seed,
         data_seed=config.seed,
@@ -226,13 +278,49 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, device: DeviceCho
         bf16=on_gpu and device.dtype == torch.bfloat16,
         fp16=on_gpu and device.dtype == torch.float16,
         optim="paged_adamw_8bit" if on_gpu and config.method == "qlora" else "adamw_torch",
-        train_sampling_strategy="group_by_length",  # batches of similar length waste little on padding
+        train_sampling_strategy=DATA_ORDERS[config.data_order],
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
         prediction_loss_only=True,  # never gather full-vocabulary logits across the eval set
         dataloader_pin_memory=on_gpu,
         disable_tqdm=os.environ.get("TQDM_DISABLE") == "1",
+        ddp_backend=None if on_gpu or not launched else "gloo",  # None: NCCL on GPUs
+        ddp_find_unused_parameters=False,  # every trainable weight gets a gradient: skip DDP's graph search
     )
+
+
+def run_key(base_model: str, config: TrainConfig, train_records: list[dict], val_records: list[dict]) -> dict:
+    """What must not change between an interrupted run and its resumption."""
+    return {"base_model": base_model, "config": asdict(config), "train_sha256": records_hash(train_records),
+            "val_sha256": records_hash(val_records)}
+
+
+def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
+    """Empty the scratch folder for a new run, or find the checkpoint to resume from.
+
+    Returns:
+        The last checkpoint's path when resuming, else None.
+
+    Raises:
+        FileNotFoundError: ``resume`` with no checkpoint to resume from.
+        ValueError: the checkpoint belongs to another config or other data.
+    """
+    key_file = scratch / "run_key.json"
+    if resume:
+        checkpoint = get_last_checkpoint(str(scratch / "trainer")) if (scratch / "trainer").is_dir() else None
+        if checkpoint is None:
+            raise FileNotFoundError(f"resume=True but {scratch / 'trainer'} holds no checkpoint: run without resume")
+        saved = json.loads(key_file.read_text())
+        changed = [name for name in key if saved.get(name) != key[name]]
+        if changed:
+            raise ValueError(f"cannot resume from {checkpoint}: {', '.join(changed)} changed since it was written "
+                             f"({key_file}); run without resume to start over")
+        return checkpoint
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    key_file.write_text(json.dumps(key, indent=1))
+    return None
 
 
 def replace_dir(partial: Path, final: Path) -> None:
@@ -254,8 +342,13 @@ def train(
     task: Task | None = None,
     device: DeviceChoice | None = None,
     source: str = "auto",
+    resume: bool = False,
 ) -> TrainResult:
     """Fine-tune ``base_model`` with LoRA or QLoRA and save the adapter, history and manifest.
+
+    Checkpoints go to ``.<name>.partial/`` beside ``output_dir`` at every evaluation; at the end the
+    weights of the lowest validation loss are kept (``load_best_model_at_end``). After an interruption,
+    ``resume=True`` continues from the last checkpoint with the same loss curve, data order and schedule.
 
     Args:
         base_model: registry name, local folder or hub id.
@@ -265,6 +358,7 @@ def train(
         task: how task-shaped records become prompts and answers.
         device: from ``pick_device()``; chosen automatically when None.
         source: where registry models come from (see ``ftlib.models.resolve_model_source``).
+        resume: continue the interrupted run of the same config and data from its last checkpoint.
     """
     config = config or TrainConfig()
     config.validate()
@@ -279,17 +373,23 @@ def train(
         train_set = SupervisedDataset(train_records, tokenizer, config.max_length, task)
         val_set = SupervisedDataset(val_records, tokenizer, config.max_length, task)
         scratch = Path(output_dir.parent / f".{output_dir.name}.partial")
-        if scratch.exists():
-            shutil.rmtree(scratch)
-        args = training_arguments(config, scratch / "trainer", device)
+        args = training_arguments(config, scratch / "trainer", device)  # under torchrun: joins the process group
+        # Only the main process empties and writes the scratch folder; resuming only reads it, so every rank
+        # finds its checkpoint there. The others wait until it is ready before Trainer touches it.
+        is_main = args.process_index == 0
+        key = run_key(base_model, config, train_records, val_records)
+        checkpoint = prepare_scratch(scratch, resume, key) if is_main or resume else None
+        if args.world_size > 1:
+            args.distributed_state.wait_for_everyone()
         # The prefix needs a KV cache, which activation checkpointing turns off; DDP wants one forward per step.
         share_prefix = not config.gradient_checkpointing and args.world_size == 1
         trainer = FtlibTrainer(
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
             data_collator=PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=share_prefix),
             compute_loss_func=answer_only_loss,
+            callbacks=[EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else [],
         )
-        train_output = trainer.train()
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
         final_eval = trainer.evaluate()
     wall = time.perf_counter() - started
     history = history_from_log(trainer.state.log_history)
@@ -299,12 +399,17 @@ def train(
         "method": config.method,
         "config": asdict(config),
         "device": device.describe(),
+        "world_size": args.world_size,  # processes that trained together (DDP); memory below is the main one's
+        "global_batch_size": config.batch_size * config.grad_accum * args.world_size,
         "torch_threads": torch.get_num_threads(),
         "data": {"train_sha256": records_hash(train_records), "val_sha256": records_hash(val_records),
                  "train_examples": len(train_set), "val_examples": len(val_set),
                  "train_truncated": train_set.truncated, "val_truncated": val_set.truncated,
                  "dropped_without_answer_tokens": train_set.dropped_no_answer + val_set.dropped_no_answer},
         "parameters": count_parameters(model),
+        "checkpoints": {"resumed_from": Path(checkpoint).name if checkpoint else None,
+                        "best_step": trainer.state.best_global_step, "best_val_loss": trainer.state.best_metric,
+                        "steps_run": trainer.state.global_step, "stopped_early": trainer.state.global_step < args.max_steps},
         "metrics": {"train_loss": train_output.training_loss, "final_val_loss": final_eval["eval_loss"],
                     "train_tokens": int(trainer.state.num_input_tokens_seen),
                     "train_seconds": round(train_seconds, 2),
@@ -313,13 +418,15 @@ def train(
         "wall_seconds": round(wall, 2),
         "versions": library_versions(),
     }
-    weights_dir = scratch / ("model" if config.method == "full" else "adapter")
-    model.save_pretrained(weights_dir)
-    tokenizer.save_pretrained(weights_dir)
-    shutil.rmtree(scratch / "trainer", ignore_errors=True)
-    (scratch / "history.json").write_text(json.dumps(history, indent=1))
-    (scratch / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    replace_dir(scratch, output_dir)
+    if trainer.is_world_process_zero():  # under DDP every rank holds the same weights: one writes them
+        weights_dir = scratch / ("model" if config.method == "full" else "adapter")
+        model.save_pretrained(weights_dir)
+        tokenizer.save_pretrained(weights_dir)
+        shutil.rmtree(scratch / "trainer", ignore_errors=True)
+        (scratch / "history.json").write_text(json.dumps(history, indent=1))
+        (scratch / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        replace_dir(scratch, output_dir)
+    trainer.accelerator.wait_for_everyone()  # no rank returns before the run folder is in place
     return TrainResult(model, tokenizer, history, manifest, output_dir)
 
 
@@ -332,3 +439,26 @@ def load_adapter(base_model: str, adapter_dir: str | Path, quantization: str | N
     """
     model, tokenizer = load_model(base_model, quantization, device, source)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable), tokenizer
+
+
+def merge_and_export(base_model: str, adapter_dir: str | Path, output_dir: str | Path,
+                     device: DeviceChoice | None = None, source: str = "auto") -> Path:
+    """Fold a LoRA adapter into a full-precision copy of its base and save it as a plain model.
+
+    The base is always loaded unquantized, also for a QLoRA adapter: merging into 4-bit weights
+    would round the update away and leave a model that only bitsandbytes can load. The result
+    loads with ``AutoModelForCausalLM.from_pretrained(output_dir)``, with no ``peft`` needed.
+    """
+    model, tokenizer = load_adapter(base_model, adapter_dir, quantization=None, device=device, source=source)
+    merged = model.merge_and_unload()
+    output_dir = Path(output_dir)
+    partial = output_dir.with_name(output_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    merged.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / "merge.json").write_text(json.dumps(
+        {"base_model": base_model, "adapter": str(adapter_dir), "dtype": str(merged.dtype).removeprefix("torch."),
+         "versions": library_versions()}, indent=1))
+    replace_dir(partial, output_dir)
+    return output_dir

@@ -1,0 +1,206 @@
+"""Training-loop features of ftlib.train: exact loss shortcuts, resume, best checkpoint, early stopping, merge."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from ftlib import train
+from ftlib.data import PaddingCollator, SupervisedDataset
+from ftlib.models import count_parameters
+
+pytestmark = pytest.mark.unit
+
+
+def config(**overrides):
+    settings = dict(max_steps=6, batch_size=4, eval_steps=2, warmup_steps=0, learning_rate=1e-2, lora_r=8,
+                    max_length=512, eval_batch_size=4, seed=0)
+    return train.TrainConfig(**(settings | overrides))
+
+
+def batch_of(tokenizer, records, task, **collator_options):
+    dataset = SupervisedDataset(records, tokenizer, 512, task)
+    return PaddingCollator(tokenizer.pad_token_id, **collator_options)([dataset[i] for i in range(len(dataset))])
+
+
+def gradients(model):
+    return [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
+@pytest.fixture
+def lora_model(tiny, task):
+    model, tokenizer = tiny
+    model = train.attach_lora(model, config())
+    torch.manual_seed(0)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; make the adapter do something
+            parameter.data.normal_(0, 0.1)
+    return model, tokenizer
+
+
+def test_answer_only_logits_give_the_full_loss_and_gradients(lora_model, tickets, task):
+    model, tokenizer = lora_model
+    batch = batch_of(tokenizer, tickets, task, answer_logits_only=True)
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    full.backward()
+    expected = gradients(model)
+    model.zero_grad()
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    logits_to_keep=batch["logits_to_keep"])
+    assert outputs.logits.shape[0] == int((batch["labels"][:, 1:] != -100).sum())
+    loss = train.answer_only_loss(outputs, batch["labels"])
+    loss.backward()
+    assert loss.item() == pytest.approx(full.item(), abs=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gradients(model), expected))
+
+
+def test_shared_prefix_forward_matches_the_plain_forward(lora_model, tickets, task):
+    model, tokenizer = lora_model
+    batch = batch_of(tokenizer, tickets, task, answer_logits_only=True, share_prefix=True)
+    prefix = batch.pop("shared_prefix_length")
+    assert prefix > 10  # the system prompt and the user header
+    plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  logits_to_keep=batch["logits_to_keep"])
+    train.answer_only_loss(plain, batch["labels"]).backward()
+    expected = gradients(model)
+    model.zero_grad()
+    shared = train.forward_with_shared_prefix(model, batch, prefix)
+    train.answer_only_loss(shared, batch["labels"]).backward()
+    assert torch.allclose(shared.logits, plain.logits, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gradients(model), expected))
+
+
+def test_shared_prefix_rows_do_not_see_each_other(lora_model, tickets, task):
+    """Each row's answer logits in a shared-prefix batch equal those of the row run alone, unpadded."""
+    model, tokenizer = lora_model
+    model.eval()
+    batch = batch_of(tokenizer, tickets, task, answer_logits_only=True, share_prefix=True)
+    with torch.no_grad():
+        together = train.forward_with_shared_prefix(model, batch, batch["shared_prefix_length"]).logits
+        alone = []
+        for record in tickets:
+            row = batch_of(tokenizer, [record], task, answer_logits_only=True)
+            alone.append(model(input_ids=row["input_ids"], logits_to_keep=row["logits_to_keep"]).logits)
+    assert torch.allclose(together, torch.cat(alone), atol=1e-5)
+
+
+def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task, monkeypatch):
+    records = tickets * 4
+    whole = train.train("tiny-random-llama", records, tickets, tmp_path / "whole", config(), task, cpu)
+
+    original_step = train.FtlibTrainer.training_step
+    calls = {"n": 0}
+
+    def crash_at_step_four(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("simulated interruption after the step-2 checkpoint")
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.FtlibTrainer, "training_step", crash_at_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config(), task, cpu)
+    assert not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.partial").exists()
+    monkeypatch.setattr(train.FtlibTrainer, "training_step", original_step)
+    resumed = train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config(), task, cpu, resume=True)
+
+    assert resumed.manifest["checkpoints"]["resumed_from"] == "checkpoint-2"
+    assert [p["step"] for p in resumed.history["train"]] == list(range(1, 7))
+    assert [p["loss"] for p in resumed.history["train"]] == pytest.approx([p["loss"] for p in whole.history["train"]],
+                                                                        abs=1e-4)
+    assert [p["loss"] for p in resumed.history["val"]] == pytest.approx([p["loss"] for p in whole.history["val"]],
+                                                                      abs=1e-4)
+
+
+def test_resume_refuses_a_changed_config_and_a_missing_checkpoint(tmp_path, cpu, tickets, task):
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        train.train("tiny-random-llama", tickets, tickets, tmp_path / "none", config(), task, cpu, resume=True)
+    scratch = tmp_path / ".run.partial"
+    train.prepare_scratch(scratch, False, {"config": {"learning_rate": 0.01}})
+    (scratch / "trainer" / "checkpoint-2").mkdir(parents=True)
+    with pytest.raises(ValueError, match="config changed"):
+        train.prepare_scratch(scratch, True, {"config": {"learning_rate": 0.02}})
+
+
+def overfitting_run(tmp_path, cpu, tickets, task, **overrides):
+    """Train on the right format with wrong replies: validation loss falls, then rises after step 10."""
+    wrong = [dict(t, reply="zzzz qqqq " * 8) for t in tickets]
+    settings = dict(max_steps=12, learning_rate=0.05, lr_scheduler="constant") | overrides
+    return train.train("tiny-random-llama", wrong * 4, tickets, tmp_path / "overfit", config(**settings), task, cpu)
+
+
+def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, cpu, tickets, task):
+    result = overfitting_run(tmp_path, cpu, tickets, task)
+    val = {p["step"]: p["loss"] for p in result.history["val"]}
+    best_step = min(val, key=val.get)
+    assert best_step < 12, f"the test needs a run whose last step is not its best: {val}"
+    assert result.manifest["checkpoints"]["best_step"] == best_step
+    assert result.manifest["metrics"]["final_val_loss"] == pytest.approx(val[best_step], abs=1e-4)
+    assert result.manifest["metrics"]["final_val_loss"] < val[12]
+
+
+def test_early_stopping_ends_the_run(tmp_path, cpu, tickets, task):
+    result = overfitting_run(tmp_path, cpu, tickets, task, max_steps=20, early_stopping_patience=1)
+    assert result.manifest["checkpoints"]["stopped_early"]
+    assert result.manifest["checkpoints"]["steps_run"] == 12
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(num_epochs=1), "set exactly one of max_steps"),
+    (dict(max_steps=None), "set exactly one of max_steps"),
+    (dict(lr_scheduler="triangle"), "lr_scheduler must be one of"),
+    (dict(weight_decay=-0.1), "weight_decay must be >= 0"),
+    (dict(early_stopping_patience=2, save_checkpoints=False), "early_stopping_patience needs save_checkpoints"),
+    (dict(method="full", lora_alpha=0), "lora_alpha must be >= 1"),
+])
+def test_more_impossible_configs_are_rejected(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config(**overrides).validate()
+
+
+def test_epochs_instead_of_steps(tmp_path, cpu, tickets, task):
+    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "epochs",
+                         config(max_steps=None, num_epochs=2, batch_size=4), task, cpu)
+    assert result.manifest["checkpoints"]["steps_run"] == 4  # 8 examples / 4 per step x 2 epochs
+
+
+def test_full_fine_tuning_trains_every_weight(tmp_path, cpu, tickets, task):
+    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "full",
+                         config(method="full", max_steps=2, learning_rate=1e-3), task, cpu)
+    assert result.manifest["parameters"]["trainable"] == result.manifest["parameters"]["total"]
+    assert (tmp_path / "full" / "model" / "model.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_adapters(tmp_path_factory, cpu):
+    from tests.conftest import TICKETS
+    from ftlib.tasks import SUPPORT_TICKETS
+
+    folder = tmp_path_factory.mktemp("merge")
+    runs = {}
+    for method in ("lora", "qlora"):
+        runs[method] = train.train("tiny-random-llama", TICKETS * 4, TICKETS, folder / method,
+                                   config(method=method, save_checkpoints=False), SUPPORT_TICKETS, cpu)
+    return folder, runs
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_merged_export_matches_base_plus_adapter(trained_adapters, cpu, method):
+    folder, runs = trained_adapters
+    exported = train.merge_and_export("tiny-random-llama", runs[method].adapter_dir, folder / f"{method}-merged",
+                                      device=cpu)
+    merged = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32)
+    assert not any("4bit" in type(m).__name__ or "lora" in type(m).__name__.lower() for m in merged.modules())
+    assert merged.dtype == torch.float32
+    assert json.loads((exported / "merge.json").read_text())["base_model"] == "tiny-random-llama"
+    # Reference: the same adapter on the same full-precision base, unmerged.
+    reference, tokenizer = train.load_adapter("tiny-random-llama", runs[method].adapter_dir, device=cpu)
+    ids = tokenizer("my router is on fire", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = reference(ids).logits
+        with reference.disable_adapter():
+            assert not torch.allclose(reference(ids).logits, expected, atol=1e-4)  # the adapter matters
+        assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
+    lora_weights = sum(p.numel() for name, p in reference.named_parameters() if "lora_" in name)
+    assert count_parameters(merged)["total"] == count_parameters(reference)["total"] - lora_weights
