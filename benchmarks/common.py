@@ -15,11 +15,10 @@ from ftlib.tasks import get_task
 
 def curated_splits(dataset: str = "support_tickets", base_model: str = "smollm2-135m-instruct",
                    max_length: int = 256) -> dict[str, list[dict]]:
-    """Curate the committed sample file and split it 80/10/10, stratified, with lesson 02's seed."""
+    """The train/val/test splits lesson 02 writes, from the committed sample file."""
     task = get_task(dataset)
-    tokenizer = load_tokenizer(base_model)
-    result = curate.curate(data.read_jsonl(sample_path(dataset)), task, tokenizer, max_length)
-    return data.stratified_split(result.records, (0.8, 0.1, 0.1), key=task.stratum, seed=0)
+    path = sample_path(dataset)
+    return curate.curated_splits(data.read_jsonl(path), task, load_tokenizer(base_model), max_length, source=path.name)
 
 
 def run_child(script: str, args: list[str], output: Path) -> dict:

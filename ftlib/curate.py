@@ -497,3 +497,19 @@ def leakage(splits: dict[str, list[dict]], task: Task, threshold: float = 0.7) -
     groups |= {tuple(g) for g in near_duplicate_groups([_near_text(r, task) for r in records], threshold)}
     return [{"splits": sorted({names[i] for i in group}), "texts": [task.input_text(records[i])[:80] for i in group]}
             for group in sorted(groups) if len({names[i] for i in group}) > 1]
+
+
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+SPLIT_SEED = 0
+
+
+def curated_splits(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256,
+                   source: str = "<records>") -> dict[str, list[dict]]:
+    """Curate raw records and split them 80/10/10, stratified: the splits lesson 02 writes.
+
+    Lesson 01 and the benchmarks call this to score on the same validation split before 02 has run.
+    """
+    from ftlib.data import stratified_split
+
+    records = curate(raw, task, tokenizer, max_length, source=source).records
+    return stratified_split(records, SPLIT_FRACTIONS, key=task.stratum, seed=SPLIT_SEED)

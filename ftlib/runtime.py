@@ -29,6 +29,9 @@ def pick_device(prefer: str | None = None) -> DeviceChoice:
     CUDA with bf16 where the GPU supports it, fp16 on older GPUs such as the T4 (which has
     no bf16), and fp32 on CPU: CPUs without native bf16 run bf16 matmuls ~50x slower.
 
+    Under a distributed launcher (``torchrun``, ``accelerate launch``) each process gets its own GPU,
+    ``cuda:LOCAL_RANK``: a 4-bit model cannot be moved after loading, so it must load there.
+
     Args:
         prefer: "cpu" or "cuda" to force one; None picks CUDA when available.
     """
@@ -37,8 +40,23 @@ def pick_device(prefer: str | None = None) -> DeviceChoice:
         if not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return DeviceChoice("cuda", dtype, torch.cuda.get_device_name(0))
+        rank = local_rank()
+        if rank is None:
+            return DeviceChoice("cuda", dtype, torch.cuda.get_device_name(0))
+        index = rank % torch.cuda.device_count()
+        return DeviceChoice(f"cuda:{index}", dtype, torch.cuda.get_device_name(index))
     return DeviceChoice("cpu", torch.float32, f"CPU x{available_cores()}")
+
+
+def local_rank() -> int | None:
+    """This process's rank on its machine under ``torchrun``/``accelerate launch``; None without a launcher."""
+    value = int(os.environ.get("LOCAL_RANK", "-1") or -1)
+    return value if value >= 0 else None
+
+
+def local_world_size() -> int:
+    """How many processes a distributed launcher started on this machine (1 without one)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
 
 
 def available_cores() -> int:
@@ -74,7 +92,8 @@ def configure_cpu_threads(threads: int | None = None, verbose: bool = False) -> 
     when another process keeps a core busy (OpenMP threads spin and wait on each other).
     So each candidate count is timed on an fp32 matmul, and the fastest one wins unless
     it beats one thread by less than 20%, the margin below which contention is not worth
-    risking. ``FTLIB_NUM_THREADS`` or ``threads`` override the measurement.
+    risking. Under a distributed launcher each process measures its share of the cores.
+    ``FTLIB_NUM_THREADS`` or ``threads`` override the measurement.
 
     Returns:
         The number of threads now in use.
@@ -84,7 +103,7 @@ def configure_cpu_threads(threads: int | None = None, verbose: bool = False) -> 
     if requested:
         _THREADS_CHOSEN = requested
     elif _THREADS_CHOSEN is None:
-        cores = available_cores()
+        cores = max(1, available_cores() // local_world_size())  # processes on this machine share its cores
         candidates = sorted({1, cores} | ({cores // 2} if cores >= 8 else set()))
         speeds = {n: matmul_gflops(n) for n in candidates}
         best = max(speeds, key=speeds.get)

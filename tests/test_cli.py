@@ -46,3 +46,95 @@ def test_missing_input_field_is_reported_before_loading_a_model(tmp_path, capsys
     data_file = write_jsonl([{"text": "hello"}], tmp_path / "x.jsonl")
     assert cli.main(["evaluate", "--run", "no-such-model", "--data", str(data_file), "--output", str(tmp_path / "m")]) == 2
     assert "line 1, field 'ticket': missing field" in capsys.readouterr().err
+
+
+def train_command(tmp_path, *extra: str) -> list[str]:
+    """``train`` on the tiny model with files of the conftest tickets; ``extra`` adds or overrides flags."""
+    from tests.conftest import TICKETS
+
+    data = write_jsonl(TICKETS * 2, tmp_path / "train.jsonl")
+    val = write_jsonl(TICKETS, tmp_path / "val.jsonl")
+    return ["train", "--data", str(data), "--val", str(val), "--output", str(tmp_path / "run"),
+            "--base-model", "tiny-random-llama", "--device", "cpu", "--max-length", "512", "--warmup-steps", "0",
+            "--eval-steps", "2", "--eval-batch-size", "4", *extra]
+
+
+def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"lora_r": 4, "max_steps": 3, "batch_size": 4, "data_order": "random"}))
+    code = cli.main(train_command(tmp_path, "--config", str(config_file), "--max-steps", "2",
+                                  "--no-save-checkpoints"))
+    assert code == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config"]["lora_r"] == 4  # from the file
+    assert manifest["config"]["max_steps"] == 2  # the flag wins over the file
+    assert manifest["config"]["data_order"] == "random"
+    assert manifest["config"]["save_checkpoints"] is False
+    assert manifest["world_size"] == 1 and manifest["global_batch_size"] == 4
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())["train"]) == 2
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+    out = capsys.readouterr().out
+    assert f"final val loss     {manifest['metrics']['final_val_loss']:.4f}" in out
+    assert "train tokens/s" in out and "peak memory" in out and str(tmp_path / "run") in out
+
+    # A run's manifest works as --config: the same hyperparameters again.
+    assert cli.main(train_command(tmp_path / "again", "--config", str(tmp_path / "run" / "manifest.json"))) == 0
+    assert json.loads((tmp_path / "again" / "run" / "manifest.json").read_text())["config"] == manifest["config"]
+
+
+def test_every_train_config_field_has_a_flag():
+    from dataclasses import fields
+
+    train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {option for action in train_parser._actions for option in action.option_strings}
+    for spec in fields(train.TrainConfig):
+        assert "--" + spec.name.replace("_", "-") in flags, spec.name
+    args = train_parser.parse_args(["--data", "d", "--val", "v", "--output", "o", "--max-steps", "none",
+                                    "--num-epochs", "2", "--gradient-checkpointing"])
+    assert args.max_steps is None and args.num_epochs == 2.0 and args.gradient_checkpointing is True
+    assert not hasattr(args, "lora_r")  # flags left out leave the file's or the dataclass's value
+
+
+@pytest.mark.parametrize("order", list(train.DATA_ORDERS))
+def test_data_order_sets_trainer_sampling(tmp_path, cpu, order):
+    config = train.TrainConfig(data_order=order)
+    config.validate()
+    arguments = train.training_arguments(config, tmp_path, cpu)
+    assert arguments.train_sampling_strategy == train.DATA_ORDERS[order]
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("bad-json", "train.jsonl, line 3: not valid JSON"),
+    ("missing-field", "val.jsonl, line 2, field 'urgency': missing field"),
+    ("config-key", "config.json, field 'rank': not a TrainConfig field"),
+    ("config-type", "config.json, field 'batch_size': expected int, got \"8\""),
+    ("config-value", "data_order must be one of length-grouped, random, sequential, not 'shuffled'"),
+    ("flag-value", "lora_r must be >= 1, got 0"),
+])
+def test_train_rejects_bad_input_before_loading_a_model(tmp_path, capsys, problem, message):
+    command = train_command(tmp_path)
+    command[command.index("--base-model") + 1] = "no-such-model"  # reaching the model would fail differently
+    if problem == "bad-json":
+        lines = (tmp_path / "train.jsonl").read_text().splitlines()
+        (tmp_path / "train.jsonl").write_text("\n".join(lines[:2] + ['{"ticket": ']) + "\n")
+    elif problem == "missing-field":
+        records = [json.loads(line) for line in (tmp_path / "val.jsonl").read_text().splitlines()]
+        del records[1]["urgency"]
+        write_jsonl(records, tmp_path / "val.jsonl")
+    elif problem.startswith("config"):
+        values = {"config-key": {"rank": 8}, "config-type": {"batch_size": "8"},
+                  "config-value": {"data_order": "shuffled"}}[problem]
+        (tmp_path / "config.json").write_text(json.dumps(values))
+        command += ["--config", str(tmp_path / "config.json")]
+    else:
+        command += ["--lora-r", "0"]
+    assert cli.main(command) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_flag_of_the_wrong_type_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(train_command(tmp_path, "--batch-size", "eight"))
+    assert exit_info.value.code == 2
+    assert "argument --batch-size: expected int, got 'eight'" in capsys.readouterr().err
