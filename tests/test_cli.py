@@ -32,6 +32,15 @@ def test_evaluate_and_generate_a_trained_run(tmp_path, tickets, task, cpu):
     assert cli.main(["generate", "--run", str(run), "--data", str(data_file), "--output", str(tmp_path / "p.jsonl"),
                      "--max-new-tokens", "4"]) == 0
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
+    assert cli.main(["merge", "--run", str(run), "--output", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "merged" / "merge.json").exists()
+    assert cli.main(["evaluate", "--run", str(tmp_path / "merged"), "--data", str(data_file),
+                     "--output", str(tmp_path / "merged.json"), "--max-new-tokens", "4"]) == 0
+
+
+def test_merge_needs_a_run_folder(tmp_path, capsys):
+    assert cli.main(["merge", "--run", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    assert "manifest.json not found" in capsys.readouterr().err
 
 
 def test_bad_input_file_gives_a_located_error(tmp_path, capsys):
