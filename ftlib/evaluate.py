@@ -1,9 +1,13 @@
-"""Evaluation: held-out loss and perplexity, batched greedy generation, task metrics with intervals."""
+"""Evaluation: held-out loss and perplexity, batched greedy generation, task metrics with intervals,
+a few-shot baseline and side-by-side samples of several runs."""
 
 from __future__ import annotations
 
+import json
 import math
+import random
 import re
+from collections import defaultdict
 
 import numpy as np
 import torch
@@ -133,12 +137,18 @@ def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None)
     return scores
 
 
-def score_answers(predictions: list[str], references: list[dict], task: Task, seed: int = 0) -> dict:
-    """Aggregate task metrics, each with a 95% bootstrap interval: ``{metric: {value, low, high}}``."""
+def score_answers(predictions: list[str], references: list[dict], task: Task, seed: int = 0,
+                  rows: list[dict[str, float]] | None = None) -> dict:
+    """Aggregate task metrics, each with a 95% bootstrap interval: ``{metric: {value, low, high}}``.
+
+    Args:
+        rows: the answers' ``per_example_scores`` when already computed; computed here otherwise.
+    """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    rows = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, references)]
+    if rows is None:
+        rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+        rows = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, references)]
     metrics = {}
     for name in rows[0] if rows else []:
         values = [row[name] for row in rows]
@@ -150,21 +160,143 @@ def score_answers(predictions: list[str], references: list[dict], task: Task, se
     return metrics
 
 
+def few_shot_examples(train_records: list[dict], task: Task, k: int = 3, seed: int = 0) -> list[dict]:
+    """``k`` solved training records for a few-shot prompt, as diverse as the task allows.
+
+    Records are drawn round-robin over the task's strata (``task.stratum``, e.g. the ticket category) in a
+    seeded random order, so ``k`` up to the number of strata gives ``k`` different labels. Only records with
+    their input and every answer field qualify.
+
+    Raises:
+        ValueError: fewer than ``k`` records qualify.
+    """
+    usable = [r for r in train_records if task.input_field in r and all(f in r for f in task.answer_fields)]
+    if len(usable) < k:
+        raise ValueError(f"{k} few-shot examples asked for, but only {len(usable)} training records have "
+                         f"'{task.input_field}' and every answer field ({', '.join(task.answer_fields)})")
+    rng = random.Random(seed)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for record in usable:
+        groups[task.stratum(record)].append(record)
+    strata = sorted(groups)
+    rng.shuffle(strata)
+    for stratum in strata:
+        rng.shuffle(groups[stratum])
+    picked: list[dict] = []
+    while len(picked) < k:
+        for stratum in strata:
+            if groups[stratum] and len(picked) < k:
+                picked.append(groups[stratum].pop())
+    return picked
+
+
 def evaluate_model(model, tokenizer, records: list[dict], task: Task, batch_size: int = 16,
-                   max_new_tokens: int = 96) -> dict:
-    """Generate answers for ``records`` and score them; also the held-out loss of the references."""
-    conversations = [task.prompt_messages(r) for r in records]
+                   max_new_tokens: int = 96, few_shot: list[dict] | None = None) -> dict:
+    """Generate answers for ``records`` and score them; also the held-out loss of the references.
+
+    Args:
+        few_shot: solved records (``few_shot_examples``) shown before every prompt; None for zero-shot.
+            The held-out loss is then skipped: it scores the references under the zero-shot prompt,
+            which is the zero-shot row's number already.
+
+    Returns:
+        ``metrics`` (``score_answers``), ``heldout`` (or None), ``predictions`` (id, input, reference,
+        prediction and the answer's ``per_example_scores``), ``examples`` and ``few_shot`` (the examples' ids).
+    """
+    conversations = [task.prompt_messages(r, few_shot or ()) for r in records]
     predictions = generate(model, tokenizer, conversations, batch_size, max_new_tokens)
+    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, records)]
+    # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
     complete = all(field in r for r in records for field in task.answer_fields)
     return {
-        "metrics": score_answers(predictions, records, task),
-        # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
-        "heldout": heldout_loss(model, tokenizer, records, task, batch_size) if complete else None,
+        "metrics": score_answers(predictions, records, task, rows=scores),
+        "heldout": heldout_loss(model, tokenizer, records, task, batch_size) if complete and not few_shot else None,
         "predictions": [{"id": r.get("id"), "input": task.input_text(r),
-                         "reference": {f: r[f] for f in task.answer_fields if f in r}, "prediction": p}
-                        for r, p in zip(records, predictions)],
+                         "reference": {f: r[f] for f in task.answer_fields if f in r}, "prediction": p, "scores": s}
+                        for r, p, s in zip(records, predictions, scores)],
         "examples": len(records),
+        "few_shot": [example.get("id") for example in few_shot] if few_shot else None,
     }
+
+
+def reference_text(reference: dict) -> str:
+    """A stored reference answer as text: a single field's value, or compact JSON of several fields."""
+    if len(reference) == 1:
+        return str(next(iter(reference.values())))
+    return json.dumps(reference, ensure_ascii=False, separators=(",", ":"))
+
+
+def common_examples(results: dict[str, dict]) -> list[dict]:
+    """The predictions of the first run, after checking that every run answered the same examples in order.
+
+    Raises:
+        ValueError: a run was scored on other examples, or in another order.
+    """
+    runs = list(results)
+    examples = results[runs[0]]["predictions"] if runs else []
+    for run in runs[1:]:
+        if [(p["id"], p["input"]) for p in results[run]["predictions"]] != [(p["id"], p["input"]) for p in examples]:
+            raise ValueError(f"runs {runs[0]!r} and {run!r} were not scored on the same examples in the same order")
+    return examples
+
+
+def sample_comparison(results: dict[str, dict], n_best: int = 2, n_worst: int = 3, metric: str | None = None,
+                      n_disagree: int = 2) -> list[dict]:
+    """Every run's answer, side by side, on the examples worth reading: the failures first.
+
+    Each answer's score is its per-example ``metric`` (``evaluate_model`` keeps ``per_example_scores``),
+    or by default the mean of all its per-example scores. The best run is the one with the highest mean
+    score. Picked, each example at most once: the ``n_worst`` examples the best run scores lowest (ties:
+    where the runs disagree most), the ``n_disagree`` examples with the widest spread of scores between
+    runs, and the ``n_best`` examples the best run scores highest.
+
+    Returns:
+        Rows of ``case`` (worst, disagree, best), ``id``, ``input``, ``reference``, then per run its answer
+        (key: the run's name) and its score (key: ``"<run> score"``).
+
+    Raises:
+        ValueError: the runs were not scored on the same examples, or an answer lacks per-example scores.
+    """
+    runs = list(results)
+    if not runs:
+        return []
+    examples = common_examples(results)
+
+    def score(run: str, index: int) -> float:
+        entry = results[run]["predictions"][index]
+        if "scores" not in entry:
+            raise ValueError(f"run {run!r} has no per-example scores: re-run evaluate_model with this ftlib")
+        values = entry["scores"]
+        if metric is not None:
+            if metric not in values:
+                raise ValueError(f"no per-example metric {metric!r} in run {run!r}; it has {', '.join(values)}")
+            return values[metric]
+        return sum(values.values()) / len(values) if values else float("nan")
+
+    table = {run: [score(run, i) for i in range(len(examples))] for run in runs}
+    best_run = max(runs, key=lambda run: np.mean(table[run]) if table[run] else float("-inf"))
+    spread = [max(table[run][i] for run in runs) - min(table[run][i] for run in runs) for i in range(len(examples))]
+    picked: dict[int, str] = {}  # example index -> case, in the order picked
+
+    def pick(case: str, count: int, candidates, order) -> None:
+        for index in sorted((i for i in candidates if i not in picked), key=order)[:max(count, 0)]:
+            picked[index] = case
+
+    indices = range(len(examples))
+    pick("worst", n_worst, indices, lambda i: (table[best_run][i], -spread[i], i))
+    pick("disagree", n_disagree, [i for i in indices if spread[i] > 0], lambda i: (-spread[i], i))
+    pick("best", n_best, indices, lambda i: (-table[best_run][i], i))
+    rows = []
+    for index, case in picked.items():
+        entry = examples[index]
+        row = {"case": case, "id": entry["id"], "input": entry["input"],
+               "reference": reference_text(entry["reference"])}
+        for run in runs:
+            row[run] = results[run]["predictions"][index]["prediction"]
+            row[f"{run} score"] = round(table[run][index], 3)
+        rows.append(row)
+    return rows
 
 
 def metrics_table(results: dict[str, dict], metric_names: list[str] | None = None) -> list[dict]:

@@ -42,18 +42,26 @@ def plot_loss_curves(histories: dict[str, dict], path: str | Path | None = None,
 
 def plot_metric_comparison(results: dict[str, dict], metrics: list[str], path: str | Path | None = None,
                            title: str = "Held-out task metrics (95% bootstrap intervals)"):
-    """Grouped bars of several runs' metrics with their intervals.
+    """Grouped bars of several runs' metrics, each with its interval as an error bar.
 
     Args:
-        results: run name -> ``{"metrics": {metric: {"value", "low", "high"}}}``.
+        results: run name -> ``{"metrics": {metric: {"value", "low", "high"}}}``. A missing bound draws no
+            bar on that side; a point estimate outside its bootstrap interval (macro-F1 can be) draws none
+            on the side it passed.
     """
+    def error(stats: dict, bound: str) -> float:
+        """Length of the bar from the value to ``bound``: 0 when the bound is missing or on the wrong side."""
+        if stats.get(bound) is None:
+            return 0.0
+        return max(0.0, stats["value"] - stats[bound] if bound == "low" else stats[bound] - stats["value"])
+
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics)), 4))
     width = 0.8 / max(1, len(results))
     for index, (name, result) in enumerate(results.items()):
         stats = [result["metrics"][m] for m in metrics]
         xs = [i + index * width for i in range(len(metrics))]
         values = [s["value"] for s in stats]
-        errors = [[s["value"] - s["low"] for s in stats], [s["high"] - s["value"] for s in stats]]
+        errors = [[error(s, "low") for s in stats], [error(s, "high") for s in stats]]
         ax.bar(xs, values, width, yerr=errors, capsize=3, label=name, color=f"C{index}")
     ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(metrics))], metrics, rotation=15)
     ax.set_ylim(0, 1.05)

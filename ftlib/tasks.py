@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 CATEGORIES = ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
@@ -59,9 +60,18 @@ class Task:
         value = record.get(self.stratify_field, inner.get(self.stratify_field) if isinstance(inner, dict) else None)
         return str(value)
 
-    def prompt_messages(self, record: dict) -> list[dict]:
+    def prompt_messages(self, record: dict, examples: Sequence[dict] = ()) -> list[dict]:
+        """The chat prompt of a record: the instruction, then the record's input as the user turn.
+
+        Args:
+            examples: solved records shown first as user/assistant pairs (a few-shot prompt); none by default.
+        """
+        shots = [message for example in examples
+                 for message in ({"role": "user", "content": self.input_text(example)},
+                                 {"role": "assistant", "content": self.answer_text(example)})]
         return [
             {"role": "system", "content": self.instruction},
+            *shots,
             {"role": "user", "content": self.input_text(record)},
         ]
 

@@ -118,3 +118,101 @@ def test_reference_labels_outside_the_schema_are_a_clear_error(tickets, task):
     bad = [dict(tickets[0], category="refund")]
     with pytest.raises(ValueError, match="reference category 'refund' \\(id a\\) is not one of"):
         evaluate.score_answers([answer("billing", "high")], bad, task)
+
+
+def train_records():
+    """Twelve solved tickets, three in each of four categories."""
+    categories = ["outage", "account", "billing", "hardware"]
+    return [{"id": f"t{i}", "ticket": f"ticket {i}", "category": categories[i % 4], "urgency": "low",
+             "reply": f"reply {i}"} for i in range(12)]
+
+
+def test_few_shot_examples_are_diverse_seeded_and_complete(task):
+    records = train_records() + [{"id": "no-reply", "ticket": "x", "category": "outage", "urgency": "low"}]
+    picked = evaluate.few_shot_examples(records, task, k=3, seed=0)
+    assert len(picked) == 3 and len({r["category"] for r in picked}) == 3
+    assert evaluate.few_shot_examples(records, task, k=3, seed=0) == picked
+    assert {r["category"] for r in evaluate.few_shot_examples(records, task, k=4, seed=1)} == {
+        "outage", "account", "billing", "hardware"}
+    six = evaluate.few_shot_examples(records, task, k=6, seed=2)
+    assert max(sum(r["category"] == c for r in six) for c in {r["category"] for r in six}) == 2
+    assert all("reply" in r for r in evaluate.few_shot_examples(records, task, k=12))  # incomplete record never picked
+    with pytest.raises(ValueError, match="13 few-shot examples asked for, but only 12 training records"):
+        evaluate.few_shot_examples(records, task, k=13)
+
+
+def test_few_shot_conversation_is_instruction_then_pairs_then_the_real_question(tickets, task):
+    shots = tickets[1:]
+    messages = task.prompt_messages(tickets[0], shots)
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    assert messages[0]["content"] == task.instruction
+    for index, shot in enumerate(shots):
+        assert messages[1 + 2 * index]["content"] == shot["ticket"]
+        assert messages[2 + 2 * index]["content"] == task.answer_text(shot)
+    assert messages[-1] == {"role": "user", "content": tickets[0]["ticket"]}
+    assert task.prompt_messages(tickets[0]) == [messages[0], messages[-1]]  # zero-shot is unchanged
+
+
+def test_evaluate_model_prompts_with_the_few_shot_examples(tickets, task, monkeypatch):
+    seen = []
+
+    def fake_generate(model, tokenizer, conversations, batch_size, max_new_tokens):
+        seen.extend(conversations)
+        return [answer(t["category"], t["urgency"], t["reply"]) for t in tickets]
+
+    monkeypatch.setattr(evaluate, "generate", fake_generate)
+    shots = train_records()[:2]
+    result = evaluate.evaluate_model(None, None, tickets, task, few_shot=shots)
+    assert seen == [task.prompt_messages(t, shots) for t in tickets]
+    assert result["few_shot"] == ["t0", "t1"]
+    assert result["heldout"] is None  # the zero-shot row's perplexity already; not repeated
+    assert result["metrics"]["labels_exact_match"]["value"] == 1.0
+    assert result["predictions"][0]["scores"] == evaluate.per_example_scores(
+        result["predictions"][0]["prediction"], tickets[0], task)
+
+
+def comparison_results(base_scores, lora_scores):
+    def run(scores, tag):
+        return {"predictions": [{"id": f"e{i}", "input": f"input {i}", "reference": {"category": "outage", "reply": "r"},
+                                 "prediction": f"{tag} answer {i}", "scores": {"m": s}} for i, s in enumerate(scores)]}
+
+    return {"base": run(base_scores, "base"), "LoRA": run(lora_scores, "lora")}
+
+
+def test_sample_comparison_leads_with_the_best_runs_failures():
+    results = comparison_results([0, 0, 0, 0, 0, 1], [1, 0, 1, 0.5, 1, 1])  # LoRA is the best run
+    rows = evaluate.sample_comparison(results, n_best=2, n_worst=3, metric="m")
+    assert [(row["case"], row["id"]) for row in rows] == [
+        ("worst", "e1"), ("worst", "e3"), ("worst", "e0"),  # LoRA's lowest; among its 1.0s, where base disagrees
+        ("disagree", "e2"), ("disagree", "e4"), ("best", "e5")]
+    assert rows[0] == {"case": "worst", "id": "e1", "input": "input 1", "reference": '{"category":"outage","reply":"r"}',
+                       "base": "base answer 1", "base score": 0, "LoRA": "lora answer 1", "LoRA score": 0}
+    only_best = evaluate.sample_comparison(results, n_best=2, n_worst=1, n_disagree=0)  # default: mean of the scores
+    assert [(row["case"], row["id"]) for row in only_best] == [("worst", "e1"), ("best", "e0"), ("best", "e2")]
+
+
+def test_sample_comparison_refuses_mismatched_or_unscored_runs():
+    results = comparison_results([0, 1], [1, 1])
+    with pytest.raises(ValueError, match="no per-example metric 'rougeL'"):
+        evaluate.sample_comparison(results, metric="rougeL")
+    results["LoRA"]["predictions"].reverse()
+    with pytest.raises(ValueError, match="not scored on the same examples in the same order"):
+        evaluate.sample_comparison(results)
+    del results["base"]["predictions"][0]["scores"]
+    with pytest.raises(ValueError, match="run 'base' has no per-example scores"):
+        evaluate.sample_comparison({"base": results["base"]})
+
+
+def test_metric_comparison_draws_each_interval_as_an_error_bar():
+    import matplotlib.pyplot as plt
+    from matplotlib.container import BarContainer
+
+    from ftlib.plots import plot_metric_comparison
+
+    results = {"base": {"metrics": {"a": {"value": 0.5, "low": 0.4, "high": 0.7}}},
+               "LoRA": {"metrics": {"a": {"value": 0.9, "low": 0.6, "high": 0.8}}}}  # point estimate above its interval
+    fig = plot_metric_comparison(results, ["a"])
+    bars = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
+    segments = [container.errorbar.lines[2][0].get_segments()[0] for container in bars]
+    assert [(float(s[0][1]), float(s[1][1])) for s in segments] == [(0.4, 0.7), (0.6, 0.9)]
+    plt.close(fig)

@@ -12,6 +12,7 @@ from ftlib.cli import NOTEBOOKS
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
 PARAMETERS = ["profile", "dataset", "run_dir", "base_model", "max_steps"]
+EXTRA_PARAMETERS = {"05_evaluation": ["ratings_file"]}  # after the shared ones
 
 
 def cells(path):
@@ -33,7 +34,7 @@ def test_one_parameters_cell_of_plain_literals(path):
         assert isinstance(statement, ast.Assign), f"{path.name}: only assignments in the parameters cell"
         ast.literal_eval(statement.value)  # raises on anything but a plain literal
         names += [target.id for target in statement.targets]
-    assert names == PARAMETERS
+    assert names == PARAMETERS + EXTRA_PARAMETERS.get(path.stem, [])
 
 
 @pytest.mark.unit
@@ -94,7 +95,8 @@ def smoke_run(tmp_path_factory):
                           "data/token_lengths.png", "data/label_distribution.png"]),
     ("03_lora", ["lora/adapter/adapter_model.safetensors", "lora/manifest.json", "lora/loss.png"]),
     ("04_qlora", ["qlora/adapter/adapter_model.safetensors", "qlora/manifest.json", "qlora/loss.png"]),
-    ("05_evaluation", ["eval/metrics.json", "eval/metrics.png", "eval/loss_curves.png"]),
+    ("05_evaluation", ["eval/metrics.json", "eval/metrics.png", "eval/loss_curves.png", "eval/review_sheet.csv",
+                       "eval/review_sheet.key.json"]),
 ])
 def test_notebook_runs_under_papermill(smoke_run, name, artifacts):
     run_dir, outcomes, _ = smoke_run
@@ -114,4 +116,5 @@ def test_smoke_run_uses_the_real_model_and_leaves_samples_untouched(smoke_run):
     assert manifest["base_model"] == "smollm2-135m-instruct" and manifest["method"] == "qlora"
     assert manifest["parameters"]["total"] > 134_000_000  # 4-bit weights counted at full size
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    assert set(metrics) == {"base (zero-shot)", "LoRA", "QLoRA"}
+    assert set(metrics) == {"base (zero-shot)", "base (few-shot)", "LoRA", "QLoRA"}
+    assert len(metrics["base (few-shot)"]["few_shot"]) == 3
