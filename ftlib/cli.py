@@ -81,14 +81,14 @@ def command_generate(args) -> int:
 
 
 def command_evaluate(args) -> int:
-    from ftlib.data import DataError, read_jsonl
+    from ftlib.data import DataError, numbered, read_jsonl
     from ftlib.evaluate import evaluate_model
     from ftlib.lesson import save_json
     from ftlib.tasks import get_task
 
     task = get_task(args.task)
     records = read_jsonl(args.data)
-    for line, record in enumerate(records, start=1):
+    for line, record in numbered(records):
         if task.input_field not in record:
             raise DataError(args.data, line, task.input_field, "missing field")
     model, tokenizer, label = load_for_eval(args.run, args.source)
@@ -187,10 +187,10 @@ def read_config_file(path: Path) -> dict:
 
 def read_training_file(path: Path, task: Task) -> list[dict]:
     """Read a JSONL file and check that every record can become a training example, before any model loads."""
-    from ftlib.data import read_jsonl, to_messages
+    from ftlib.data import numbered, read_jsonl, to_messages
 
     records = read_jsonl(path)
-    for line, record in enumerate(records, start=1):
+    for line, record in numbered(records):
         to_messages(record, task, str(path), line)
     return records
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
-from ftlib.data import DataError, normalize_text, to_messages, tokenize_example
+from ftlib.data import DataError, normalize_text, numbered, to_messages, tokenize_example
 from ftlib.tasks import Task
 
 # ---------------------------------------------------------------- layouts and labels
@@ -262,7 +262,7 @@ class CurationResult:
 
 class _Pipeline:
     def __init__(self, raw: list[dict]):
-        self.outcomes = [Outcome(line=i + 1, id=r.get("id")) for i, r in enumerate(raw)]
+        self.outcomes = [Outcome(line=line, id=r.get("id")) for line, r in numbered(raw)]
         self.items = list(zip(self.outcomes, raw))
         self.steps: list[dict] = []
 

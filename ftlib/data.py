@@ -25,8 +25,24 @@ class DataError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file of objects, one per line (blank lines are skipped).
+class Records(list):
+    """Records read from a file, remembering the file line each one came from (blank lines are skipped)."""
+
+    def __init__(self, records=(), lines: list[int] | None = None):
+        super().__init__(records)
+        self.lines = lines if lines is not None else list(range(1, len(self) + 1))
+
+
+def numbered(records: list[dict]):
+    """``(line, record)`` pairs: the file line where ``read_jsonl`` found it, else the 1-based position."""
+    lines = getattr(records, "lines", None)
+    if lines is None or len(lines) != len(records):
+        lines = range(1, len(records) + 1)
+    return zip(lines, records)
+
+
+def read_jsonl(path: str | Path) -> Records:
+    """Read a JSONL file of objects, one per line (blank lines are skipped; ``.lines`` keeps line numbers).
 
     Raises:
         DataError: the file is missing, empty, not UTF-8, or a line is not a JSON object.
@@ -40,7 +56,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataError(path, line, None, f"not valid UTF-8 (byte {error.start}); re-save the file as UTF-8") from None
-    records = []
+    records = Records()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -51,6 +67,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
         if not isinstance(value, dict):
             raise DataError(path, number, None, f"expected a JSON object, got {type(value).__name__}")
         records.append(value)
+        records.lines.append(number)
     if not records:
         raise DataError(path, None, None, "the file holds no records")
     return records
@@ -116,7 +133,7 @@ class Rejected:
 def validate_records(records: list[dict], task: Task, source: str = "<records>") -> tuple[list[dict], list[Rejected]]:
     """Keep the records that have every field of ``task`` as text, rejecting the rest with a reason."""
     valid, rejected = [], []
-    for line, record in enumerate(records, start=1):
+    for line, record in numbered(records):
         try:
             to_messages(record, task, source, line)
         except DataError as error:
@@ -163,8 +180,8 @@ class SupervisedDataset(torch.utils.data.Dataset):
     """Tokenized examples, ready for ``transformers.Trainer``."""
 
     def __init__(self, records: list[dict], tokenizer, max_length: int = 256, task: Task | None = None):
-        tokenized = [tokenize_example(tokenizer, to_messages(r, task, line=i + 1), max_length)
-                     for i, r in enumerate(records)]
+        tokenized = [tokenize_example(tokenizer, to_messages(r, task, line=line), max_length)
+                     for line, r in numbered(records)]
         # A prompt longer than max_length leaves no answer token: such an example trains nothing.
         useless = [t for t in tokenized if all(label == IGNORE_INDEX for label in t.labels)]
         tokenized = [t for t in tokenized if t not in useless]

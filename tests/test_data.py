@@ -124,3 +124,13 @@ def test_write_jsonl_round_trips_and_leaves_no_partial(tmp_path, tickets):
     path = data.write_jsonl(tickets, tmp_path / "out" / "t.jsonl")
     assert data.read_jsonl(path) == tickets
     assert not list(tmp_path.glob("out/*.partial"))
+
+
+def test_errors_after_blank_lines_name_the_real_line(tmp_path, task):
+    path = tmp_path / "gappy.jsonl"
+    path.write_text('{"ticket": "a", "category": "billing", "urgency": "low", "reply": "ok"}\n\n\n'
+                    '{"ticket": "b", "urgency": "low", "reply": "ok"}\n')
+    records = data.read_jsonl(path)
+    assert records.lines == [1, 4]
+    kept, rejected = data.validate_records(records, task, str(path))
+    assert len(kept) == 1 and rejected[0].line == 4 and "line 4" in rejected[0].reason
