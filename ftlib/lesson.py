@@ -89,3 +89,18 @@ def save_json(value, path: str | Path) -> Path:
 
 def load_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def run_rows(manifests: dict[str, dict]) -> list[dict]:
+    """One row per training run: parameters, final validation loss, speed, and estimated vs measured peak memory."""
+    from ftlib.plots import measured_peak_gb
+
+    rows = []
+    for name, manifest in manifests.items():
+        metrics, counts = manifest["metrics"], manifest["parameters"]
+        estimated, measured = manifest["memory"]["estimate"]["total GB"], measured_peak_gb(manifest)
+        rows.append({"run": name, "trainable params": f"{counts['trainable']:,}", "total params": f"{counts['total']:,}",
+                     "final val loss": metrics["final_val_loss"], "train tokens/s": metrics["train_tokens_per_second"],
+                     "train s": metrics["train_seconds"], "estimated peak GB": estimated,
+                     "measured peak GB": round(measured, 3), "estimate / measured": round(estimated / measured, 2)})
+    return rows

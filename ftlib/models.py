@@ -325,3 +325,36 @@ def registry_rows() -> list[dict]:
     """The registry as table rows for notebook 01."""
     return [{"name": s.name, "hub id": s.hub_id or "-", "parameters (B)": s.params_b, "licence": s.license,
              "context": s.context_length, "notes": s.notes} for s in REGISTRY.values()]
+
+
+REGISTRY["qwen2.5-0.5b-instruct"] = ModelSpec(
+    "qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", 0.494, "Apache-2.0", 32768)
+
+# The published config.json shapes of the registry's models: what memory estimates need, offline
+# (``ftlib.memory.model_config_for`` turns one into a transformers config).
+ARCHITECTURES: dict[str, dict] = {
+    "smollm2-135m-instruct": dict(
+        model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+        num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
+    "smollm2-360m-instruct": dict(
+        model_type="llama", hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+        num_key_value_heads=5, vocab_size=49152, tie_word_embeddings=True),
+    "smollm2-1.7b-instruct": dict(
+        model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+        num_key_value_heads=32, vocab_size=49152, tie_word_embeddings=True),
+    "qwen2.5-0.5b-instruct": dict(
+        model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-1.5b-instruct": dict(
+        model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-7b-instruct": dict(
+        model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "llama-3.1-8b-instruct": dict(
+        model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    "mistral-7b-instruct-v0.3": dict(
+        model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=8, vocab_size=32768, tie_word_embeddings=False),
+}

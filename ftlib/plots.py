@@ -116,3 +116,30 @@ def plot_confusion(columns: list[str], matrix, rows: list[str], path: str | Path
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black", fontsize=8)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_memory_breakdown(manifests: dict[str, dict], path: str | Path | None = None,
+                          title: str = "Peak training memory: estimate by component vs measured"):
+    """One stacked bar per run (the estimate's components, GB) with the measured peak as a black marker."""
+    components = ["baseline", "weights", "mapped_checkpoint", "adapters", "optimizer", "gradients", "activations",
+                  "workspace"]
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(manifests)), 4))
+    names = list(manifests)
+    bottoms = np.zeros(len(names))
+    for index, component in enumerate(components):
+        heights = np.array([manifests[n]["memory"]["estimate"].get(f"{component} GB", 0.0) for n in names])
+        if heights.any():
+            ax.bar(names, heights, bottom=bottoms, label=component, color=f"C{index}")
+            bottoms += heights
+    measured = [measured_peak_gb(manifests[n]) for n in names]
+    ax.scatter(names, measured, color="black", marker="_", s=900, linewidths=3, label="measured peak", zorder=3)
+    ax.set_ylabel("GB")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    return _save(fig, path)
+
+
+def measured_peak_gb(manifest: dict) -> float:
+    """A run's measured peak in GB: CUDA max allocated on a GPU, peak RSS on a CPU (the manifest stores MiB)."""
+    memory = manifest["memory"]
+    return memory.get("cuda_max_allocated_mb", memory["peak_rss_mb"]) * 2**20 / 1e9

@@ -19,7 +19,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, records_hash
-from ftlib.models import count_parameters, load_model
+from ftlib.models import count_parameters, load_model, load_tokenizer, resolve_model_source
 from ftlib.runtime import DeviceChoice, pick_device
 from ftlib.tasks import Task
 
@@ -211,6 +211,44 @@ def forward_with_shared_prefix(model, inputs: dict, prefix: int):
                  logits_to_keep=inputs["logits_to_keep"][:, prefix:], use_cache=False)
 
 
+def estimate_run_memory(model_config, tokenizer, train_records: list[dict], config: TrainConfig,
+                        task: Task | None, device: DeviceChoice):
+    """``ftlib.memory.estimate_memory`` for this run: its method, batch, and the token shape of its data."""
+    from ftlib.memory import estimate_memory, workload_from_records
+
+    workload = workload_from_records(train_records, tokenizer, task, config.max_length)
+    shares_prefix = not config.gradient_checkpointing
+    return estimate_memory(
+        model_config, config.method, config.batch_size, workload.seq_len, device=device.device.split(":")[0],
+        lora_r=config.lora_r, target_modules=config.target_modules, gradient_checkpointing=config.gradient_checkpointing,
+        answer_fraction=workload.answer_fraction, shared_prefix=workload.shared_prefix if shares_prefix else 0)
+
+
+def model_config_for(base_model: str, source: str = "auto"):
+    """The model's config, read offline where it can be (the registry's shapes or the cached folder)."""
+    from transformers import AutoConfig
+
+    from ftlib.memory import model_config_for as config_of
+
+    try:
+        return config_of(base_model)
+    except KeyError:  # a hub id, or a registry model without a stored shape
+        return AutoConfig.from_pretrained(resolve_model_source(base_model, source))
+
+
+def gpu_preflight(estimate, device: DeviceChoice) -> None:
+    """Refuse a GPU run that the estimate says cannot fit, before minutes of loading and an out-of-memory crash."""
+    if not device.device.startswith("cuda"):
+        return
+    free, _ = torch.cuda.mem_get_info(torch.device(device.device))
+    if estimate.total > free:
+        parts = ", ".join(f"{name} {estimate.gb(name):.1f}" for name in estimate.COMPONENTS if getattr(estimate, name))
+        raise MemoryError(
+            f"this run needs about {estimate.gb():.1f} GB ({parts}) but {device.name} has {free / 1e9:.1f} GB free: "
+            "use method='qlora', gradient_checkpointing=True, a smaller batch_size with grad_accum, or a shorter "
+            "max_length")
+
+
 def training_seconds(log_history: list[dict], train_runtime: float) -> float:
     """Trainer's runtime minus the validation passes run inside it: the time that throughput is about."""
     inside = []
@@ -368,6 +406,10 @@ def train(
     set_seed(config.seed)
     started = time.perf_counter()
     with PeakMemory() as peak:
+        tokenizer = load_tokenizer(base_model, source)
+        estimate = estimate_run_memory(model_config_for(base_model, source), tokenizer, train_records, config, task,
+                                       device)
+        gpu_preflight(estimate, device)
         model, tokenizer = load_model(base_model, "nf4" if config.method == "qlora" else None, device, source)
         model = attach_lora(model, config)
         train_set = SupervisedDataset(train_records, tokenizer, config.max_length, task)
@@ -414,7 +456,7 @@ def train(
                     "train_tokens": int(trainer.state.num_input_tokens_seen),
                     "train_seconds": round(train_seconds, 2),
                     "train_tokens_per_second": round(trainer.state.num_input_tokens_seen / train_seconds, 1)},
-        "memory": peak.as_dict(),
+        "memory": peak.as_dict() | {"estimate": estimate.as_row()},
         "wall_seconds": round(wall, 2),
         "versions": library_versions(),
     }
