@@ -70,13 +70,15 @@ def recommend(memory_rows: list[dict], measured: dict[str, dict], rule: Recommen
     """Apply ``rule`` to the candidates' memory estimates and measured scores.
 
     Args:
-        memory_rows: rows of ``ftlib.memory.gpu_memory_table`` (``model``, ``method``, ``fits <gpu>`` ...).
+        memory_rows: rows of ``ftlib.memory.gpu_memory_table`` (``model``, ``method``, one "yes"/"no" column per GPU).
         measured: ``{name: measure_candidate(...)}`` for the models scored on this machine.
 
     Returns:
         ``(name or None, the reasoning in plain words)``.
     """
-    fits = {row["model"] for row in memory_rows if row["method"] == rule.method and row.get(f"fits {rule.gpu}")}
+    if memory_rows and rule.gpu not in memory_rows[0]:
+        raise KeyError(f"No GPU column {rule.gpu!r} in the memory table; columns: {', '.join(memory_rows[0])}")
+    fits = {row["model"] for row in memory_rows if row["method"] == rule.method and row[rule.gpu] == "yes"}
     allowed = {name for name, spec in REGISTRY.items() if spec.license in rule.allowed_licences}
     qualifying = [name for name in REGISTRY if name in fits and name in allowed and name not in rule.exclude]
     if not qualifying:
