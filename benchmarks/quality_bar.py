@@ -3,6 +3,7 @@
 Usage (from the repository root, with ``.venv`` built)::
 
     .venv/bin/python benchmarks/quality_bar.py [--methods lora qlora] [--steps N] [--base]
+    .venv/bin/python benchmarks/quality_bar.py --run-dir runs/support_tickets-cpu   # after `make curriculum`
 
 Trains each method with the ``cpu`` profile's hyperparameters (override with the flags) on the
 curated ``support_tickets`` train split, then generates greedy answers for the test split and
@@ -36,10 +37,14 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["lora", "qlora"], choices=["lora", "qlora"])
     parser.add_argument("--steps", type=int, help="training steps (default: the cpu profile's)")
     parser.add_argument("--learning-rate", type=float, help="default: the cpu profile's")
-    parser.add_argument("--n-test", type=int, help="test examples (default: the whole test split)")
+    parser.add_argument("--n-test", type=int, help="test examples (default: the cpu profile's, as lesson 05)")
     parser.add_argument("--base", action="store_true", help="also score the base model zero-shot")
     parser.add_argument("--output", help="write all metrics to this JSON file")
+    parser.add_argument("--run-dir", help="score the runs lesson 05 evaluated in this folder instead of training")
     args = parser.parse_args()
+    if args.run_dir:
+        report(results_from_run_dir(Path(args.run_dir)), ["lora", "qlora"])
+        return
 
     from common import curated_splits
 
@@ -51,7 +56,7 @@ def main() -> None:
 
     profile = resolve_profile("cpu", max_steps=args.steps, learning_rate=args.learning_rate)
     splits = curated_splits(max_length=profile.max_length)
-    test = splits["test"][:args.n_test] if args.n_test else splits["test"]
+    test = splits["test"][:args.n_test or profile.n_test]  # lesson 05 scores the profile's first n_test
     print(f"train {len(splits['train'])}, val {profile.n_val}, test {len(test)}; {profile.max_steps} steps x "
           f"{profile.batch_size}, learning rate {profile.learning_rate}", flush=True)
     results = {}
@@ -76,8 +81,33 @@ def main() -> None:
             print(f"{method}: trained {result['train_seconds']:.0f} s, val loss {result['final_val_loss']:.4f}\n"
                   f"  {describe(result['metrics'])}", flush=True)
             del run
+    report(results, args.methods)
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1))
+
+
+def results_from_run_dir(run_dir: Path) -> dict:
+    """Lesson 05's test metrics and lessons 03/04's manifests, in this script's layout."""
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    results = {}
+    for method, name in (("lora", "LoRA"), ("qlora", "QLoRA")):
+        manifest = json.loads((run_dir / method / "manifest.json").read_text())
+        results[method] = metrics[name] | {"train_seconds": manifest["metrics"]["train_seconds"],
+                                           "final_val_loss": manifest["metrics"]["final_val_loss"]}
+        print(f"{method}: trained {manifest['metrics']['train_seconds']:.0f} s ({manifest['config']['max_steps']} steps, "
+              f"{manifest['torch_threads']} threads), val loss {manifest['metrics']['final_val_loss']:.4f}, "
+              f"{metrics[name]['examples']} test examples\n  {describe(metrics[name]['metrics'])}")
+    for name in ("base (zero-shot)", "base (few-shot)"):
+        if name in metrics:
+            results[name] = metrics[name]
+            print(f"{name}: {describe(metrics[name]['metrics'])}")
+    return results
+
+
+def report(results: dict, methods: list[str]) -> None:
+    """Print whether each method meets the bar, the QLoRA - LoRA gaps, and the gaps to the base model."""
     print("\nquality bar")
-    for method in args.methods:
+    for method in methods:
         metrics, seconds = results[method]["metrics"], results[method]["train_seconds"]
         misses = [f"{name} {metrics[name]['value']:.3f} < {bar}" for name, bar in BAR.items()
                   if metrics[name]["value"] < bar]
@@ -89,13 +119,12 @@ def main() -> None:
                 for name in BAR}
         print("  QLoRA - LoRA: " + ", ".join(f"{name} {100 * gap:+.1f} pts" for name, gap in gaps.items())
               + (" (within 3 points)" if all(gap >= -0.03 for gap in gaps.values()) else " (more than 3 points)"))
-    if "base" in results and "lora" in results:
-        for name in BAR:
-            lora, base = results["lora"]["metrics"][name], results["base"]["metrics"][name]
-            print(f"  LoRA - base {name}: {lora['value'] - base['value']:+.3f} "
-                  f"(LoRA [{lora['low']:.3f}, {lora['high']:.3f}] vs base [{base['low']:.3f}, {base['high']:.3f}])")
-    if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=1))
+    for baseline in ("base", "base (zero-shot)", "base (few-shot)"):
+        if baseline in results and "lora" in results:
+            for name in BAR:
+                lora, base = results["lora"]["metrics"][name], results[baseline]["metrics"][name]
+                print(f"  LoRA - {baseline} {name}: {lora['value'] - base['value']:+.3f} "
+                      f"(LoRA [{lora['low']:.3f}, {lora['high']:.3f}] vs [{base['low']:.3f}, {base['high']:.3f}])")
 
 
 if __name__ == "__main__":
