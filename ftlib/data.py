@@ -250,7 +250,10 @@ class PaddingCollator:
         if self.answer_logits_only:
             batch["logits_to_keep"] = answer_positions(labels)
         if self.share_prefix:
-            batch["shared_prefix_length"] = common_prefix_length([example["input_ids"] for example in rows])
+            # Stop before the first position whose logit the loss reads: the prefix pass returns no logits.
+            first_scored = int(answer_positions(labels).float().argmax(dim=1).min())
+            shared = common_prefix_length([example["input_ids"] for example in rows])
+            batch["shared_prefix_length"] = min(shared, first_scored)
         return batch
 
 

@@ -204,3 +204,18 @@ def test_merged_export_matches_base_plus_adapter(trained_adapters, cpu, method):
         assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
     lora_weights = sum(p.numel() for name, p in reference.named_parameters() if "lora_" in name)
     assert count_parameters(merged)["total"] == count_parameters(reference)["total"] - lora_weights
+
+
+def test_shared_prefix_stops_before_the_first_scored_position(tiny, tickets, task):
+    """One row (or rows whose answers start alike) share answer tokens too: those logits must not be skipped."""
+    _, tokenizer = tiny
+    for rows in ([tickets[0]], [tickets[0], dict(tickets[0], reply="Something else entirely.")]):
+        batch = batch_of(tokenizer, rows, task, answer_logits_only=True, share_prefix=True)
+        first_scored = int(batch["logits_to_keep"].float().argmax(dim=1).min())
+        assert 0 < batch["shared_prefix_length"] <= first_scored
+
+
+def test_batch_of_one_trains(tmp_path, cpu, tickets, task):
+    result = train.train("tiny-random-llama", tickets, tickets, tmp_path / "one", config(batch_size=1, max_steps=2),
+                         task, cpu)
+    assert len(result.history["train"]) == 2
