@@ -75,6 +75,7 @@ REGISTRY: dict[str, ModelSpec] = {
                   "Random weights built from a config in code: for tests only."),
         ModelSpec("smollm2-360m-instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", 0.362, "Apache-2.0", 8192),
         ModelSpec("smollm2-1.7b-instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct", 1.71, "Apache-2.0", 8192),
+        ModelSpec("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", 0.494, "Apache-2.0", 32768),
         ModelSpec("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct", 1.54, "Apache-2.0", 32768),
         ModelSpec("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", 7.62, "Apache-2.0", 32768),
         ModelSpec("llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", 8.03,
@@ -326,9 +327,6 @@ def registry_rows() -> list[dict]:
     return [{"name": s.name, "hub id": s.hub_id or "-", "parameters (B)": s.params_b, "licence": s.license,
              "context": s.context_length, "notes": s.notes} for s in REGISTRY.values()]
 
-
-REGISTRY["qwen2.5-0.5b-instruct"] = ModelSpec(
-    "qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", 0.494, "Apache-2.0", 32768)
 
 # The published config.json shapes of the registry's models: what memory estimates need, offline
 # (``ftlib.memory.model_config_for`` turns one into a transformers config).
