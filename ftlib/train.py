@@ -259,8 +259,8 @@ def training_seconds(log_history: list[dict], train_runtime: float) -> float:
     return train_runtime - sum(inside)
 
 
-def attach_lora(model, config: TrainConfig):
-    """Wrap a base model with fresh LoRA adapters (QLoRA: after preparing the 4-bit base).
+def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
+    """Wrap a base model with fresh LoRA adapters, or a saved one to keep training (QLoRA: after preparing the 4-bit base).
 
     For ``method="full"`` the model itself is returned with every parameter trainable.
     """
@@ -274,6 +274,8 @@ def attach_lora(model, config: TrainConfig):
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
         model.enable_input_require_grads()  # frozen embeddings otherwise cut the graph under checkpointing
+    if adapter is not None:  # a trained adapter: never get_peft_model, which would start a fresh one
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     lora = LoraConfig(
         task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=TARGET_PRESETS[config.target_modules],
@@ -381,6 +383,7 @@ def train(
     device: DeviceChoice | None = None,
     source: str = "auto",
     resume: bool = False,
+    adapter: str | Path | None = None,
 ) -> TrainResult:
     """Fine-tune ``base_model`` with LoRA or QLoRA and save the adapter, history and manifest.
 
@@ -397,9 +400,13 @@ def train(
         device: from ``pick_device()``; chosen automatically when None.
         source: where registry models come from (see ``ftlib.models.resolve_model_source``).
         resume: continue the interrupted run of the same config and data from its last checkpoint.
+        adapter: a saved adapter folder to keep training (new data, more steps) instead of a fresh adapter;
+            its rank and targets win over the config's.
     """
     config = config or TrainConfig()
     config.validate()
+    if adapter is not None and config.method == "full":
+        raise ValueError("adapter= continues a LoRA or QLoRA adapter; a full fine-tune has none")
     device = device or pick_device()
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -411,7 +418,7 @@ def train(
                                        device)
         gpu_preflight(estimate, device)
         model, tokenizer = load_model(base_model, "nf4" if config.method == "qlora" else None, device, source)
-        model = attach_lora(model, config)
+        model = attach_lora(model, config, adapter)
         train_set = SupervisedDataset(train_records, tokenizer, config.max_length, task)
         val_set = SupervisedDataset(val_records, tokenizer, config.max_length, task)
         scratch = Path(output_dir.parent / f".{output_dir.name}.partial")
@@ -439,6 +446,7 @@ def train(
     manifest = {
         "base_model": base_model,
         "method": config.method,
+        "continued_from": str(adapter) if adapter else None,
         "config": asdict(config),
         "device": device.describe(),
         "world_size": args.world_size,  # processes that trained together (DDP); memory below is the main one's

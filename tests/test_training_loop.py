@@ -219,3 +219,17 @@ def test_batch_of_one_trains(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets, tickets, tmp_path / "one", config(batch_size=1, max_steps=2),
                          task, cpu)
     assert len(result.history["train"]) == 2
+
+
+def test_training_continues_from_a_saved_adapter(tmp_path, cpu, tickets, task):
+    first = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "first",
+                        config(max_steps=4, save_checkpoints=False), task, cpu)
+    more = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "more",
+                       config(max_steps=2, save_checkpoints=False), task, cpu, adapter=first.adapter_dir)
+    fresh_first_loss = first.history["train"][0]["loss"]
+    assert more.history["train"][0]["loss"] < 0.9 * fresh_first_loss  # it starts where the first run ended
+    assert more.manifest["continued_from"] == str(first.adapter_dir)
+    assert more.manifest["parameters"]["trainable"] == first.manifest["parameters"]["trainable"]
+    with pytest.raises(ValueError, match="a full fine-tune has none"):
+        train.train("tiny-random-llama", tickets, tickets, tmp_path / "x", config(method="full"), task, cpu,
+                    adapter=first.adapter_dir)
