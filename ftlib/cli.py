@@ -218,7 +218,7 @@ def command_train(args: argparse.Namespace) -> int:
     val_records = read_training_file(args.val, task)
     device = pick_device(None if args.device == "auto" else args.device)
     result = train(args.base_model, train_records, val_records, args.output, config, task, device, args.source,
-                   resume=args.resume)
+                   resume=args.resume, adapter=args.adapter)
     if is_main_process():
         manifest = result.manifest
         metrics, memory = manifest["metrics"], manifest["memory"]
@@ -290,6 +290,7 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     training.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     training.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
     training.add_argument("--resume", action="store_true", help="continue the interrupted run from its last checkpoint")
+    training.add_argument("--adapter", type=Path, help="keep training this saved adapter folder instead of a new one")
     if train_flags:
         add_train_config_flags(training)
     training.set_defaults(handler=command_train)
