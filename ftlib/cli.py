@@ -213,6 +213,10 @@ def command_train(args: argparse.Namespace) -> int:
     values |= {spec.name: given[spec.name] for spec in fields(TrainConfig) if spec.name in given}
     config = TrainConfig(**values)
     config.validate()  # before reading data or loading a model: a typo fails in a second
+    if args.adapter and not (args.adapter / "adapter_config.json").is_file():
+        print(f"error: --adapter {args.adapter}: no adapter_config.json there (pass a run's adapter/ folder)",
+              file=sys.stderr)
+        return 2
     task = get_task(args.dataset)
     train_records = read_training_file(args.data, task)
     val_records = read_training_file(args.val, task)
