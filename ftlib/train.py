@@ -189,8 +189,13 @@ class FtlibTrainer(Trainer):
     ticket task. Batches without ``shared_prefix_length`` take Trainer's usual path.
     """
 
+    computed_tokens = 0  # non-pad tokens the training steps really ran: a shared prefix counts once per batch
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         prefix = int(inputs.pop("shared_prefix_length", 0))
+        if model.training:
+            rows = inputs["input_ids"].shape[0]
+            self.computed_tokens += int(inputs["attention_mask"].sum()) - prefix * (rows - 1)
         if prefix == 0:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         outputs = forward_with_shared_prefix(model, inputs, prefix)
@@ -463,7 +468,8 @@ def train(
         "metrics": {"train_loss": train_output.training_loss, "final_val_loss": final_eval["eval_loss"],
                     "train_tokens": int(trainer.state.num_input_tokens_seen),
                     "train_seconds": round(train_seconds, 2),
-                    "train_tokens_per_second": round(trainer.state.num_input_tokens_seen / train_seconds, 1)},
+                    "train_tokens_per_second": round(trainer.state.num_input_tokens_seen / train_seconds, 1),
+                    "computed_tokens": trainer.computed_tokens},
         "memory": peak.as_dict() | {"estimate": estimate.as_row()},
         "wall_seconds": round(wall, 2),
         "versions": library_versions(),
