@@ -105,7 +105,11 @@ def configure_cpu_threads(threads: int | None = None, verbose: bool = False) -> 
     elif _THREADS_CHOSEN is None:
         cores = max(1, available_cores() // local_world_size())  # processes on this machine share its cores
         candidates = sorted({1, cores} | ({cores // 2} if cores >= 8 else set()))
-        speeds = {n: matmul_gflops(n) for n in candidates}
+        # Best of three interleaved rounds: one short timing can catch a neighbour's burst and pick wrong.
+        speeds = {n: 0.0 for n in candidates}
+        for _ in range(3):
+            for n in candidates:
+                speeds[n] = max(speeds[n], matmul_gflops(n, size=768, seconds=0.2))
         best = max(speeds, key=speeds.get)
         _THREADS_CHOSEN = best if speeds[best] > 1.2 * speeds[1] else 1
         if verbose:
