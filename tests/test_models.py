@@ -79,7 +79,7 @@ def test_cpu_threads_env_override_and_measurement(monkeypatch):
     monkeypatch.setattr(runtime, "_THREADS_CHOSEN", None)
     monkeypatch.delenv("FTLIB_NUM_THREADS")
     speeds = {1: 80.0, runtime.available_cores(): 85.0}
-    monkeypatch.setattr(runtime, "matmul_gflops", lambda n: speeds.get(n, 1.0))
+    monkeypatch.setattr(runtime, "matmul_gflops", lambda n, **timing: speeds.get(n, 1.0))
     assert runtime.configure_cpu_threads() == 1  # a 6% gain is not worth the contention risk
     monkeypatch.setattr(runtime, "_THREADS_CHOSEN", None)
     speeds[runtime.available_cores()] = 160.0
