@@ -247,11 +247,12 @@ class PaddingCollator:
             labels[row, :n] = torch.tensor(example["labels"])
             attention_mask[row, :n] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        scored = answer_positions(labels)
         if self.answer_logits_only:
-            batch["logits_to_keep"] = answer_positions(labels)
+            batch["logits_to_keep"] = scored
         if self.share_prefix:
             # Stop before the first position whose logit the loss reads: the prefix pass returns no logits.
-            first_scored = int(answer_positions(labels).float().argmax(dim=1).min())
+            first_scored = int(scored.float().argmax(dim=1).min())
             shared = common_prefix_length([example["input_ids"] for example in rows])
             batch["shared_prefix_length"] = min(shared, first_scored)
         return batch

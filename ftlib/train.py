@@ -155,13 +155,19 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def entries_during_training(log_history: list[dict]) -> list[dict]:
+    """Trainer's log up to the summary ``train()`` writes (the entry with ``train_loss``), without later evaluations."""
+    end = next((i for i, entry in enumerate(log_history) if "train_loss" in entry), len(log_history))
+    return log_history[:end]
+
+
 def history_from_log(log_history: list[dict]) -> dict:
     """Split Trainer's log into train-loss-per-step and val-loss-per-eval series (training only).
 
     Evaluations after ``train()`` returned are left out: with best-model selection they score the
     best checkpoint, not the last step they would be plotted at.
     """
-    during = log_history[:next((i for i, e in enumerate(log_history) if "train_loss" in e), len(log_history))]
+    during = entries_during_training(log_history)
     train = [{"step": e["step"], "loss": e["loss"]} for e in during if "loss" in e]
     val_by_step = {e["step"]: e["eval_loss"] for e in during if "eval_loss" in e}
     return {"train": train, "val": [{"step": step, "loss": loss} for step, loss in val_by_step.items()]}
@@ -256,12 +262,7 @@ def gpu_preflight(estimate, device: DeviceChoice) -> None:
 
 def training_seconds(log_history: list[dict], train_runtime: float) -> float:
     """Trainer's runtime minus the validation passes run inside it: the time that throughput is about."""
-    inside = []
-    for entry in log_history:
-        if "train_loss" in entry:  # the summary of train(); evaluations after it are not inside
-            break
-        inside.append(entry.get("eval_runtime", 0.0))
-    return train_runtime - sum(inside)
+    return train_runtime - sum(entry.get("eval_runtime", 0.0) for entry in entries_during_training(log_history))
 
 
 def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
