@@ -60,8 +60,14 @@ def resolve_profile(name: str = "auto", **overrides) -> Profile:
 
 
 def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:
-    """Where each notebook reads and writes, under a git-ignored ``runs/`` folder by default."""
-    root = Path(run_dir) if run_dir else project_root() / "runs" / f"{dataset}-{profile.name}"
+    """Where each notebook reads and writes.
+
+    ``run_dir`` wins; else ``$FTLIB_RUN_DIR`` (one folder for a whole session, e.g. a JupyterLab server started
+    by a test, or a Google Drive folder on Colab); else a git-ignored ``runs/<dataset>-<profile>/`` folder in the
+    repository.
+    """
+    run_dir = run_dir or os.environ.get("FTLIB_RUN_DIR") or None
+    root = Path(run_dir).expanduser() if run_dir else project_root() / "runs" / f"{dataset}-{profile.name}"
     return {
         "root": root,
         "data": root / "data",
