@@ -65,6 +65,22 @@ def command_make_samples(args) -> int:
     return 0
 
 
+def command_publish(args) -> int:
+    from ftlib.profiles import project_root
+    from ftlib.publish import check, read_publication, stamp
+
+    root = project_root()
+    publication = read_publication(root)
+    if args.check:
+        problems = check(root)
+        print("\n".join(problems) or f"badges and setup cells agree with {publication.repository} @ {publication.ref}")
+        return 1 if problems else 0
+    changed = stamp(root)
+    print(f"stamped {publication.repository} @ {publication.ref} into "
+          + (", ".join(str(path.relative_to(root)) for path in changed) or "nothing: already up to date"))
+    return 0
+
+
 def command_generate(args) -> int:
     from ftlib.data import read_jsonl, write_jsonl
     from ftlib.evaluate import generate
@@ -325,6 +341,11 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         sub.add_argument("--max-new-tokens", type=int, default=96)
         sub.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
         sub.set_defaults(handler=handler)
+
+    publish = commands.add_parser(
+        "publish", help="stamp [tool.ftlib.publish] (repository, ref) into the notebooks' badges and setup cells")
+    publish.add_argument("--check", action="store_true", help="only list what disagrees; exit 1 if anything does")
+    publish.set_defaults(handler=command_publish)
 
     curriculum = commands.add_parser("curriculum", help="run every notebook with papermill")
     curriculum.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | auto")

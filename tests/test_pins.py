@@ -38,16 +38,18 @@ def test_makefile_torch_pin_matches():
     assert f"TORCH_PIN := torch=={pyproject_pins()['torch']}" in makefile
 
 
-def test_notebook_install_cells_match():
-    pins = pyproject_pins()
+def test_hosted_setup_installs_exactly_the_pins():
+    """Colab/Kaggle setup cells install from pyproject itself, so no notebook can carry a drifting pin list."""
+    from ftlib import hosted
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    expected = {canonical(m.group(1)): m.group(2)
+                for line in project["dependencies"] + project["optional-dependencies"]["notebooks"]
+                if (m := PIN.fullmatch(line))}
+    assert hosted.read_pins(ROOT) == expected
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         source = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
-        installs = [line for line in source.splitlines() if "%pip install" in line]
-        assert installs, f"{path.name} has no Colab install cell"
-        for line in installs:
-            assert "--no-deps" in line, f"{path.name}: install without --no-deps can break Colab's torch/numpy"
-            for name, version in PIN.findall(line):
-                assert pins.get(canonical(name)) == version, f"{path.name}: {name}=={version} disagrees with pyproject"
+        assert "pip install" not in source, f"{path.name}: installs belong to ftlib.hosted, which reads pyproject"
 
 
 def test_installed_versions_are_the_pinned_ones():
