@@ -35,13 +35,50 @@ class Lesson:
         return sample_path(self.dataset)
 
     def split(self, name: str) -> list[dict]:
-        """A curated split written by notebook 02, cut to the profile's size."""
+        """A curated split written by notebook 02, cut to the profile's size (rebuilt first if it is missing)."""
         path = self.paths["data"] / f"{name}.jsonl"
         if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist: run notebook 02_data_curation first (same run_dir).")
+            self.rebuild_splits()
         records = read_jsonl(path)
         limit = {"train": self.profile.n_train, "val": self.profile.n_val, "test": self.profile.n_test}[name]
         return records[:limit] if limit else records
+
+
+    def rebuild_splits(self) -> None:
+        """Curate the raw sample and write the splits exactly as notebook 02 does, for a notebook run on its own.
+
+        On Colab or Kaggle each notebook may start on a fresh machine, where 02's output is gone.
+        """
+        from ftlib.curate import curated_splits
+        from ftlib.data import write_jsonl
+        from ftlib.models import load_tokenizer
+
+        print(f"No curated splits in {self.paths['data']} (notebook 02 has not run with this run_dir, or this is a "
+              f"fresh machine): rebuilding them from {self.raw_data.name} as lesson 02 does ...", flush=True)
+        tokenizer = load_tokenizer(self.profile.base_model)
+        splits = curated_splits(read_jsonl(self.raw_data), self.task, tokenizer, self.profile.max_length,
+                                source=self.raw_data.name)
+        for split_name, records in splits.items():
+            write_jsonl(records, self.paths["data"] / f"{split_name}.jsonl")
+        print(", ".join(f"{len(records)} {split_name}" for split_name, records in splits.items()), "records written")
+
+    def runs(self, names: dict[str, str]) -> dict[str, Path]:
+        """The training runs of this run folder that exist, by display name; says which are missing and why.
+
+        Args:
+            names: display name -> run key in ``paths`` (e.g. ``{"LoRA": "lora"}``).
+        """
+        found = {}
+        for display, key in names.items():
+            folder = self.paths[key]
+            if (folder / "manifest.json").exists():
+                found[display] = folder
+                continue
+            notebook = {"lora": "03_lora", "qlora": "04_qlora"}.get(key, key)
+            print(f"No {display} run in {folder}: run {notebook}.ipynb with the same run_dir first"
+                  " (on Colab each notebook may get a fresh machine: pass run_dir='drive' to every notebook to keep"
+                  " runs on Google Drive).")
+        return found
 
 
 def start(profile: str = "auto", dataset: str = "support_tickets", run_dir: str | None = None,

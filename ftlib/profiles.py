@@ -62,11 +62,15 @@ def resolve_profile(name: str = "auto", **overrides) -> Profile:
 def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:
     """Where each notebook reads and writes.
 
-    ``run_dir`` wins; else ``$FTLIB_RUN_DIR`` (one folder for a whole session, e.g. a JupyterLab server started
-    by a test, or a Google Drive folder on Colab); else a git-ignored ``runs/<dataset>-<profile>/`` folder in the
-    repository.
+    ``run_dir`` wins (``"drive"``: a folder on Google Drive, mounted on Colab); else ``$FTLIB_RUN_DIR`` (one folder
+    for a whole session, e.g. a JupyterLab server started by a test); else a git-ignored
+    ``runs/<dataset>-<profile>/`` folder in the repository.
     """
     run_dir = run_dir or os.environ.get("FTLIB_RUN_DIR") or None
+    if run_dir == "drive":  # Colab: runs outlive the VM (each notebook may get a fresh one)
+        from ftlib.hosted import mount_drive
+
+        run_dir = mount_drive() / f"{dataset}-{profile.name}"
     root = Path(run_dir).expanduser() if run_dir else project_root() / "runs" / f"{dataset}-{profile.name}"
     return {
         "root": root,

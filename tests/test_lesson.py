@@ -24,10 +24,38 @@ def test_run_paths_default_under_repo_runs(tmp_path):
     assert profiles.run_paths(tmp_path, smoke, "x")["lora"] == tmp_path / "lora"
 
 
-def test_lesson_split_requires_notebook_02(tmp_path):
+def test_run_dir_env_is_the_default_and_a_parameter_wins(tmp_path, monkeypatch):
+    smoke = profiles.resolve_profile("smoke")
+    monkeypatch.setenv("FTLIB_RUN_DIR", str(tmp_path / "session"))
+    assert profiles.run_paths(None, smoke, "x")["eval"] == tmp_path / "session" / "eval"
+    assert profiles.run_paths(tmp_path / "mine", smoke, "x")["root"] == tmp_path / "mine"
+
+
+@pytest.mark.integration  # the embedded model's tokenizer filters lengths, as in lesson 02
+def test_a_notebook_run_alone_rebuilds_lesson_02s_splits(tmp_path, capsys):
+    from ftlib.curate import curated_splits
+    from ftlib.data import read_jsonl
+    from ftlib.models import load_tokenizer
+
     started = lesson.start("smoke", run_dir=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="run notebook 02_data_curation first"):
-        started.split("train")
+    train = started.split("train")
+    assert "rebuilding them from support_tickets.jsonl as lesson 02 does" in capsys.readouterr().out
+    expected = curated_splits(read_jsonl(started.raw_data), started.task, load_tokenizer(started.profile.base_model),
+                              started.profile.max_length, source=started.raw_data.name)
+    assert train == expected["train"][:started.profile.n_train]
+    assert read_jsonl(tmp_path / "data" / "test.jsonl") == expected["test"]
+    started.split("val")
+    assert "rebuilding" not in capsys.readouterr().out  # written once, then read
+
+
+def test_missing_runs_are_named_with_the_notebook_that_makes_them(tmp_path, capsys):
+    started = lesson.start("smoke", run_dir=str(tmp_path))
+    (tmp_path / "qlora").mkdir()
+    (tmp_path / "qlora" / "manifest.json").write_text("{}")
+    assert started.runs({"LoRA": "lora", "QLoRA": "qlora"}) == {"QLoRA": tmp_path / "qlora"}
+    out = capsys.readouterr().out
+    assert f"No LoRA run in {tmp_path / 'lora'}: run 03_lora.ipynb with the same run_dir first" in out
+    assert "QLoRA" not in out
 
 
 def test_markdown_table_escapes_and_rounds():
