@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftlib.data import read_jsonl
-from ftlib.profiles import Profile, resolve_profile, run_paths, sample_path
+from ftlib.plan import GpuPlan
+from ftlib.profiles import Profile, resolve_run, run_paths, sample_path
 from ftlib.runtime import DeviceChoice, configure_cpu_threads, pick_device
 from ftlib.tasks import Task, get_task
 
@@ -24,6 +25,7 @@ class Lesson:
     device: DeviceChoice
     paths: dict[str, Path]
     threads: int | None
+    plan: GpuPlan | None = None  # on a CUDA GPU with the gpu profile: the model, method and batch chosen for it
 
     def summary(self) -> str:
         threads = f", {self.threads} CPU thread(s)" if self.threads else ""
@@ -82,12 +84,20 @@ class Lesson:
 
 
 def start(profile: str = "auto", dataset: str = "support_tickets", run_dir: str | None = None,
-          base_model: str | None = None, max_steps: int | None = None) -> Lesson:
-    """Resolve the notebook's parameters into a ``Lesson`` and set the device up deliberately."""
-    resolved = resolve_profile(profile, base_model=base_model or None, max_steps=max_steps or None)
+          base_model: str | None = None, max_steps: int | None = None, method: str | None = None,
+          lesson_method: str | None = None) -> Lesson:
+    """Resolve the notebook's parameters into a ``Lesson`` and set the device up deliberately.
+
+    ``method`` is the notebook parameter ("lora", "qlora" or None); ``lesson_method`` is the lesson's own method
+    (03: "lora", 04: "qlora"), used when ``method`` is None. On a CUDA GPU the profile follows the GPU's plan
+    (``ftlib.plan``), and a choice that cannot fit raises ``ftlib.plan.PlanDoesNotFit`` naming what would.
+    """
+    resolved, plan = resolve_run(profile, method or None, lesson_method, base_model=base_model or None,
+                                 max_steps=max_steps or None)
     device = pick_device()
     threads = configure_cpu_threads() if device.device == "cpu" else None
-    lesson = Lesson(resolved, dataset, get_task(dataset), device, run_paths(run_dir or None, resolved, dataset), threads)
+    lesson = Lesson(resolved, dataset, get_task(dataset), device, run_paths(run_dir or None, resolved, dataset), threads,
+                    plan)
     lesson.paths["root"].mkdir(parents=True, exist_ok=True)
     return lesson
 

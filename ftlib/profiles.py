@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ftlib.plan import NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -27,6 +29,9 @@ class Profile:
     max_length: int
     max_new_tokens: int
     eval_batch_size: int
+    grad_accum: int = 1  # batch_size x grad_accum is the effective batch a GPU plan keeps
+    gradient_checkpointing: bool = False
+    method: str | None = None  # "lora" or "qlora"; None: the lesson's own (a GPU plan always sets one)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,17 +51,47 @@ PROFILES = {
 }
 
 
-def resolve_profile(name: str = "auto", **overrides) -> Profile:
+def resolve_profile(name: str = "auto", method: str | None = None, lesson_method: str | None = None,
+                    **overrides) -> Profile:
     """Pick a profile by name and apply non-None overrides (papermill parameters).
 
     ``auto`` means ``$FTLIB_PROFILE`` when set (how CI runs notebooks through nbval, which cannot
-    pass parameters), else ``gpu`` on a CUDA machine and ``cpu`` elsewhere.
+    pass parameters), else ``gpu`` on a CUDA machine and ``cpu`` elsewhere. On a CUDA machine the ``gpu``
+    profile follows the plan for the GPU found (``resolve_run``).
+    """
+    return resolve_run(name, method, lesson_method, **overrides)[0]
+
+
+def resolve_run(name: str = "auto", method: str | None = None, lesson_method: str | None = None,
+                **overrides) -> tuple[Profile, GpuPlan | None]:
+    """The profile, and for the ``gpu`` profile on a CUDA machine the ``ftlib.plan.GpuPlan`` it follows.
+
+    Args:
+        name: a key of ``PROFILES`` or "auto".
+        method: the user's "lora" or "qlora"; it wins over ``lesson_method``.
+        lesson_method: the lesson's own method (03: "lora", 04: "qlora"); None where the lesson lets the plan choose.
+        **overrides: non-None values replace the profile's (``base_model``, ``max_steps``, ...). On a GPU the plan
+            picks the model, method, micro-batch, accumulation and checkpointing around the user's choices.
+
+    Raises:
+        ftlib.plan.PlanDoesNotFit: the user's model or method cannot fit the GPU found; the message names what would.
     """
     if name == "auto":
         name = os.environ.get("FTLIB_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)} or 'auto'")
-    return replace(PROFILES[name], **{key: value for key, value in overrides.items() if value is not None})
+    chosen = method or lesson_method
+    if chosen is not None and chosen not in NOTEBOOK_METHODS:
+        raise ValueError(f"method must be one of {', '.join(NOTEBOOK_METHODS)} or None, not {chosen!r}")
+    profile = replace(PROFILES[name], method=chosen,
+                      **{key: value for key, value in overrides.items() if value is not None})
+    gpu = detect_gpu() if name == "gpu" else None
+    if gpu is None:
+        return profile, None
+    plan = plan_gpu(gpu, profile, chosen, overrides.get("base_model"))
+    return replace(profile, base_model=plan.base_model, method=plan.method, batch_size=plan.batch_size,
+                   grad_accum=plan.grad_accum, gradient_checkpointing=plan.gradient_checkpointing,
+                   eval_batch_size=plan.eval_batch_size), plan
 
 
 def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:

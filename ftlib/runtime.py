@@ -48,6 +48,19 @@ def pick_device(prefer: str | None = None) -> DeviceChoice:
     return DeviceChoice("cpu", torch.float32, f"CPU x{available_cores()}")
 
 
+def release_memory() -> None:
+    """Return freed model memory before the next model loads: collect garbage, then empty CUDA's cache.
+
+    Drop your own references first (``del model``); Python frees a model only when nothing refers to it, and
+    PyTorch's caching allocator keeps the freed GPU blocks for itself until ``empty_cache``.
+    """
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def local_rank() -> int | None:
     """This process's rank on its machine under ``torchrun``/``accelerate launch``; None without a launcher."""
     value = int(os.environ.get("LOCAL_RANK", "-1") or -1)

@@ -1,4 +1,7 @@
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 from ftlib import lesson, plots, profiles
 
@@ -9,7 +12,13 @@ def test_auto_profile_follows_env_then_device(monkeypatch):
     monkeypatch.setenv("FTLIB_PROFILE", "smoke")
     assert profiles.resolve_profile("auto").name == "smoke"
     monkeypatch.delenv("FTLIB_PROFILE")
-    assert profiles.resolve_profile("auto").name == "cpu"  # no CUDA here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the device is mocked, whatever this machine has
+    assert profiles.resolve_profile("auto").name == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index=0: SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "an 80 GB GPU")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert profiles.resolve_profile("auto").name == "gpu"
     assert profiles.resolve_profile("cpu", max_steps=7, base_model=None).max_steps == 7
 
 
