@@ -230,9 +230,30 @@ def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, profile: Profil
             f"of {gpu.total_bytes / GB:.1f} GB). What would fit: {fits}.")
 
 
-def plan_table(profile: Profile, method: str | None = None, labels: tuple[str, ...] = tuple(GPU_CLASSES)) -> list[dict]:
-    """What ``auto`` would pick on each GPU class, as table rows (estimates from the models' shapes)."""
-    return [{"GPU class": label} | plan_gpu(gpu_class(label), profile, method).row() for label in labels]
+def plan_table(methods: tuple[str | None, ...] = (None, "lora", "qlora"), profile: Profile | None = None,
+               labels: tuple[str, ...] = tuple(GPU_CLASSES)) -> list[dict]:
+    """What ``auto`` picks on each GPU class for each method (None: the plan's choice), as table rows.
+
+    Estimates from the models' shapes with the ``gpu`` profile's workload by default; nothing is measured.
+    """
+    from ftlib.profiles import PROFILES
+
+    profile = profile or PROFILES["gpu"]
+    return [{"GPU class": label, "method asked": LABELS.get(method, "plan's choice")}
+            | plan_gpu(gpu_class(label), profile, method).row()
+            for label in labels for method in methods]
+
+
+def gpu_label(gpu: GpuInfo) -> str:
+    """The column name of this machine's GPU in lesson 01's memory table."""
+    return f"this GPU: {gpu.name}"
+
+
+def table_gpus(gpu: GpuInfo | None) -> dict[str, int]:
+    """Lesson 01's memory-table columns: the course's GPU classes, plus this machine's GPU when there is one."""
+    from ftlib.memory import GPUS
+
+    return dict(GPUS) | ({gpu_label(gpu): gpu.total_bytes} if gpu is not None else {})
 
 
 def run_summary(profile: Profile, plan: GpuPlan | None, device_name: str) -> tuple[list[dict], str]:

@@ -11,7 +11,7 @@ from ftlib.cli import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
-PARAMETERS = ["profile", "dataset", "run_dir", "base_model", "max_steps"]
+PARAMETERS = ["profile", "dataset", "run_dir", "base_model", "max_steps", "method"]
 EXTRA_PARAMETERS = {"05_evaluation": ["ratings_file"]}  # after the shared ones
 
 
