@@ -205,7 +205,7 @@ def plan_gpu(gpu: GpuInfo, profile: Profile, method: str | None = None, base_mod
                 bigger = ", ".join(PLAN_CANDIDATES[:PLAN_CANDIDATES.index(name)])
                 why = f"the largest candidate that fits with {' or '.join(LABELS[m] for m in methods)} ({bigger}: no)"
             if method is None and candidate_method == "qlora":
-                why += "; with LoRA its 16-bit weights do not fit, in NF4 they do"
+                why += "; LoRA (16-bit weights) does not fit, QLoRA (NF4 weights) does"
             plan = _plan(gpu, name, configs[name], candidate_method, profile, why)
             if plan is not None:
                 return plan
@@ -261,7 +261,7 @@ def run_summary(profile: Profile, plan: GpuPlan | None, device_name: str) -> tup
     if plan is not None:
         return [plan.row()], (plan.reason + " GPU figures are estimates from the model's shape, not measured here; "
                               "before loading, training checks the estimate of the real data against free memory.")
-    method = profile.method or "LoRA in lesson 03, QLoRA in lesson 04"
+    method = LABELS[profile.method] if profile.method else "LoRA in lesson 03, QLoRA in lesson 04"
     row = {"device": device_name, "profile": profile.name, "model": profile.base_model, "method": method,
            "batch x accumulation": f"{profile.batch_size} x {profile.grad_accum}",
            "checkpointing": "yes" if profile.gradient_checkpointing else "no", "steps": profile.max_steps}
