@@ -26,9 +26,13 @@ def available_candidates(default: str = DEFAULT_MODEL, max_params_b: float = 2.0
 
 
 def measure_candidate(name: str, val_records: list[dict], train_records: list[dict], task: Task, device=None,
-                      batch_size: int = 16, max_new_tokens: int = 96, shots: int = 3) -> dict:
-    """Zero-shot and few-shot task metrics and the perplexity of the reference answers, for one base model."""
-    model, tokenizer = load_model(name, device=device)
+                      batch_size: int = 16, max_new_tokens: int = 96, shots: int = 3,
+                      quantization: str | None = None) -> dict:
+    """Zero-shot and few-shot task metrics and the perplexity of the reference answers, for one base model.
+
+    ``quantization`` ("nf4") loads it in 4 bits, as on a GPU whose plan trains it with QLoRA.
+    """
+    model, tokenizer = load_model(name, quantization=quantization, device=device)
     examples = few_shot_examples(train_records, task, k=shots)
     zero = evaluate_model(model, tokenizer, val_records, task, batch_size, max_new_tokens)
     few = evaluate_model(model, tokenizer, val_records, task, batch_size, max_new_tokens, few_shot=examples)

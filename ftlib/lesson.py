@@ -45,6 +45,11 @@ class Lesson:
         limit = {"train": self.profile.n_train, "val": self.profile.n_val, "test": self.profile.n_test}[name]
         return records[:limit] if limit else records
 
+    @property
+    def base_quantization(self) -> str | None:
+        """How a notebook loads the base model to generate with it: in 4 bits where the GPU plan trains it with
+        QLoRA (its 16-bit weights need not fit that GPU: a 7B model on a T4), else unquantized."""
+        return "nf4" if self.plan is not None and self.profile.method == "qlora" else None
 
     def rebuild_splits(self) -> None:
         """Curate the raw sample and write the splits exactly as notebook 02 does, for a notebook run on its own.

@@ -36,6 +36,14 @@ def estimated_peak(chosen: plan.GpuPlan, profile: profiles.Profile) -> int:
 
 
 @pytest.mark.unit
+def test_base_model_loads_unquantized_where_the_plan_trains_it_in_16_bits(monkeypatch, tmp_path):
+    mock_class(monkeypatch, "L4 24 GB")
+    assert lesson.start("auto", run_dir=str(tmp_path)).base_quantization is None
+    monkeypatch.undo()
+    assert lesson.start("cpu", run_dir=str(tmp_path)).base_quantization is None
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("lesson_method", [None, "lora", "qlora"])
 @pytest.mark.parametrize("label", CLASSES)
 def test_every_gpu_class_gets_a_plan_that_fits(monkeypatch, label, lesson_method):
@@ -58,6 +66,8 @@ def test_t4_gets_fp16_and_qlora_for_the_7b_model(monkeypatch, tmp_path):
     L = lesson.start("auto", run_dir=str(tmp_path))
     assert L.plan.dtype == "fp16" and L.device.dtype == torch.float16
     assert (L.plan.base_model, L.plan.method) == ("qwen2.5-7b-instruct", "qlora")
+    # Lessons 01 and 05 generate with that base model: in 4 bits, as its 16-bit weights (15.2 GB) exceed a T4.
+    assert L.base_quantization == "nf4"
     # Why not LoRA: the 16-bit 7B model alone is over the T4's budget even at batch 1 with checkpointing.
     gpu = plan.detect_gpu()
     assert plan._smallest_need(model_config_for("qwen2.5-7b-instruct"), "lora", L.profile).total > gpu.budget_bytes
