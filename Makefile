@@ -32,7 +32,7 @@ test: model
 	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 curriculum: model
-	TQDM_DISABLE=1 $(PY) -m ftlib curriculum --profile $(PROFILE)
+	$(PY) -m ftlib curriculum --profile $(PROFILE)
 
 clean-venv:
 	rm -rf $(VENV)

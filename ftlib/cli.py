@@ -16,8 +16,11 @@ if typing.TYPE_CHECKING:
 NOTEBOOKS = ("01_base_model", "02_data_curation", "03_lora", "04_qlora", "05_evaluation")
 
 
-def load_for_eval(run: str, source: str = "auto"):
-    """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label)."""
+def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):
+    """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label).
+
+    ``quantization`` ("nf4", say) applies to a base model only: a run folder's manifest says how its base loads.
+    """
     from ftlib.models import load_model
     from ftlib.train import load_adapter
 
@@ -30,8 +33,8 @@ def load_for_eval(run: str, source: str = "auto"):
         quantization = "nf4" if manifest["method"] == "qlora" else None
         model, tokenizer = load_adapter(manifest["base_model"], folder / "adapter", quantization, source=source)
         return model, tokenizer, f"{manifest['method']} run {folder.name}"
-    model, tokenizer = load_model(run, source=source)
-    return model, tokenizer, f"base model {run}"
+    model, tokenizer = load_model(run, quantization=quantization, source=source)
+    return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
 
 
 def command_merge(args) -> int:
@@ -255,27 +258,85 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_curriculum(args) -> int:
+def curriculum_kernel_manager(extra_env: dict[str, str]) -> type:
+    """A Jupyter kernel manager class for the notebooks ftlib runs: ``extra_env`` added to the kernel's
+    environment, and CurveZMQ transport encryption where the kernel supports it.
+
+    It goes to nbclient as ``kernel_manager_class``, not as a ``km`` instance: nbclient then owns the
+    kernel and shuts it down when the notebook ends (a passed-in manager's kernel would outlive it).
+
+    ipykernel warns "Kernel is running over TCP without encryption" at every start of a kernel without
+    Curve keys: a learner cannot act on it, and encrypting the local sockets (jupyter_client 8.10's
+    ``transport_encryption``) is cheaper than hiding the warning. "auto" asks only for kernels whose spec
+    declares Curve support (ipykernel's does); pyzmq builds without Curve keep the old plain transport.
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+
+    class CurriculumKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs) -> None:
+            kwargs.setdefault("transport_encryption", "auto" if zmq.has("curve") else "disabled")
+            super().__init__(**kwargs)
+
+        async def start_kernel(self, **kwargs) -> None:
+            kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **extra_env}
+            await super().start_kernel(**kwargs)
+
+    return CurriculumKernelManager
+
+
+def run_notebook(source: Path, output: Path, parameters: dict, mode: str) -> float:
+    """Execute one notebook with papermill, showing its cells and the progress lines its kernel prints.
+
+    The kernel gets ``FTLIB_PROGRESS=lines`` (or ``off`` when this process's progress is off): nobody
+    watches its output live, so its training and generation progress comes as lines, which
+    ``ftlib.progress.KernelLines`` passes on to this console; ``TQDM_DISABLE=1`` keeps other libraries'
+    bars out of the executed notebook. Returns the seconds the notebook took.
+    """
     import papermill
 
+    from ftlib.progress import KernelLines, NotebookCells
+
+    cells = NotebookCells(source.stem, mode)
+    kernel_env = {"FTLIB_PROGRESS": "off" if mode == "off" else "lines", "TQDM_DISABLE": "1"}
+    started, failed = time.perf_counter(), True
+    try:
+        papermill.execute_notebook(
+            str(source), str(output), parameters=parameters, cwd=str(source.parent), kernel_name="python3",
+            progress_bar=False, kernel_manager_class=curriculum_kernel_manager(kernel_env),
+            stdout_file=KernelLines(cells.relay), stderr_file=KernelLines(cells.relay),
+            on_notebook_start=cells.on_notebook_start, on_cell_execute=cells.on_cell_execute,
+        )
+        failed = False
+    finally:
+        seconds = round(time.perf_counter() - started, 1)
+        cells.finish(seconds, failed)
+    return seconds
+
+
+def command_curriculum(args) -> int:
+    """Run the curriculum's notebooks (or those of ``--only``: names or .ipynb paths) into the run folder."""
     from ftlib.profiles import project_root, resolve_profile, run_paths
+    from ftlib.progress import progress_mode
 
     profile = resolve_profile(args.profile)
     root = project_root()
     paths = run_paths(args.run_dir, profile, args.dataset)
     out_dir = paths["root"] / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    sources = [Path(entry) if entry.endswith(".ipynb") else root / "notebooks" / f"{entry}.ipynb"
+               for entry in args.only or NOTEBOOKS]
+    missing = [str(source) for source in sources if not source.is_file()]
+    if missing:  # before the first notebook runs for minutes
+        raise FileNotFoundError(f"no such notebook: {', '.join(missing)}")
+    mode = progress_mode()
     timings = {}
-    for name in args.only or NOTEBOOKS:
-        started = time.perf_counter()
+    for source in sources:
+        name = source.stem
         print(f"== {name} ({profile.name} profile) -> {out_dir / (name + '.ipynb')}", flush=True)
-        papermill.execute_notebook(
-            str(root / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-            parameters={"profile": profile.name, "dataset": args.dataset, "run_dir": str(paths["root"])},
-            cwd=str(root / "notebooks"), kernel_name="python3", progress_bar=False,
-        )
-        timings[name] = round(time.perf_counter() - started, 1)
-        print(f"   done in {timings[name]} s", flush=True)
+        timings[name] = run_notebook(
+            source, out_dir / f"{name}.ipynb",
+            {"profile": profile.name, "dataset": args.dataset, "run_dir": str(paths["root"])}, mode)
     (paths["root"] / "curriculum_timings.json").write_text(json.dumps(timings, indent=1))
     print(f"All notebooks ran; outputs under {paths['root']}")
     return 0
@@ -351,7 +412,8 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     curriculum.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | auto")
     curriculum.add_argument("--dataset", default="support_tickets")
     curriculum.add_argument("--run-dir", default=None)
-    curriculum.add_argument("--only", nargs="*", help="run only these notebooks (names without .ipynb)")
+    curriculum.add_argument("--only", nargs="*",
+                            help="run only these notebooks: names without .ipynb, or paths to .ipynb files")
     curriculum.set_defaults(handler=command_curriculum)
     return parser
 

@@ -14,6 +14,7 @@ import torch
 from rouge_score import rouge_scorer
 
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, prompt_text
+from ftlib.progress import track
 from ftlib.tasks import Task, parse_answer
 
 
@@ -49,7 +50,8 @@ def generate(model, tokenizer, conversations: list[list[dict]], batch_size: int 
     """Greedy answers for a list of chat prompts, in batches padded on the left.
 
     Left padding keeps every prompt's last token at the end of the row, where generation
-    continues; right padding would make the model continue after pad tokens.
+    continues; right padding would make the model continue after pad tokens. Progress is shown per
+    batch (``ftlib.progress``).
     """
     model.eval()
     side = tokenizer.padding_side
@@ -59,7 +61,8 @@ def generate(model, tokenizer, conversations: list[list[dict]], batch_size: int 
         # Longest first: rows of a batch have similar lengths, so less padding is computed.
         order = sorted(range(len(conversations)), key=lambda i: -len(prompt_text(tokenizer, conversations[i])))
         by_index: dict[int, str] = {}
-        for start in range(0, len(order), batch_size):
+        starts = range(0, len(order), batch_size)
+        for start in track(starts, len(starts), f"generate ({len(order)} prompts)", "batch"):
             chunk = order[start:start + batch_size]
             texts = [prompt_text(tokenizer, conversations[i]) for i in chunk]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)

@@ -15,11 +15,12 @@ from pathlib import Path
 import psutil
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, records_hash
 from ftlib.models import count_parameters, load_model, load_tokenizer, resolve_model_source
+from ftlib.progress import LINE_INTERVAL_S, Progress
 from ftlib.runtime import DeviceChoice, pick_device
 from ftlib.tasks import Task
 
@@ -209,6 +210,33 @@ class FtlibTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+class StepProgress(TrainerCallback):
+    """Training progress through ``ftlib.progress``: step of total, loss, elapsed and estimated time left,
+    and each validation loss; on the main process only (one report under DDP)."""
+
+    def __init__(self, mode: str | None = None, interval: float = LINE_INTERVAL_S):
+        self.mode, self.interval = mode, interval
+        self.progress: Progress | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:  # a resumed run starts at its checkpoint's step
+            self.progress = Progress(state.max_steps, "train", "step", initial=state.global_step, mode=self.mode,
+                                     interval=self.interval)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is not None and logs and "loss" in logs:  # ftlib logs every step (logging_steps=1)
+            self.progress.update(state.global_step - self.progress.n, loss=logs["loss"])
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.progress is not None and metrics and "eval_loss" in metrics:
+            self.progress.note(f"validation loss {metrics['eval_loss']:.4f} at step {state.global_step}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None  # the evaluation train() runs afterwards is not part of training
+
+
 def forward_with_shared_prefix(model, inputs: dict, prefix: int):
     """Run the first ``prefix`` tokens (the same in every row) once, then every row's own tokens on its cache.
 
@@ -329,7 +357,7 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, device: DeviceCho
         remove_unused_columns=False,
         prediction_loss_only=True,  # never gather full-vocabulary logits across the eval set
         dataloader_pin_memory=on_gpu,
-        disable_tqdm=os.environ.get("TQDM_DISABLE") == "1",
+        disable_tqdm=True,  # StepProgress shows training progress (bar, lines or nothing: ftlib.progress)
         ddp_backend=None if on_gpu or not launched else "gloo",  # None: NCCL on GPUs
         ddp_find_unused_parameters=False,  # every trainable weight gets a gradient: skip DDP's graph search
     )
@@ -442,8 +470,10 @@ def train(
             model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
             data_collator=PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=share_prefix),
             compute_loss_func=answer_only_loss,
-            callbacks=[EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else [],
+            callbacks=[StepProgress()] + (
+                [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []),
         )
+        trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every step's log dict
         train_output = trainer.train(resume_from_checkpoint=checkpoint)
         final_eval = trainer.evaluate()
     wall = time.perf_counter() - started
