@@ -160,11 +160,11 @@ class Progress:
             self._write(f"{LINE_PREFIX}{self.desc}: {text}")
 
     def close(self) -> None:
-        """Finish: close the bar, or print the last state if its line was not printed yet."""
+        """Finish: close the bar, or print the last state if it moved since the last line."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif self.mode == "lines" and self.printed_n != self.n:
+        elif self.mode == "lines" and self.n not in (self.printed_n, self.initial):
             self._write(self.line())
             self.printed_n = self.n
 
@@ -215,7 +215,8 @@ class NotebookCells:
 
     def on_notebook_start(self, notebook, **_) -> None:
         """The kernel is up: count the code cells of the notebook as it will run (with injected parameters)."""
-        self.code_cells = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and cell.source.strip()]
+        self.code_cells = [i for i, cell in enumerate(notebook.cells)
+                           if cell.cell_type == "code" and cell.source.strip()]
         self.started = time.monotonic()
         if self.mode == "bar":
             from tqdm.auto import tqdm

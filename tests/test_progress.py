@@ -97,6 +97,20 @@ def test_lines_come_at_the_interval_with_time_left(monkeypatch):
 
 
 @pytest.mark.unit
+def test_lines_close_prints_the_last_state_once():
+    stream = Stream(False)
+    with Progress(10, "train", "step", mode="lines", interval=3600, stream=stream) as bar:
+        bar.update(2)
+        bar.update(3)  # inside the interval: shown by close(), as an early stop would be
+    lines = stream.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["[ftlib] train: step 2/10 (20%)",
+                                                      "[ftlib] train: step 5/10 (50%)"]
+    with Progress(0, "generate", "batch", mode="lines", stream=stream):
+        pass  # nothing to do: no line
+    assert stream.getvalue().splitlines() == lines
+
+
+@pytest.mark.unit
 def test_off_prints_nothing(capsys):
     with Progress(3, "train", "step", mode="off", interval=0) as bar:
         bar.update(3, loss=1.0)
