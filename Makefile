@@ -14,7 +14,7 @@ TORCH_PIN := torch==2.13.0
 TORCH_PIP_ARGS ?=
 PROFILE ?= cpu
 
-.PHONY: setup model test curriculum clean-venv
+.PHONY: setup model test curriculum clean-venv lab browser
 
 setup: $(STAMP)
 
@@ -28,11 +28,19 @@ $(STAMP): pyproject.toml
 model: setup
 	$(PY) -m ftlib fetch-model
 
-test: model
+# Chromium for the JupyterLab browser test: installed with apt-get as root on Debian, else the test says why it skips.
+browser:
+	@sh tools/ensure_browser.sh
+
+test: model browser
 	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 curriculum: model
 	$(PY) -m ftlib curriculum --profile $(PROFILE)
+
+# The course in JupyterLab: the repository as root (runs/ is a click away), opened on the notebooks folder.
+lab: model
+	$(VENV)/bin/jupyter-lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-venv:
 	rm -rf $(VENV)
