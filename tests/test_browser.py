@@ -78,7 +78,8 @@ def run_dir() -> Path:
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     (RUN_DIR / "executed").mkdir(parents=True)
     for name in PREPARE:
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(RUN_DIR / "executed" / f"{name}.ipynb"),
+        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
+                                   str(RUN_DIR / "executed" / f"{name}.ipynb"),
                                    cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
                                    parameters={"profile": "smoke", "run_dir": str(RUN_DIR)})
     return RUN_DIR
@@ -206,14 +207,15 @@ def error_outputs(notebook: Locator) -> list[str]:
 
 
 def test_lesson_05_runs_in_jupyterlab_and_a_click_saves_a_rating(lab: Lab, run_dir: Path):
+    """Run All from the menu: no errors, the loss curve drawn, the review panel shown, a click saved to disk."""
     shots = run_dir / "screenshots"
     shots.mkdir(exist_ok=True)
     ratings_path = run_dir / "eval" / "review_ratings.csv"
     console: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(UI_S * 1000)
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
             page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
@@ -234,7 +236,8 @@ def test_lesson_05_runs_in_jupyterlab_and_a_click_saves_a_rating(lab: Lab, run_d
             errors = error_outputs(notebook)
             assert not errors, f"error output in the notebook:\n{errors[0][-3000:]}"
 
-            loss_cell = notebook.locator(".jp-CodeCell", has=page.locator(".jp-InputArea", has_text="plot_loss_curves"))
+            loss_input = page.locator(".jp-InputArea", has_text="plot_loss_curves")
+            loss_cell = notebook.locator(".jp-CodeCell", has=loss_input)
             expect(loss_cell).to_have_count(1)
             image = loss_cell.locator(".jp-OutputArea-output img")
             expect(image).to_have_count(1)
@@ -262,6 +265,9 @@ def test_lesson_05_runs_in_jupyterlab_and_a_click_saves_a_rating(lab: Lab, run_d
             expect(panel).to_contain_text("answer 2 of")  # the kernel saved, then moved on
             expect(panel).to_contain_text(f"1/{answers}")  # the progress bar's label
             panel.screenshot(path=str(shots / "04_review_panel_after_click.png"))
+        except Exception:
+            page.screenshot(path=str(shots / "failure.png"))  # what the page showed when the test failed
+            raise
         finally:
             (run_dir / "browser_console.log").write_text("\n".join(console) + "\n")
             browser.close()
