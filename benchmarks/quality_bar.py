@@ -67,16 +67,13 @@ def main() -> None:
         print(f"base zero-shot: {describe(results['base']['metrics'])}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         for method in args.methods:
-            config = train.TrainConfig(
-                method=method, max_steps=profile.max_steps, batch_size=profile.batch_size,
-                learning_rate=profile.learning_rate, warmup_steps=profile.warmup_steps, lora_r=profile.lora_r,
-                eval_steps=profile.eval_steps, eval_batch_size=profile.eval_batch_size, max_length=profile.max_length)
+            config = profile.train_config(method)
             run = train.train(profile.base_model, splits["train"], splits["val"][:profile.n_val],
                               Path(scratch) / method, config, SUPPORT_TICKETS)
             result = evaluate_model(run.model, run.tokenizer, test, SUPPORT_TICKETS, profile.eval_batch_size,
                                     profile.max_new_tokens)
-            result["train_seconds"] = run.manifest["metrics"]["train_seconds"]
-            result["final_val_loss"] = run.manifest["metrics"]["final_val_loss"]
+            result["train_seconds"] = run.record.metrics.train_seconds
+            result["final_val_loss"] = run.record.metrics.final_val_loss
             results[method] = result
             print(f"{method}: trained {result['train_seconds']:.0f} s, val loss {result['final_val_loss']:.4f}\n"
                   f"  {describe(result['metrics'])}", flush=True)
@@ -87,15 +84,17 @@ def main() -> None:
 
 
 def results_from_run_dir(run_dir: Path) -> dict:
-    """Lesson 05's test metrics and lessons 03/04's manifests, in this script's layout."""
+    """Lesson 05's test metrics and lessons 03/04's run records, in this script's layout."""
+    from ftlib.runs import load_run
+
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     results = {}
     for method, name in (("lora", "LoRA"), ("qlora", "QLoRA")):
-        manifest = json.loads((run_dir / method / "manifest.json").read_text())
-        results[method] = metrics[name] | {"train_seconds": manifest["metrics"]["train_seconds"],
-                                           "final_val_loss": manifest["metrics"]["final_val_loss"]}
-        print(f"{method}: trained {manifest['metrics']['train_seconds']:.0f} s ({manifest['config']['max_steps']} steps, "
-              f"{manifest['torch_threads']} threads), val loss {manifest['metrics']['final_val_loss']:.4f}, "
+        record = load_run(run_dir / method)
+        results[method] = metrics[name] | {"train_seconds": record.metrics.train_seconds,
+                                           "final_val_loss": record.metrics.final_val_loss}
+        print(f"{method}: trained {record.metrics.train_seconds:.0f} s ({record.config.max_steps} steps, "
+              f"{record.torch_threads} threads), val loss {record.metrics.final_val_loss:.4f}, "
               f"{metrics[name]['examples']} test examples\n  {describe(metrics[name]['metrics'])}")
     for name in ("base (zero-shot)", "base (few-shot)"):
         if name in metrics:

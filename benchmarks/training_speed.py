@@ -38,17 +38,19 @@ def hyperparameters(variant: str, steps: int, batch: int) -> dict:
 
 
 def run_ftlib(variant: str, steps: int, batch: int, checkpointing: bool, splits: dict, folder: Path) -> dict:
+    from dataclasses import asdict
+
     from ftlib import train
     from ftlib.tasks import SUPPORT_TICKETS
 
     config = train.TrainConfig(method=variant, eval_steps=steps + 1, gradient_checkpointing=checkpointing,
                                **hyperparameters(variant, steps, batch))
     result = train.train(BASE_MODEL, splits["train"], splits["val"][:48], folder / variant, config, SUPPORT_TICKETS)
-    manifest = result.manifest
-    return {"tokens_per_second": manifest["metrics"]["train_tokens_per_second"],
-            "val_loss": manifest["metrics"]["final_val_loss"], "memory": manifest["memory"],
-            "threads": manifest["torch_threads"], "parameters": manifest["parameters"],
-            "computed_share": manifest["metrics"]["computed_tokens"] / manifest["metrics"]["train_tokens"]}
+    record = result.record
+    return {"tokens_per_second": record.metrics.train_tokens_per_second, "val_loss": record.metrics.final_val_loss,
+            "peak_mb": record.memory.measured.peak_mb, "estimate": asdict(record.memory.estimate),
+            "threads": record.torch_threads, "base_params": record.parameters.total - record.parameters.trainable,
+            "computed_share": record.metrics.computed_tokens / record.metrics.train_tokens}
 
 
 def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
@@ -59,6 +61,7 @@ def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
 
     from ftlib.data import SupervisedDataset
     from ftlib.models import load_tokenizer, resolve_model_source
+    from ftlib.runs import MeasuredMemory
     from ftlib.tasks import SUPPORT_TICKETS
     from ftlib.train import PeakMemory
 
@@ -82,7 +85,8 @@ def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
         output = trainer.train()
         val_loss = trainer.evaluate()["eval_loss"]
     return {"tokens_per_second": round(trainer.state.num_input_tokens_seen / output.metrics["train_runtime"], 1),
-            "val_loss": val_loss, "memory": peak.as_dict(), "threads": torch.get_num_threads()}
+            "val_loss": val_loss, "peak_mb": MeasuredMemory(**peak.as_dict()).peak_mb,
+            "threads": torch.get_num_threads()}
 
 
 def child(args) -> None:
@@ -98,12 +102,14 @@ def child(args) -> None:
 
 
 def peak_memory_mb(result: dict) -> float:
-    return result["memory"].get("cuda_max_allocated_mb", result["memory"]["peak_rss_mb"])
+    """A variant's measured peak, MiB (CUDA max allocated on a GPU, else peak RSS)."""
+    return result["peak_mb"]
 
 
 def parent(args) -> None:
     from common import run_child
 
+    from ftlib.runs import EstimatedMemory
     from ftlib.runtime import available_cores, matmul_gflops
 
     cores = available_cores()
@@ -123,7 +129,7 @@ def parent(args) -> None:
                   f"peak {peak_memory_mb(r):7.0f} MB  threads {r['threads']}  ({time.perf_counter() - started:.0f} s)",
                   flush=True)
     lora, plain, full, qlora = runs["lora"], runs["plain"], runs["full"], runs["qlora"]
-    n_params = lora["parameters"]["total"] - lora["parameters"]["trainable"]  # the base model, adapters aside
+    n_params = lora["base_params"]  # the base model, adapters aside
     achieved = 4 * n_params * lora["tokens_per_second"] / 1e9
     hardware = achieved * lora["computed_share"]
     print("\nratios (targets in brackets)")
@@ -139,10 +145,9 @@ def parent(args) -> None:
           f" checkpointing {peak_memory_mb(runs['qlora +checkpointing']) / peak_memory_mb(runs['lora +checkpointing']):.2f}x")
     print("\nwhere the peak goes (ftlib.memory estimate, GB)")
     for name in ("lora", "qlora", "lora +checkpointing", "qlora +checkpointing"):
-        estimate = runs[name]["memory"]["estimate"]
-        parts = ", ".join(f"{key.removesuffix(' GB')} {value:.2f}" for key, value in estimate.items()
-                          if key.endswith(" GB") and key != "total GB" and value)
-        print(f"  {name:<21} total {estimate['total GB']:.2f} (measured {peak_memory_mb(runs[name]) * 2**20 / 1e9:.2f}):"
+        estimate = EstimatedMemory(**runs[name]["estimate"])
+        parts = ", ".join(f"{key} {value:.2f}" for key, value in estimate.components_gb.items() if value)
+        print(f"  {name:<21} total {estimate.total_gb:.2f} (measured {peak_memory_mb(runs[name]) * 2**20 / 1e9:.2f}):"
               f" {parts}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import typing
@@ -16,40 +17,81 @@ if typing.TYPE_CHECKING:
 NOTEBOOKS = ("01_base_model", "02_data_curation", "03_lora", "04_qlora", "05_evaluation")
 
 
+def check_run_source(run: str) -> None:
+    """Refuse, before any model loads, a ``--run`` that is no folder, registry name or hub model.
+
+    Only a string shaped like a hub id (``name`` or ``owner/name``, not starting with ``runs``, ``.`` or ``~``)
+    is looked up: on the hub when it is reachable, else in the local hub cache. A missing path is never
+    tried on the hub.
+
+    Raises:
+        FileNotFoundError: one line naming ``run``.
+        ftlib.runs.ManifestError: a run folder whose manifest cannot be read.
+    """
+    from ftlib.runs import MANIFEST, load_run
+
+    folder = Path(run).expanduser()
+    if folder.is_dir():
+        if (folder / MANIFEST).exists():
+            load_run(folder)  # an unreadable or unknown-version manifest fails here, not after loading a model
+        return
+    from ftlib.models import REGISTRY, hub_reachable
+
+    if run in REGISTRY:
+        return
+    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", run) and not run.startswith(("runs", ".", "~")):
+        from huggingface_hub import repo_exists, try_to_load_from_cache
+
+        if hub_reachable():
+            try:
+                if repo_exists(run):
+                    return
+            except Exception:  # an invalid id or a network failure: neither makes it loadable
+                pass
+        elif isinstance(try_to_load_from_cache(run, "config.json"), str):  # offline, but in the hub cache
+            return
+    raise FileNotFoundError(f"no run folder or registry model named {run}")
+
+
 def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):
     """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label).
 
     ``quantization`` ("nf4", say) applies to a base model only: a run folder's manifest says how its base loads.
     """
     from ftlib.models import load_model
+    from ftlib.runs import MANIFEST, load_run
     from ftlib.train import load_adapter
 
     folder = Path(run)
-    if (folder / "manifest.json").exists():
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest["method"] == "full":
-            model, tokenizer = load_model(str(folder / "model"), source=source)
+    if (folder / MANIFEST).exists():
+        record = load_run(folder)
+        if record.method == "full":
+            model, tokenizer = load_model(str(folder / record.weights_folder), source=source)
             return model, tokenizer, f"full fine-tune {folder.name}"
-        quantization = "nf4" if manifest["method"] == "qlora" else None
-        model, tokenizer = load_adapter(manifest["base_model"], folder / "adapter", quantization, source=source)
-        return model, tokenizer, f"{manifest['method']} run {folder.name}"
+        quantization = "nf4" if record.method == "qlora" else None
+        model, tokenizer = load_adapter(record.base_model, folder / record.weights_folder, quantization, source=source)
+        return model, tokenizer, f"{record.method} run {folder.name}"
     model, tokenizer = load_model(run, quantization=quantization, source=source)
     return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
 
 
 def command_merge(args) -> int:
+    from ftlib.runs import MANIFEST, load_run
     from ftlib.train import merge_and_export
 
-    manifest_path = args.run / "manifest.json"
+    manifest_path = args.run / MANIFEST
+    if not args.run.is_dir():
+        print(f"error: no run folder named {args.run}", file=sys.stderr)
+        return 2
     if not manifest_path.exists():
         print(f"error: {manifest_path} not found: --run must be a LoRA or QLoRA run folder", file=sys.stderr)
         return 2
-    manifest = json.loads(manifest_path.read_text())
-    if manifest["method"] == "full":
+    record = load_run(args.run)
+    if record.method == "full":
         print(f"error: {args.run} is a full fine-tune: its model/ folder is already a plain model", file=sys.stderr)
         return 2
-    output = merge_and_export(manifest["base_model"], args.run / "adapter", args.output, source=args.source)
-    print(f"merged {manifest['method']} adapter of {manifest['base_model']} into a full-precision model: {output}")
+    output = merge_and_export(record.base_model, args.run / record.weights_folder, args.output, source=args.source)
+    print(f"merged {record.method} adapter of {record.base_model} into a full-precision model: {output}")
     return 0
 
 
@@ -91,6 +133,7 @@ def command_generate(args) -> int:
 
     task = get_task(args.task)
     records = read_jsonl(args.data)
+    check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     answers = generate(model, tokenizer, [task.prompt_messages(r) for r in records], args.batch_size,
                        args.max_new_tokens)
@@ -110,6 +153,8 @@ def command_evaluate(args) -> int:
     for line, record in numbered(records):
         if task.input_field not in record:
             raise DataError(args.data, line, task.input_field, "missing field")
+    records = checked_labels(records, task, args.data, args.drop_invalid_labels)
+    check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, args.batch_size, args.max_new_tokens)
     save_json({"run": args.run, "data": str(args.data), **result}, args.output)  # atomic: no half-written file
@@ -123,7 +168,7 @@ def command_evaluate(args) -> int:
 
 def config_field_types() -> dict[str, tuple[type, bool]]:
     """Each ``TrainConfig`` field's value type and whether it may be None, from the dataclass annotations."""
-    from ftlib.train import TrainConfig
+    from ftlib.config import TrainConfig
 
     result = {}
     for name, hint in typing.get_type_hints(TrainConfig).items():
@@ -154,7 +199,7 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
     """
     from dataclasses import fields
 
-    from ftlib.train import DATA_ORDERS, METHODS, SCHEDULERS, TARGET_PRESETS, TrainConfig
+    from ftlib.config import DATA_ORDERS, METHODS, SCHEDULERS, TARGET_PRESETS, TrainConfig
 
     choices = {"method": METHODS, "target_modules": tuple(TARGET_PRESETS), "data_order": tuple(DATA_ORDERS),
                "lr_scheduler": SCHEDULERS}
@@ -178,6 +223,8 @@ def read_config_file(path: Path) -> dict:
     Raises:
         DataError: the file is missing or not JSON, or a key is not a field or has a value of the wrong type.
     """
+    from dataclasses import asdict
+
     from ftlib.data import DataError
 
     if not path.is_file():
@@ -187,7 +234,9 @@ def read_config_file(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(path, None, None, f"not valid JSON ({error})") from None
     if isinstance(values, dict) and isinstance(values.get("config"), dict) and "base_model" in values:
-        values = values["config"]  # a run manifest: train again with the same hyperparameters
+        from ftlib.runs import record_from_dict
+
+        values = asdict(record_from_dict(values, str(path)).config)  # a run manifest: the same hyperparameters
     if not isinstance(values, dict):
         raise DataError(path, None, None, f"expected a JSON object of TrainConfig fields, got {type(values).__name__}")
     types = config_field_types()
@@ -204,14 +253,34 @@ def read_config_file(path: Path) -> dict:
     return values
 
 
-def read_training_file(path: Path, task: Task) -> list[dict]:
-    """Read a JSONL file and check that every record can become a training example, before any model loads."""
+def checked_labels(records: list[dict], task: Task, path: Path, drop: bool) -> list[dict]:
+    """The records whose labels are in the task's label sets; with ``drop``, the others are left out and counted.
+
+    Raises:
+        DataError: an out-of-schema label (file, line, field) without ``drop``, or nothing left after dropping.
+    """
+    from ftlib.data import DataError, check_labels
+
+    kept, dropped = check_labels(records, task, str(path), drop)
+    if dropped:
+        print(f"{path}: dropped {dropped} of {len(records)} record(s) with a label outside the {task.name} label sets"
+              " (--drop-invalid-labels)")
+        if not kept:
+            raise DataError(path, None, None, "no records left after dropping those with invalid labels")
+    return kept
+
+
+def read_training_file(path: Path, task: Task, drop_invalid_labels: bool = False) -> list[dict]:
+    """Read a JSONL file and check that every record can become a training example, before any model loads.
+
+    A label outside the task's label sets is an error, or with ``drop_invalid_labels`` a dropped record.
+    """
     from ftlib.data import numbered, read_jsonl, to_messages
 
     records = read_jsonl(path)
     for line, record in numbered(records):
         to_messages(record, task, str(path), line)
-    return records
+    return checked_labels(records, task, path, drop_invalid_labels)
 
 
 def is_main_process() -> bool:
@@ -225,7 +294,8 @@ def command_train(args: argparse.Namespace) -> int:
 
     from ftlib.runtime import pick_device
     from ftlib.tasks import get_task
-    from ftlib.train import TrainConfig, train
+    from ftlib.config import TrainConfig
+    from ftlib.train import train
 
     values = read_config_file(args.config) if args.config else {}
     given = vars(args)
@@ -237,24 +307,24 @@ def command_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     task = get_task(args.dataset)
-    train_records = read_training_file(args.data, task)
-    val_records = read_training_file(args.val, task)
+    train_records = read_training_file(args.data, task, args.drop_invalid_labels)
+    val_records = read_training_file(args.val, task, args.drop_invalid_labels)
     device = pick_device(None if args.device == "auto" else args.device)
     result = train(args.base_model, train_records, val_records, args.output, config, task, device, args.source,
                    resume=args.resume, adapter=args.adapter)
     if is_main_process():
-        manifest = result.manifest
-        metrics, memory = manifest["metrics"], manifest["memory"]
-        weights = "model" if config.method == "full" else "adapter"
-        cuda = f", CUDA max allocated {memory['cuda_max_allocated_mb']} MB" if "cuda_max_allocated_mb" in memory else ""
-        print(f"{config.method} run of {args.base_model} on {manifest['device']}: "
-              f"{manifest['world_size']} process(es), global batch {manifest['global_batch_size']}")
-        print(f"  final val loss     {metrics['final_val_loss']:.4f}")
-        print(f"  train loss         {metrics['train_loss']:.4f}")
-        print(f"  train tokens/s     {metrics['train_tokens_per_second']}  ({metrics['train_tokens']} tokens "
-              f"in {metrics['train_seconds']} s)")
-        print(f"  peak memory        {memory['peak_rss_mb']} MB RSS (main process){cuda}")
-        print(f"  run folder         {result.output_dir}  ({weights}/, history.json, manifest.json)")
+        record = result.record
+        metrics, measured = record.metrics, record.memory.measured
+        cuda = (f", CUDA max allocated {measured.cuda_max_allocated_mb} MB"
+                if measured.cuda_max_allocated_mb is not None else "")
+        print(f"{record.method} run of {record.base_model} on {record.device}: "
+              f"{record.world_size} process(es), global batch {record.global_batch_size}")
+        print(f"  final val loss     {metrics.final_val_loss:.4f}")
+        print(f"  train loss         {metrics.train_loss:.4f}")
+        print(f"  train tokens/s     {metrics.train_tokens_per_second}  ({metrics.train_tokens} tokens "
+              f"in {metrics.train_seconds} s)")
+        print(f"  peak memory        {measured.peak_rss_mb} MB RSS (main process){cuda}")
+        print(f"  run folder         {result.output_dir}  ({record.weights_folder}/, history.json, manifest.json)")
     return 0
 
 
@@ -372,6 +442,8 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     training.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
     training.add_argument("--resume", action="store_true", help="continue the interrupted run from its last checkpoint")
     training.add_argument("--adapter", type=Path, help="keep training this saved adapter folder instead of a new one")
+    training.add_argument("--drop-invalid-labels", action="store_true",
+                          help="drop records whose label is outside the dataset's label sets (default: refuse them)")
     if train_flags:
         add_train_config_flags(training)
     training.set_defaults(handler=command_train)
@@ -401,6 +473,9 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         sub.add_argument("--batch-size", type=int, default=16)
         sub.add_argument("--max-new-tokens", type=int, default=96)
         sub.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
+        if name == "evaluate":
+            sub.add_argument("--drop-invalid-labels", action="store_true",
+                             help="drop records whose label is outside the task's label sets (default: refuse them)")
         sub.set_defaults(handler=handler)
 
     publish = commands.add_parser(

@@ -143,6 +143,29 @@ def validate_records(records: list[dict], task: Task, source: str = "<records>")
     return valid, rejected
 
 
+def check_labels(records: list[dict], task: Task, source: str = "<records>",
+                 drop: bool = False) -> tuple[Records, int]:
+    """The records whose closed-set labels (``task.label_values``) are all in their label sets.
+
+    Returns:
+        ``(kept, dropped)``: the records kept (with their file lines) and how many were dropped.
+
+    Raises:
+        DataError: at the first out-of-schema label, with its line and field, unless ``drop``.
+    """
+    kept, dropped = Records(lines=[]), 0
+    for line, record in numbered(records):
+        problem = task.label_error(record)
+        if problem is None:
+            kept.append(record)
+            kept.lines.append(line)
+        elif drop:
+            dropped += 1
+        else:
+            raise DataError(source, line, *problem)
+    return kept, dropped
+
+
 def normalize_text(text: str) -> str:
     """Lower case with collapsed whitespace: the key for exact-duplicate detection."""
     return " ".join(text.lower().split())

@@ -9,6 +9,7 @@ from pathlib import Path
 from ftlib.data import read_jsonl
 from ftlib.plan import GpuPlan
 from ftlib.profiles import Profile, resolve_run, run_paths, sample_path
+from ftlib.runs import MANIFEST, RunRecord, load_run
 from ftlib.runtime import DeviceChoice, configure_cpu_threads, pick_device
 from ftlib.tasks import Task, get_task
 
@@ -69,6 +70,10 @@ class Lesson:
             write_jsonl(records, self.paths["data"] / f"{split_name}.jsonl")
         print(", ".join(f"{len(records)} {split_name}" for split_name, records in splits.items()), "records written")
 
+    def records(self, names: dict[str, str]) -> dict[str, RunRecord]:
+        """``runs(names)`` read with ``load_run``: each existing run's record, by display name."""
+        return {display: load_run(folder) for display, folder in self.runs(names).items()}
+
     def runs(self, names: dict[str, str]) -> dict[str, Path]:
         """The training runs of this run folder that exist, by display name; says which are missing and why.
 
@@ -78,7 +83,7 @@ class Lesson:
         found = {}
         for display, key in names.items():
             folder = self.paths[key]
-            if (folder / "manifest.json").exists():
+            if (folder / MANIFEST).exists():
                 found[display] = folder
                 continue
             notebook = {"lora": "03_lora", "qlora": "04_qlora"}.get(key, key)
@@ -143,16 +148,6 @@ def load_json(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
-def run_rows(manifests: dict[str, dict]) -> list[dict]:
+def run_rows(records: dict[str, RunRecord]) -> list[dict]:
     """One row per training run: parameters, final validation loss, speed, and estimated vs measured peak memory."""
-    from ftlib.plots import measured_peak_gb
-
-    rows = []
-    for name, manifest in manifests.items():
-        metrics, counts = manifest["metrics"], manifest["parameters"]
-        estimated, measured = manifest["memory"]["estimate"]["total GB"], measured_peak_gb(manifest)
-        rows.append({"run": name, "trainable params": f"{counts['trainable']:,}", "total params": f"{counts['total']:,}",
-                     "final val loss": metrics["final_val_loss"], "train tokens/s": metrics["train_tokens_per_second"],
-                     "train s": metrics["train_seconds"], "estimated peak GB": estimated,
-                     "measured peak GB": round(measured, 3), "estimate / measured": round(estimated / measured, 2)})
-    return rows
+    return [record.as_row(name) for name, record in records.items()]

@@ -538,7 +538,7 @@ def _measure_in_this_process(spec_path: str) -> dict[str, Any]:
     config = TrainConfig(**spec["config"])
     task = get_task(spec["task"]) if spec["task"] else None
     run = train(spec["base_model"], spec["train"], spec["val"], spec["output_dir"], config, task, pick_device("cpu"))
-    return {"peak_rss_bytes": _peak_rss_bytes(), "manifest": run.manifest}
+    return {"peak_rss_bytes": _peak_rss_bytes(), "manifest": json.loads(run.record.to_json())}
 
 
 def saved_activation_bytes(model, inputs: Mapping[str, Any], prefix: int = 0) -> int:

@@ -7,6 +7,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ftlib.runs import RunRecord
+
 
 def _save(fig, path: str | Path | None):
     if path is not None:
@@ -118,20 +120,20 @@ def plot_confusion(columns: list[str], matrix, rows: list[str], path: str | Path
     return _save(fig, path)
 
 
-def plot_memory_breakdown(manifests: dict[str, dict], path: str | Path | None = None,
+def plot_memory_breakdown(records: dict[str, RunRecord], path: str | Path | None = None,
                           title: str = "Peak training memory: estimate by component vs measured"):
     """One stacked bar per run (the estimate's components, GB) with the measured peak as a black marker."""
     components = ["baseline", "weights", "mapped_checkpoint", "adapters", "optimizer", "gradients", "activations",
                   "workspace"]
-    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(manifests)), 4))
-    names = list(manifests)
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(records)), 4))
+    names = list(records)
     bottoms = np.zeros(len(names))
     for index, component in enumerate(components):
-        heights = np.array([manifests[n]["memory"]["estimate"].get(f"{component} GB", 0.0) for n in names])
+        heights = np.array([records[n].memory.estimate.components_gb.get(component, 0.0) for n in names])
         if heights.any():
             ax.bar(names, heights, bottom=bottoms, label=component, color=f"C{index}")
             bottoms += heights
-    measured = [measured_peak_gb(manifests[n]) for n in names]
+    measured = [measured_peak_gb(records[n]) for n in names]
     ax.scatter(names, measured, color="black", marker="_", s=900, linewidths=3, label="measured peak", zorder=3)
     ax.set_ylabel("GB")
     ax.set_title(title)
@@ -139,7 +141,6 @@ def plot_memory_breakdown(manifests: dict[str, dict], path: str | Path | None = 
     return _save(fig, path)
 
 
-def measured_peak_gb(manifest: dict) -> float:
+def measured_peak_gb(record: RunRecord) -> float:
     """A run's measured peak in GB: CUDA max allocated on a GPU, peak RSS on a CPU (the manifest stores MiB)."""
-    memory = manifest["memory"]
-    return memory.get("cuda_max_allocated_mb", memory["peak_rss_mb"]) * 2**20 / 1e9
+    return record.memory.measured.peak_gb

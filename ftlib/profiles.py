@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ftlib.config import TrainConfig
 from ftlib.plan import NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
 
 
@@ -35,6 +36,25 @@ class Profile:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def train_config(self, method: str | None = None, **overrides) -> TrainConfig:
+        """The ``TrainConfig`` of this profile's training run, validated.
+
+        Args:
+            method: "lora", "qlora" or "full"; None takes the profile's (which a lesson or GPU plan set).
+            **overrides: ``TrainConfig`` fields that replace the profile's (``seed=1``, ``lora_r=8``, ...).
+        """
+        method = method or self.method
+        if method is None:
+            raise ValueError(f"profile {self.name!r} has no method: pass method='lora', 'qlora' or 'full'")
+        config = TrainConfig(method=method, lora_r=self.lora_r, learning_rate=self.learning_rate,
+                             max_steps=self.max_steps, warmup_steps=self.warmup_steps, batch_size=self.batch_size,
+                             grad_accum=self.grad_accum, gradient_checkpointing=self.gradient_checkpointing,
+                             eval_steps=self.eval_steps, eval_batch_size=self.eval_batch_size,
+                             max_length=self.max_length)
+        config = replace(config, **overrides)
+        config.validate()
+        return config
 
 
 PROFILES = {

@@ -46,6 +46,16 @@ class Task:
     def text_answer_fields(self) -> tuple[str, ...]:
         return tuple(f for f in self.answer_fields if f not in self.label_values)
 
+    def label_error(self, record: dict) -> tuple[str, str] | None:
+        """The first closed-set field whose value is outside its label set and why; None when every one fits.
+
+        Fields the record lacks are not checked here (the schema check reports them).
+        """
+        for name, allowed in self.label_values.items():
+            if name in record and record[name] not in allowed:
+                return name, f"{record[name]!r} is not one of {', '.join(allowed)}"
+        return None
+
     def input_text(self, record: dict) -> str:
         value = record[self.input_field]
         if self.input_is_object:

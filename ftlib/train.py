@@ -18,94 +18,34 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, records_hash
+from ftlib.config import DATA_ORDERS, METHODS, SCHEDULERS, TARGET_PRESETS, TrainConfig  # noqa: F401 (re-exported)
+from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, check_labels, records_hash
 from ftlib.models import count_parameters, load_model, load_tokenizer, resolve_model_source
 from ftlib.progress import LINE_INTERVAL_S, Progress
+from ftlib.runs import (
+    CheckpointSummary,
+    DataSummary,
+    EstimatedMemory,
+    MeasuredMemory,
+    ParameterCounts,
+    RunMemory,
+    RunMetrics,
+    RunRecord,
+)
 from ftlib.runtime import DeviceChoice, pick_device
 from ftlib.tasks import Task
 
-TARGET_PRESETS = {
-    "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "all-linear": "all-linear",
-}
-METHODS = ("lora", "qlora", "full")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
-# TrainConfig.data_order -> TrainingArguments.train_sampling_strategy
-DATA_ORDERS = {
-    "length-grouped": "group_by_length",  # shuffled, then batches of similar length: little padding
-    "random": "random",  # shuffled every epoch
-    "sequential": "sequential",  # file order: reproducible batches, e.g. to compare 1 and N processes
-}
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "ftlib")
 
 
 @dataclass
-class TrainConfig:
-    """Hyperparameters of one LoRA/QLoRA run."""
-
-    method: str = "lora"  # "lora", "qlora" or "full" (every weight trains: the baseline LoRA is measured against)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0  # on CPU, dropout's random masks took 18% of a LoRA step (profiled)
-    target_modules: str = "all-linear"  # a key of TARGET_PRESETS
-    learning_rate: float = 2e-4
-    max_steps: int | None = 100  # None: train num_epochs passes over the data instead
-    num_epochs: float | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_steps: int = 5
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    eval_steps: int = 25
-    eval_batch_size: int = 16
-    max_length: int = 256
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    data_order: str = "length-grouped"  # a key of DATA_ORDERS: how training batches are drawn
-    save_checkpoints: bool = True  # one at each evaluation: best-model selection and resuming need them
-    early_stopping_patience: int | None = None  # stop after this many evaluations without a lower val loss
-
-    def validate(self) -> None:
-        problems = []
-        if self.method not in METHODS:
-            problems.append(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.target_modules not in TARGET_PRESETS:
-            problems.append(f"target_modules must be one of {list(TARGET_PRESETS)}, not {self.target_modules!r}")
-        if self.data_order not in DATA_ORDERS:
-            problems.append(f"data_order must be one of {', '.join(DATA_ORDERS)}, not {self.data_order!r}")
-        for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "eval_steps", "eval_batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if (self.max_steps is None) == (self.num_epochs is None):
-            problems.append(f"set exactly one of max_steps ({self.max_steps}) and num_epochs ({self.num_epochs});"
-                            " to train by epochs, pass max_steps=None")
-        elif (self.max_steps or 1) < 1 or (self.num_epochs or 1) <= 0:
-            problems.append(f"max_steps must be >= 1 and num_epochs > 0, got {self.max_steps} and {self.num_epochs}")
-        if self.lr_scheduler not in SCHEDULERS:
-            problems.append(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, not {self.lr_scheduler!r}")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.early_stopping_patience is not None and (self.early_stopping_patience < 1 or not self.save_checkpoints):
-            problems.append("early_stopping_patience needs save_checkpoints=True and a value >= 1, got "
-                            f"{self.early_stopping_patience}")
-        if not 0 <= self.lora_dropout < 1:
-            problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if not 0 < self.learning_rate < 1:
-            problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if self.warmup_steps < 0 or (self.max_steps and self.warmup_steps >= self.max_steps):
-            problems.append(f"warmup_steps ({self.warmup_steps}) must be >= 0 and below max_steps ({self.max_steps})")
-        if problems:
-            raise ValueError("Invalid TrainConfig: " + "; ".join(problems))
-
-
-@dataclass
 class TrainResult:
-    """What a run produced: the model in memory, its history and where its files are."""
+    """What a run produced: the model in memory, its history, its record and where its files are."""
 
     model: PeftModel
     tokenizer: object
     history: dict
-    manifest: dict
+    record: RunRecord  # what manifest.json holds
     output_dir: Path
     adapter_dir: Path = field(init=False)
 
@@ -436,9 +376,16 @@ def train(
         resume: continue the interrupted run of the same config and data from its last checkpoint.
         adapter: a saved adapter folder to keep training (new data, more steps) instead of a fresh adapter;
             its rank and targets win over the config's.
+
+    Raises:
+        ValueError: an invalid config, or a record whose label is outside ``task``'s label sets
+            (``ftlib.data.DataError``, naming the record's line or position and the field).
     """
     config = config or TrainConfig()
     config.validate()
+    if task is not None:  # an out-of-schema label would train silently: refuse it before any model loads
+        check_labels(train_records, task, "train_records")
+        check_labels(val_records, task, "val_records")
     if adapter is not None and config.method == "full":
         raise ValueError("adapter= continues a LoRA or QLoRA adapter; a full fine-tune has none")
     device = device or pick_device()
@@ -479,42 +426,43 @@ def train(
     wall = time.perf_counter() - started
     history = history_from_log(trainer.state.log_history)
     train_seconds = training_seconds(trainer.state.log_history, train_output.metrics["train_runtime"])
-    manifest = {
-        "base_model": base_model,
-        "method": config.method,
-        "continued_from": str(adapter) if adapter else None,
-        "config": asdict(config),
-        "device": device.describe(),
-        "world_size": args.world_size,  # processes that trained together (DDP); memory below is the main one's
-        "global_batch_size": config.batch_size * config.grad_accum * args.world_size,
-        "torch_threads": torch.get_num_threads(),
-        "data": {"train_sha256": records_hash(train_records), "val_sha256": records_hash(val_records),
-                 "train_examples": len(train_set), "val_examples": len(val_set),
-                 "train_truncated": train_set.truncated, "val_truncated": val_set.truncated,
-                 "dropped_without_answer_tokens": train_set.dropped_no_answer + val_set.dropped_no_answer},
-        "parameters": count_parameters(model),
-        "checkpoints": {"resumed_from": Path(checkpoint).name if checkpoint else None,
-                        "best_step": trainer.state.best_global_step, "best_val_loss": trainer.state.best_metric,
-                        "steps_run": trainer.state.global_step, "stopped_early": trainer.state.global_step < args.max_steps},
-        "metrics": {"train_loss": train_output.training_loss, "final_val_loss": final_eval["eval_loss"],
-                    "train_tokens": int(trainer.state.num_input_tokens_seen),
-                    "train_seconds": round(train_seconds, 2),
-                    "train_tokens_per_second": round(trainer.state.num_input_tokens_seen / train_seconds, 1),
-                    "computed_tokens": trainer.computed_tokens},
-        "memory": peak.as_dict() | {"estimate": estimate.as_row()},
-        "wall_seconds": round(wall, 2),
-        "versions": library_versions(),
-    }
+    record = RunRecord(
+        base_model=base_model,
+        method=config.method,
+        continued_from=str(adapter) if adapter else None,
+        config=config,
+        device=device.describe(),
+        world_size=args.world_size,  # processes that trained together (DDP); memory below is the main one's
+        global_batch_size=config.batch_size * config.grad_accum * args.world_size,
+        torch_threads=torch.get_num_threads(),
+        data=DataSummary(train_sha256=records_hash(train_records), val_sha256=records_hash(val_records),
+                         train_examples=len(train_set), val_examples=len(val_set),
+                         train_truncated=train_set.truncated, val_truncated=val_set.truncated,
+                         dropped_without_answer_tokens=train_set.dropped_no_answer + val_set.dropped_no_answer),
+        parameters=ParameterCounts(**count_parameters(model)),
+        checkpoints=CheckpointSummary(resumed_from=Path(checkpoint).name if checkpoint else None,
+                                      best_step=trainer.state.best_global_step,
+                                      best_val_loss=trainer.state.best_metric, steps_run=trainer.state.global_step,
+                                      stopped_early=trainer.state.global_step < args.max_steps),
+        metrics=RunMetrics(train_loss=train_output.training_loss, final_val_loss=final_eval["eval_loss"],
+                           train_tokens=int(trainer.state.num_input_tokens_seen),
+                           train_seconds=round(train_seconds, 2),
+                           train_tokens_per_second=round(trainer.state.num_input_tokens_seen / train_seconds, 1),
+                           computed_tokens=trainer.computed_tokens),
+        memory=RunMemory(MeasuredMemory(**peak.as_dict()), EstimatedMemory.from_estimate(estimate)),
+        wall_seconds=round(wall, 2),
+        versions=library_versions(),
+    )
     if trainer.is_world_process_zero():  # under DDP every rank holds the same weights: one writes them
         weights_dir = scratch / ("model" if config.method == "full" else "adapter")
         model.save_pretrained(weights_dir)
         tokenizer.save_pretrained(weights_dir)
         shutil.rmtree(scratch / "trainer", ignore_errors=True)
         (scratch / "history.json").write_text(json.dumps(history, indent=1))
-        (scratch / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        record.write(scratch)
         replace_dir(scratch, output_dir)
     trainer.accelerator.wait_for_everyone()  # no rank returns before the run folder is in place
-    return TrainResult(model, tokenizer, history, manifest, output_dir)
+    return TrainResult(model, tokenizer, history, record, output_dir)
 
 
 def load_adapter(base_model: str, adapter_dir: str | Path, quantization: str | None = None,

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from ftlib import train
+from ftlib import runs, train
 from ftlib.models import count_parameters
 
 pytestmark = pytest.mark.unit
@@ -58,14 +58,27 @@ def test_run_folder_holds_adapter_history_and_manifest(lora_run):
     folder = lora_run.output_dir
     assert (folder / "adapter" / "adapter_model.safetensors").exists()
     assert (folder / "adapter" / "adapter_config.json").exists()
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["config"]["method"] == "lora"
-    assert len(manifest["data"]["train_sha256"]) == 64
-    assert manifest["versions"]["peft"] and manifest["versions"]["transformers"]
-    assert manifest["memory"]["peak_rss_mb"] > 0 and manifest["wall_seconds"] > 0
-    assert manifest["metrics"]["train_tokens"] > 0
-    assert 0 < manifest["parameters"]["trainable"] < manifest["parameters"]["total"]
+    assert json.loads((folder / "manifest.json").read_text())["version"] == runs.SCHEMA_VERSION  # the file itself
+    record = runs.load_run(folder)
+    assert record == lora_run.record  # the JSON round trip loses nothing
+    assert record.config == tiny_config() and record.method == "lora"
+    assert len(record.data.train_sha256) == 64
+    assert record.versions["peft"] and record.versions["transformers"]
+    assert record.memory.measured.peak_rss_mb > 0 and record.wall_seconds > 0
+    assert record.memory.estimate.total_gb == pytest.approx(sum(record.memory.estimate.components_gb.values()),
+                                                             abs=0.01)
+    assert record.metrics.train_tokens > 0
+    assert 0 < record.parameters.trainable < record.parameters.total
     assert json.loads((folder / "history.json").read_text()) == lora_run.history
+
+
+def test_train_refuses_labels_outside_the_schema(tmp_path, cpu, tickets, task, monkeypatch):
+    monkeypatch.setattr(train, "load_model", lambda *a, **k: pytest.fail("a model loaded"))
+    monkeypatch.setattr(train, "load_tokenizer", lambda *a, **k: pytest.fail("a tokenizer loaded"))
+    tickets[2]["category"] = "weather"
+    with pytest.raises(ValueError, match="train_records, line 3, field 'category': 'weather' is not one of billing"):
+        train.train("tiny-random-llama", tickets, tickets[:1], tmp_path / "run", tiny_config(), task, cpu)
+    assert not (tmp_path / "run").exists()
 
 
 def test_reloaded_adapter_reproduces_logits(lora_run, cpu):
@@ -76,7 +89,7 @@ def test_reloaded_adapter_reproduces_logits(lora_run, cpu):
         assert torch.allclose(model(ids).logits, lora_run.model(ids).logits, atol=1e-5)
     assert count_parameters(model)["trainable"] == 0  # inference by default
     trainable, _ = train.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu, trainable=True)
-    assert count_parameters(trainable)["trainable"] == lora_run.manifest["parameters"]["trainable"]
+    assert count_parameters(trainable)["trainable"] == lora_run.record.parameters.trainable
 
 
 def test_rerun_keeps_previous_outputs(tmp_path, cpu, tickets, task):
@@ -96,7 +109,7 @@ def test_qlora_step_on_cpu_lowers_the_loss(tmp_path, cpu, tickets, task):
     assert losses[-1] < 0.8 * losses[0]
     base = result.model.get_base_model()
     assert type(base.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
-    assert result.manifest["parameters"]["total"] > result.manifest["parameters"]["trainable"]
+    assert result.record.parameters.total > result.record.parameters.trainable
 
 
 def test_gradient_checkpointing_trains_with_peft(tmp_path, cpu, tickets, task):

@@ -105,7 +105,7 @@ def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task,
     monkeypatch.setattr(train.FtlibTrainer, "training_step", original_step)
     resumed = train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config(), task, cpu, resume=True)
 
-    assert resumed.manifest["checkpoints"]["resumed_from"] == "checkpoint-2"
+    assert resumed.record.checkpoints.resumed_from == "checkpoint-2"
     assert [p["step"] for p in resumed.history["train"]] == list(range(1, 7))
     assert [p["loss"] for p in resumed.history["train"]] == pytest.approx([p["loss"] for p in whole.history["train"]],
                                                                         abs=1e-4)
@@ -135,15 +135,15 @@ def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, cpu, tickets, t
     val = {p["step"]: p["loss"] for p in result.history["val"]}
     best_step = min(val, key=val.get)
     assert best_step < 12, f"the test needs a run whose last step is not its best: {val}"
-    assert result.manifest["checkpoints"]["best_step"] == best_step
-    assert result.manifest["metrics"]["final_val_loss"] == pytest.approx(val[best_step], abs=1e-4)
-    assert result.manifest["metrics"]["final_val_loss"] < val[12]
+    assert result.record.checkpoints.best_step == best_step
+    assert result.record.metrics.final_val_loss == pytest.approx(val[best_step], abs=1e-4)
+    assert result.record.metrics.final_val_loss < val[12]
 
 
 def test_early_stopping_ends_the_run(tmp_path, cpu, tickets, task):
     result = overfitting_run(tmp_path, cpu, tickets, task, max_steps=20, early_stopping_patience=1)
-    assert result.manifest["checkpoints"]["stopped_early"]
-    assert result.manifest["checkpoints"]["steps_run"] == 12
+    assert result.record.checkpoints.stopped_early
+    assert result.record.checkpoints.steps_run == 12
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -162,13 +162,13 @@ def test_more_impossible_configs_are_rejected(overrides, message):
 def test_epochs_instead_of_steps(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "epochs",
                          config(max_steps=None, num_epochs=2, batch_size=4), task, cpu)
-    assert result.manifest["checkpoints"]["steps_run"] == 4  # 8 examples / 4 per step x 2 epochs
+    assert result.record.checkpoints.steps_run == 4  # 8 examples / 4 per step x 2 epochs
 
 
 def test_full_fine_tuning_trains_every_weight(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "full",
                          config(method="full", max_steps=2, learning_rate=1e-3), task, cpu)
-    assert result.manifest["parameters"]["trainable"] == result.manifest["parameters"]["total"]
+    assert result.record.parameters.trainable == result.record.parameters.total
     assert (tmp_path / "full" / "model" / "model.safetensors").exists()
 
 
@@ -228,8 +228,8 @@ def test_training_continues_from_a_saved_adapter(tmp_path, cpu, tickets, task):
                        config(max_steps=2, save_checkpoints=False), task, cpu, adapter=first.adapter_dir)
     fresh_first_loss = first.history["train"][0]["loss"]
     assert more.history["train"][0]["loss"] < 0.9 * fresh_first_loss  # it starts where the first run ended
-    assert more.manifest["continued_from"] == str(first.adapter_dir)
-    assert more.manifest["parameters"]["trainable"] == first.manifest["parameters"]["trainable"]
+    assert more.record.continued_from == str(first.adapter_dir)
+    assert more.record.parameters.trainable == first.record.parameters.trainable
     with pytest.raises(ValueError, match="a full fine-tune has none"):
         train.train("tiny-random-llama", tickets, tickets, tmp_path / "x", config(method="full"), task, cpu,
                     adapter=first.adapter_dir)
