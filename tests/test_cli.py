@@ -1,8 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 
-from ftlib import cli, train
+from ftlib import cli, runs, train
 from ftlib.data import write_jsonl
 
 pytestmark = pytest.mark.unit
@@ -74,21 +75,21 @@ def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):
     code = cli.main(train_command(tmp_path, "--config", str(config_file), "--max-steps", "2",
                                   "--no-save-checkpoints"))
     assert code == 0
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["config"]["lora_r"] == 4  # from the file
-    assert manifest["config"]["max_steps"] == 2  # the flag wins over the file
-    assert manifest["config"]["data_order"] == "random"
-    assert manifest["config"]["save_checkpoints"] is False
-    assert manifest["world_size"] == 1 and manifest["global_batch_size"] == 4
+    record = runs.load_run(tmp_path / "run")
+    assert record.config.lora_r == 4  # from the file
+    assert record.config.max_steps == 2  # the flag wins over the file
+    assert record.config.data_order == "random"
+    assert record.config.save_checkpoints is False
+    assert record.world_size == 1 and record.global_batch_size == 4
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())["train"]) == 2
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
     out = capsys.readouterr().out
-    assert f"final val loss     {manifest['metrics']['final_val_loss']:.4f}" in out
+    assert f"final val loss     {record.metrics.final_val_loss:.4f}" in out
     assert "train tokens/s" in out and "peak memory" in out and str(tmp_path / "run") in out
 
     # A run's manifest works as --config: the same hyperparameters again.
     assert cli.main(train_command(tmp_path / "again", "--config", str(tmp_path / "run" / "manifest.json"))) == 0
-    assert json.loads((tmp_path / "again" / "run" / "manifest.json").read_text())["config"] == manifest["config"]
+    assert runs.load_run(tmp_path / "again" / "run").config == record.config
 
 
 def test_every_train_config_field_has_a_flag():
@@ -147,3 +148,80 @@ def test_train_flag_of_the_wrong_type_is_a_usage_error(tmp_path, capsys):
         cli.main(train_command(tmp_path, "--batch-size", "eight"))
     assert exit_info.value.code == 2
     assert "argument --batch-size: expected int, got 'eight'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Any model or tokenizer load fails the test: the errors below must come first."""
+    from ftlib import models
+
+    def refuse(*args, **kwargs):
+        pytest.fail("a model or tokenizer was loaded")
+
+    for module, name in ((models, "load_model"), (models, "load_tokenizer"), (train, "load_model"),
+                         (train, "load_tokenizer"), (train, "load_adapter")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+def with_weather(path):
+    """Rewrite a JSONL file of tickets with the third record's category outside the schema."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[2]["category"] = "weather"
+    write_jsonl(records, path)
+
+
+def test_train_refuses_an_out_of_schema_label(tmp_path, capsys, no_model_loads):
+    command = train_command(tmp_path)
+    with_weather(tmp_path / "train.jsonl")
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'train.jsonl'}, line 3, field 'category': 'weather' is not one of billing" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_train_drops_out_of_schema_labels_when_asked(tmp_path, capsys):
+    command = train_command(tmp_path, "--max-steps", "1", "--batch-size", "4", "--drop-invalid-labels")
+    with_weather(tmp_path / "train.jsonl")
+    assert cli.main(command) == 0
+    assert "train.jsonl: dropped 1 of 8 record(s) with a label outside the support_tickets label sets" in (
+        capsys.readouterr().out)
+    assert runs.load_run(tmp_path / "run").data.train_examples == 7
+
+
+def test_evaluate_refuses_an_out_of_schema_label(tmp_path, tickets, capsys, no_model_loads):
+    data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
+    with_weather(data_file)
+    assert cli.main(["evaluate", "--run", "tiny-random-llama", "--data", str(data_file),
+                     "--output", str(tmp_path / "m.json")]) == 2
+    assert "t.jsonl, line 3, field 'category': 'weather' is not one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "generate", "merge"])
+@pytest.mark.parametrize("run", ["runs/nothing", "./nothing", "nobody/no-such-model"])
+def test_a_missing_run_is_one_line_before_any_model_loads(tmp_path, tickets, capsys, monkeypatch, no_model_loads,
+                                                         command, run):
+    from ftlib import models
+
+    monkeypatch.chdir(tmp_path)
+    def offline_hub(*args, **kwargs):
+        if run != "nobody/no-such-model":
+            pytest.fail(f"asked the hub about the path {run}")
+        return False
+
+    monkeypatch.setattr(models, "hub_reachable", offline_hub)
+    data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
+    args = ["--run", run, "--output", str(tmp_path / "out")]
+    assert cli.main([command, *args] + ([] if command == "merge" else ["--data", str(data_file)])) == 2
+    err = capsys.readouterr().err
+    expected = f"no run folder named {Path(run)}" if command == "merge" else f"no run folder or registry model named {run}"
+    assert err == f"error: {expected}\n"
+
+
+def test_a_run_folder_of_an_unknown_version_is_refused_before_loading(tmp_path, tickets, capsys, no_model_loads):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps({"version": 9, "base_model": "x"}))
+    data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
+    assert cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(data_file),
+                     "--output", str(tmp_path / "m.json")]) == 2
+    assert f"{tmp_path / 'run' / 'manifest.json'}: manifest version 9 is not one this ftlib reads" in (
+        capsys.readouterr().err)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ftlib.cli import NOTEBOOKS
+from ftlib.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
@@ -112,9 +113,9 @@ def test_smoke_run_uses_the_real_model_and_leaves_samples_untouched(smoke_run):
     assert samples_unchanged
     report = json.loads((run_dir / "data" / "curation_report.json").read_text())
     assert report["raw_file"].endswith("listings.jsonl") and report["leakage"] == []
-    manifest = json.loads((run_dir / "qlora" / "manifest.json").read_text())
-    assert manifest["base_model"] == "smollm2-135m-instruct" and manifest["method"] == "qlora"
-    assert manifest["parameters"]["total"] > 134_000_000  # 4-bit weights counted at full size
+    record = load_run(run_dir / "qlora")
+    assert record.base_model == "smollm2-135m-instruct" and record.method == "qlora"
+    assert record.parameters.total > 134_000_000  # 4-bit weights counted at full size
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"base (zero-shot)", "base (few-shot)", "LoRA", "QLoRA"}
     assert len(metrics["base (few-shot)"]["few_shot"]) == 3
