@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from ftlib import cli, runtime
 from ftlib.data import write_jsonl
+from ftlib.runs import load_run
 from tests.conftest import TICKETS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +61,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     # One run folder, written once: no scratch or .previous folder left by a second rank.
     assert sorted(path.name for path in runs.iterdir()) == ["ddp"]
     assert list(runs.rglob("manifest.json")) == [runs / "ddp" / "manifest.json"]
-    manifest = json.loads((runs / "ddp" / "manifest.json").read_text())
-    assert manifest["world_size"] == 2 and manifest["global_batch_size"] == 4
-    assert json.loads((tmp_path / "single" / "manifest.json").read_text())["world_size"] == 1
+    record = load_run(runs / "ddp")
+    assert record.world_size == 2 and record.global_batch_size == 4
+    assert load_run(tmp_path / "single").world_size == 1
     adapter_ddp = load_file(runs / "ddp" / "adapter" / "adapter_model.safetensors")
     adapter_single = load_file(tmp_path / "single" / "adapter" / "adapter_model.safetensors")
     assert adapter_ddp.keys() == adapter_single.keys()
