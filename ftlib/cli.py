@@ -102,7 +102,7 @@ def command_generate(args) -> int:
 def command_evaluate(args) -> int:
     from ftlib.data import DataError, numbered, read_jsonl
     from ftlib.evaluate import evaluate_model
-    from ftlib.lesson import save_json
+    from ftlib.fileio import write_json
     from ftlib.tasks import get_task
 
     task = get_task(args.task)
@@ -112,7 +112,7 @@ def command_evaluate(args) -> int:
             raise DataError(args.data, line, task.input_field, "missing field")
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, args.batch_size, args.max_new_tokens)
-    save_json({"run": args.run, "data": str(args.data), **result}, args.output)  # atomic: no half-written file
+    write_json({"run": args.run, "data": str(args.data), **result}, args.output)  # atomic: no half-written file
     print(f"{label} on {args.data} ({len(records)} records)")
     for name, stats in result["metrics"].items():
         print(f"  {name:22s} {stats['value']:.3f}  [{stats['low']:.3f}, {stats['high']:.3f}]")
@@ -316,6 +316,7 @@ def run_notebook(source: Path, output: Path, parameters: dict, mode: str) -> flo
 
 def command_curriculum(args) -> int:
     """Run the curriculum's notebooks (or those of ``--only``: names or .ipynb paths) into the run folder."""
+    from ftlib.fileio import write_json
     from ftlib.profiles import project_root, resolve_profile, run_paths
     from ftlib.progress import progress_mode
 
@@ -337,7 +338,7 @@ def command_curriculum(args) -> int:
         timings[name] = run_notebook(
             source, out_dir / f"{name}.ipynb",
             {"profile": profile.name, "dataset": args.dataset, "run_dir": str(paths["root"])}, mode)
-    (paths["root"] / "curriculum_timings.json").write_text(json.dumps(timings, indent=1))
+    write_json(timings, paths["root"] / "curriculum_timings.json")
     print(f"All notebooks ran; outputs under {paths['root']}")
     return 0
 

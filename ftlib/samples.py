@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftlib.data import write_jsonl
+from ftlib.fileio import write_json
 from ftlib.tasks import CATEGORIES, URGENCIES
 
 
@@ -294,8 +295,6 @@ def generate_support_tickets(n: int = 3000, seed: int = 1234) -> list[dict]:
 
 def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list[Path]:
     """(Re)generate the committed raw sample files and their flaw manifests."""
-    import json
-
     from ftlib.flaws import inject_listing_flaws, inject_ticket_flaws
     from ftlib.tasks import SUPPORT_TICKETS
 
@@ -307,8 +306,7 @@ def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list
     for name, records, truth in (("support_tickets", raw, manifest), ("listings", listings, listings_manifest)):
         truth["seed"] = seed
         paths.append(write_jsonl(records, folder / f"{name}.jsonl"))
-        paths.append(folder / f"{name}.manifest.json")
-        paths[-1].write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n")
+        paths.append(write_json(truth, folder / f"{name}.manifest.json"))
     return paths
 
 

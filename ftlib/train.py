@@ -19,6 +19,7 @@ from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, Traine
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, records_hash
+from ftlib.fileio import replace_dir, write_json
 from ftlib.models import count_parameters, load_model, load_tokenizer, resolve_model_source
 from ftlib.progress import LINE_INTERVAL_S, Progress
 from ftlib.runtime import DeviceChoice, pick_device
@@ -393,18 +394,8 @@ def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
-    key_file.write_text(json.dumps(key, indent=1))
+    write_json(key, key_file)
     return None
-
-
-def replace_dir(partial: Path, final: Path) -> None:
-    """Move a finished folder into place; the one it replaces is kept as ``<name>.previous``."""
-    if final.exists():
-        previous = final.with_name(final.name + ".previous")
-        if previous.exists():
-            shutil.rmtree(previous)
-        final.rename(previous)
-    partial.rename(final)
 
 
 def train(
@@ -510,8 +501,8 @@ def train(
         model.save_pretrained(weights_dir)
         tokenizer.save_pretrained(weights_dir)
         shutil.rmtree(scratch / "trainer", ignore_errors=True)
-        (scratch / "history.json").write_text(json.dumps(history, indent=1))
-        (scratch / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        write_json(history, scratch / "history.json")
+        write_json(manifest, scratch / "manifest.json")
         replace_dir(scratch, output_dir)
     trainer.accelerator.wait_for_everyone()  # no rank returns before the run folder is in place
     return TrainResult(model, tokenizer, history, manifest, output_dir)
@@ -544,8 +535,7 @@ def merge_and_export(base_model: str, adapter_dir: str | Path, output_dir: str |
         shutil.rmtree(partial)
     merged.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / "merge.json").write_text(json.dumps(
-        {"base_model": base_model, "adapter": str(adapter_dir), "dtype": str(merged.dtype).removeprefix("torch."),
-         "versions": library_versions()}, indent=1))
+    write_json({"base_model": base_model, "adapter": str(adapter_dir), "dtype": str(merged.dtype).removeprefix("torch."),
+                "versions": library_versions()}, partial / "merge.json")
     replace_dir(partial, output_dir)
     return output_dir
