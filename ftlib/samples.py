@@ -238,6 +238,14 @@ def _noise(text: str, rng: random.Random) -> str:
     return text
 
 
+def replies_by_label() -> dict[tuple[str, str], list[str]]:
+    """``(category, urgency)`` -> the replies of its situations, in ``SITUATIONS``' order."""
+    replies: dict[tuple[str, str], list[str]] = {}
+    for situation in SITUATIONS:
+        replies.setdefault((situation.category, situation.urgency), []).extend(situation.replies)
+    return replies
+
+
 def make_ticket(rng: random.Random, index: int) -> dict:
     situation = rng.choice(SITUATIONS)
     urgency = situation.urgency
@@ -300,7 +308,7 @@ def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list
 
     folder = Path(folder)
     rng = random.Random(seed)
-    raw, manifest = inject_ticket_flaws(generate_clean_tickets(2790, rng), SUPPORT_TICKETS, rng)
+    raw, manifest = inject_ticket_flaws(generate_clean_tickets(2790, rng), SUPPORT_TICKETS, rng, replies_by_label())
     listings, listings_manifest = inject_listing_flaws(generate_listings(1425, seed), random.Random(seed))
     paths = []
     for name, records, truth in (("support_tickets", raw, manifest), ("listings", listings, listings_manifest)):
