@@ -16,27 +16,6 @@ if typing.TYPE_CHECKING:
 NOTEBOOKS = ("01_base_model", "02_data_curation", "03_lora", "04_qlora", "05_evaluation")
 
 
-def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):
-    """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label).
-
-    ``quantization`` ("nf4", say) applies to a base model only: a run folder's manifest says how its base loads.
-    """
-    from ftlib.models import load_model
-    from ftlib.train import load_adapter
-
-    folder = Path(run)
-    if (folder / "manifest.json").exists():
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if manifest["method"] == "full":
-            model, tokenizer = load_model(str(folder / "model"), source=source)
-            return model, tokenizer, f"full fine-tune {folder.name}"
-        quantization = "nf4" if manifest["method"] == "qlora" else None
-        model, tokenizer = load_adapter(manifest["base_model"], folder / "adapter", quantization, source=source)
-        return model, tokenizer, f"{manifest['method']} run {folder.name}"
-    model, tokenizer = load_model(run, quantization=quantization, source=source)
-    return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
-
-
 def command_merge(args) -> int:
     from ftlib.train import merge_and_export
 
@@ -87,6 +66,7 @@ def command_publish(args) -> int:
 def command_generate(args) -> int:
     from ftlib.data import read_jsonl, write_jsonl
     from ftlib.evaluate import generate
+    from ftlib.train import load_for_eval
     from ftlib.tasks import get_task
 
     task = get_task(args.task)
@@ -104,6 +84,7 @@ def command_evaluate(args) -> int:
     from ftlib.evaluate import evaluate_model
     from ftlib.fileio import write_json
     from ftlib.tasks import get_task
+    from ftlib.train import load_for_eval
 
     task = get_task(args.task)
     records = read_jsonl(args.data)
@@ -154,9 +135,10 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
     """
     from dataclasses import fields
 
-    from ftlib.train import DATA_ORDERS, METHODS, SCHEDULERS, TARGET_PRESETS, TrainConfig
+    from ftlib.presets import METHODS, TARGET_MODULES
+    from ftlib.train import DATA_ORDERS, SCHEDULERS, TrainConfig
 
-    choices = {"method": METHODS, "target_modules": tuple(TARGET_PRESETS), "data_order": tuple(DATA_ORDERS),
+    choices = {"method": METHODS, "target_modules": tuple(TARGET_MODULES), "data_order": tuple(DATA_ORDERS),
                "lr_scheduler": SCHEDULERS}
     types = config_field_types()
     group = parser.add_argument_group("hyperparameters (TrainConfig fields; they override --config)")

@@ -20,16 +20,13 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, records_hash
 from ftlib.fileio import replace_dir, write_json
-from ftlib.models import count_parameters, load_model, load_tokenizer, resolve_model_source
+from ftlib.memory import estimate_memory, model_config_for, workload_from_records
+from ftlib.models import count_parameters, load_model, load_tokenizer
+from ftlib.presets import METHODS, TARGET_MODULES
 from ftlib.progress import LINE_INTERVAL_S, Progress
 from ftlib.runtime import DeviceChoice, pick_device
 from ftlib.tasks import Task
 
-TARGET_PRESETS = {
-    "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "all-linear": "all-linear",
-}
-METHODS = ("lora", "qlora", "full")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 # TrainConfig.data_order -> TrainingArguments.train_sampling_strategy
 DATA_ORDERS = {
@@ -48,7 +45,7 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0  # on CPU, dropout's random masks took 18% of a LoRA step (profiled)
-    target_modules: str = "all-linear"  # a key of TARGET_PRESETS
+    target_modules: str = "all-linear"  # a key of ftlib.presets.TARGET_MODULES
     learning_rate: float = 2e-4
     max_steps: int | None = 100  # None: train num_epochs passes over the data instead
     num_epochs: float | None = None
@@ -70,8 +67,8 @@ class TrainConfig:
         problems = []
         if self.method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.target_modules not in TARGET_PRESETS:
-            problems.append(f"target_modules must be one of {list(TARGET_PRESETS)}, not {self.target_modules!r}")
+        if self.target_modules not in TARGET_MODULES:
+            problems.append(f"target_modules must be one of {list(TARGET_MODULES)}, not {self.target_modules!r}")
         if self.data_order not in DATA_ORDERS:
             problems.append(f"data_order must be one of {', '.join(DATA_ORDERS)}, not {self.data_order!r}")
         for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "eval_steps", "eval_batch_size", "max_length"):
@@ -254,26 +251,12 @@ def forward_with_shared_prefix(model, inputs: dict, prefix: int):
 def estimate_run_memory(model_config, tokenizer, train_records: list[dict], config: TrainConfig,
                         task: Task | None, device: DeviceChoice):
     """``ftlib.memory.estimate_memory`` for this run: its method, batch, and the token shape of its data."""
-    from ftlib.memory import estimate_memory, workload_from_records
-
     workload = workload_from_records(train_records, tokenizer, task, config.max_length)
     shares_prefix = not config.gradient_checkpointing
     return estimate_memory(
         model_config, config.method, config.batch_size, workload.seq_len, device=device.device.split(":")[0],
         lora_r=config.lora_r, target_modules=config.target_modules, gradient_checkpointing=config.gradient_checkpointing,
         answer_fraction=workload.answer_fraction, shared_prefix=workload.shared_prefix if shares_prefix else 0)
-
-
-def model_config_for(base_model: str, source: str = "auto"):
-    """The model's config, read offline where it can be (the registry's shapes or the cached folder)."""
-    from transformers import AutoConfig
-
-    from ftlib.memory import model_config_for as config_of
-
-    try:
-        return config_of(base_model)
-    except KeyError:  # a hub id, or a registry model without a stored shape
-        return AutoConfig.from_pretrained(resolve_model_source(base_model, source))
 
 
 def gpu_preflight(estimate, device: DeviceChoice) -> None:
@@ -292,6 +275,15 @@ def gpu_preflight(estimate, device: DeviceChoice) -> None:
 def training_seconds(log_history: list[dict], train_runtime: float) -> float:
     """Trainer's runtime minus the validation passes run inside it: the time that throughput is about."""
     return train_runtime - sum(entry.get("eval_runtime", 0.0) for entry in entries_during_training(log_history))
+
+
+def peft_target_modules(preset: str) -> str | list[str]:
+    """peft's ``target_modules`` for a preset of ``ftlib.presets.TARGET_MODULES``.
+
+    "all-linear" stays peft's own shorthand (every linear layer but the output one, which on the Llama-style
+    models ftlib trains are the seven projections of ``LORA_TARGETS``), as runs have always been configured.
+    """
+    return "all-linear" if preset == "all-linear" else list(TARGET_MODULES[preset])
 
 
 def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
@@ -313,7 +305,7 @@ def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     lora = LoraConfig(
         task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=TARGET_PRESETS[config.target_modules],
+        target_modules=peft_target_modules(config.target_modules),
     )
     return get_peft_model(model, lora)
 
@@ -517,6 +509,24 @@ def load_adapter(base_model: str, adapter_dir: str | Path, quantization: str | N
     """
     model, tokenizer = load_model(base_model, quantization, device, source)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable), tokenizer
+
+
+def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):
+    """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label).
+
+    ``quantization`` ("nf4", say) applies to a base model only: a run folder's manifest says how its base loads.
+    """
+    folder = Path(run)
+    if (folder / "manifest.json").exists():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest["method"] == "full":
+            model, tokenizer = load_model(str(folder / "model"), source=source)
+            return model, tokenizer, f"full fine-tune {folder.name}"
+        quantization = "nf4" if manifest["method"] == "qlora" else None
+        model, tokenizer = load_adapter(manifest["base_model"], folder / "adapter", quantization, source=source)
+        return model, tokenizer, f"{manifest['method']} run {folder.name}"
+    model, tokenizer = load_model(run, quantization=quantization, source=source)
+    return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
 
 
 def merge_and_export(base_model: str, adapter_dir: str | Path, output_dir: str | Path,
