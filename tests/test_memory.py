@@ -58,6 +58,18 @@ def test_model_config_for_reads_a_folder_and_rejects_unknown_names(tmp_path):
 
 
 @pytest.mark.unit
+def test_model_config_for_reads_an_unknown_name_from_its_source_only_when_given_one(tmp_path, monkeypatch):
+    LlamaConfig(**TINY).save_pretrained(tmp_path)
+    asked = []
+    monkeypatch.setattr(models, "resolve_model_source", lambda name, source: asked.append((name, source)) or str(tmp_path))
+    config = memory.model_config_for("org/some-hub-model", source="hub")
+    assert memory.ModelShape.from_config(config) == memory.ModelShape.from_config(TINY)
+    assert asked == [("org/some-hub-model", "hub")]
+    memory.model_config_for("smollm2-135m-instruct", source="hub")  # a stored shape: read offline, no source asked
+    assert asked == [("org/some-hub-model", "hub")]
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("method", memory.METHODS)
 @pytest.mark.parametrize("checkpointing", [False, True])
