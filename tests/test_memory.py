@@ -61,7 +61,11 @@ def test_model_config_for_reads_a_folder_and_rejects_unknown_names(tmp_path):
 def test_model_config_for_reads_an_unknown_name_from_its_source_only_when_given_one(tmp_path, monkeypatch):
     LlamaConfig(**TINY).save_pretrained(tmp_path)
     asked = []
-    monkeypatch.setattr(models, "resolve_model_source", lambda name, source: asked.append((name, source)) or str(tmp_path))
+    def resolve(name, source):
+        asked.append((name, source))
+        return str(tmp_path)
+
+    monkeypatch.setattr(models, "resolve_model_source", resolve)
     config = memory.model_config_for("org/some-hub-model", source="hub")
     assert memory.ModelShape.from_config(config) == memory.ModelShape.from_config(TINY)
     assert asked == [("org/some-hub-model", "hub")]
