@@ -53,28 +53,6 @@ def check_run_source(run: str) -> None:
     raise FileNotFoundError(f"no run folder or registry model named {run}")
 
 
-def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):
-    """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label).
-
-    ``quantization`` ("nf4", say) applies to a base model only: a run folder's manifest says how its base loads.
-    """
-    from ftlib.models import load_model
-    from ftlib.runs import MANIFEST, load_run
-    from ftlib.train import load_adapter
-
-    folder = Path(run)
-    if (folder / MANIFEST).exists():
-        record = load_run(folder)
-        if record.method == "full":
-            model, tokenizer = load_model(str(folder / record.weights_folder), source=source)
-            return model, tokenizer, f"full fine-tune {folder.name}"
-        quantization = "nf4" if record.method == "qlora" else None
-        model, tokenizer = load_adapter(record.base_model, folder / record.weights_folder, quantization, source=source)
-        return model, tokenizer, f"{record.method} run {folder.name}"
-    model, tokenizer = load_model(run, quantization=quantization, source=source)
-    return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
-
-
 def command_merge(args) -> int:
     from ftlib.runs import MANIFEST, load_run
     from ftlib.train import merge_and_export
@@ -129,6 +107,7 @@ def command_publish(args) -> int:
 def command_generate(args) -> int:
     from ftlib.data import read_jsonl, write_jsonl
     from ftlib.evaluate import generate
+    from ftlib.train import load_for_eval
     from ftlib.tasks import get_task
 
     task = get_task(args.task)
@@ -145,8 +124,9 @@ def command_generate(args) -> int:
 def command_evaluate(args) -> int:
     from ftlib.data import DataError, numbered, read_jsonl
     from ftlib.evaluate import evaluate_model
-    from ftlib.lesson import save_json
+    from ftlib.fileio import write_json
     from ftlib.tasks import get_task
+    from ftlib.train import load_for_eval
 
     task = get_task(args.task)
     records = read_jsonl(args.data)
@@ -157,7 +137,7 @@ def command_evaluate(args) -> int:
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, args.batch_size, args.max_new_tokens)
-    save_json({"run": args.run, "data": str(args.data), **result}, args.output)  # atomic: no half-written file
+    write_json({"run": args.run, "data": str(args.data), **result}, args.output)  # atomic: no half-written file
     print(f"{label} on {args.data} ({len(records)} records)")
     for name, stats in result["metrics"].items():
         print(f"  {name:22s} {stats['value']:.3f}  [{stats['low']:.3f}, {stats['high']:.3f}]")
@@ -199,9 +179,10 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
     """
     from dataclasses import fields
 
-    from ftlib.config import DATA_ORDERS, METHODS, SCHEDULERS, TARGET_PRESETS, TrainConfig
+    from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig
+    from ftlib.presets import METHODS, TARGET_MODULES
 
-    choices = {"method": METHODS, "target_modules": tuple(TARGET_PRESETS), "data_order": tuple(DATA_ORDERS),
+    choices = {"method": METHODS, "target_modules": tuple(TARGET_MODULES), "data_order": tuple(DATA_ORDERS),
                "lr_scheduler": SCHEDULERS}
     types = config_field_types()
     group = parser.add_argument_group("hyperparameters (TrainConfig fields; they override --config)")
@@ -386,6 +367,7 @@ def run_notebook(source: Path, output: Path, parameters: dict, mode: str) -> flo
 
 def command_curriculum(args) -> int:
     """Run the curriculum's notebooks (or those of ``--only``: names or .ipynb paths) into the run folder."""
+    from ftlib.fileio import write_json
     from ftlib.profiles import project_root, resolve_profile, run_paths
     from ftlib.progress import progress_mode
 
@@ -407,7 +389,7 @@ def command_curriculum(args) -> int:
         timings[name] = run_notebook(
             source, out_dir / f"{name}.ipynb",
             {"profile": profile.name, "dataset": args.dataset, "run_dir": str(paths["root"])}, mode)
-    (paths["root"] / "curriculum_timings.json").write_text(json.dumps(timings, indent=1))
+    write_json(timings, paths["root"] / "curriculum_timings.json")
     print(f"All notebooks ran; outputs under {paths['root']}")
     return 0
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TARGET_PRESETS = {
-    "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "all-linear": "all-linear",
-}
-METHODS = ("lora", "qlora", "full")
+from ftlib.presets import METHODS, TARGET_MODULES
+
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 # TrainConfig.data_order -> TrainingArguments.train_sampling_strategy
 DATA_ORDERS = {
@@ -26,7 +23,7 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0  # on CPU, dropout's random masks took 18% of a LoRA step (profiled)
-    target_modules: str = "all-linear"  # a key of TARGET_PRESETS
+    target_modules: str = "all-linear"  # a key of ftlib.presets.TARGET_MODULES
     learning_rate: float = 2e-4
     max_steps: int | None = 100  # None: train num_epochs passes over the data instead
     num_epochs: float | None = None
@@ -48,8 +45,8 @@ class TrainConfig:
         problems = []
         if self.method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.target_modules not in TARGET_PRESETS:
-            problems.append(f"target_modules must be one of {list(TARGET_PRESETS)}, not {self.target_modules!r}")
+        if self.target_modules not in TARGET_MODULES:
+            problems.append(f"target_modules must be one of {list(TARGET_MODULES)}, not {self.target_modules!r}")
         if self.data_order not in DATA_ORDERS:
             problems.append(f"data_order must be one of {', '.join(DATA_ORDERS)}, not {self.data_order!r}")
         for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "eval_steps", "eval_batch_size", "max_length"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ftlib import fileio
 from ftlib.tasks import Task
 
 IGNORE_INDEX = -100
@@ -324,14 +325,7 @@ def records_hash(records: list[dict]) -> str:
 
 def write_jsonl(records: list[dict], path: str | Path) -> Path:
     """Write records atomically: a crash never leaves a half-written file in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    partial.replace(path)
-    return path
+    return fileio.write_jsonl(records, path)
 
 
 def token_lengths(records: list[dict], tokenizer, task: Task | None = None) -> list[int]:

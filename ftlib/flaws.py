@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping, Sequence
 
 from ftlib.tasks import Task
 
@@ -106,8 +107,13 @@ def near_variant(text: str, rng: random.Random) -> tuple[str, str]:
 
 
 def inject_ticket_flaws(clean: list[dict], task: Task, rng: random.Random,
+                        replies: Mapping[tuple[str, str], Sequence[str]],
                         rates: dict[str, float] | None = None) -> tuple[list[dict], dict]:
-    """Return ``(raw_records, manifest)``: ``clean`` with flaws at ``rates`` (share of the final file)."""
+    """Return ``(raw_records, manifest)``: ``clean`` with flaws at ``rates`` (share of the final file).
+
+    ``replies`` maps ``(category, urgency)`` to the replies a ticket so labelled may get (the generator's,
+    ``ftlib.samples.replies_by_label()``): a ticket swapped for a non-English one gets one of those.
+    """
     rates = rates or TICKET_FLAW_RATES
     total = round(len(clean) / (1 - sum(rates[c] for c in DUPLICATE_CLASSES)))
     counts = {name: round(rate * total) for name, rate in rates.items()}
@@ -119,7 +125,7 @@ def inject_ticket_flaws(clean: list[dict], task: Task, rng: random.Random,
     cursor = 0
     for name in in_place:
         for index in order[cursor:cursor + counts[name]]:
-            flaws[records[index]["id"]] = _flaw_in_place(name, records, index, task, rng)
+            flaws[records[index]["id"]] = _flaw_in_place(name, records, index, task, rng, replies)
         cursor += counts[name]
     sources = [records[i] for i in order[cursor:] if len(records[i]["ticket"].split()) >= 10]
     rng.shuffle(sources)
@@ -140,7 +146,8 @@ def inject_ticket_flaws(clean: list[dict], task: Task, rng: random.Random,
     return records, manifest
 
 
-def _flaw_in_place(name: str, records: list[dict], index: int, task: Task, rng: random.Random) -> dict:
+def _flaw_in_place(name: str, records: list[dict], index: int, task: Task, rng: random.Random,
+                   replies: Mapping[tuple[str, str], Sequence[str]]) -> dict:
     record = records[index]
     detail: dict = {"class": name}
     if name == "pii":
@@ -178,11 +185,8 @@ def _flaw_in_place(name: str, records: list[dict], index: int, task: Task, rng: 
                               "priority": record["urgency"], "answer": record["reply"]}
         detail["layout"] = layout
     elif name == "non_english":
-        from ftlib.samples import SITUATIONS
-
         text, category, urgency = rng.choice(NON_ENGLISH)
-        replies = [r for s in SITUATIONS if (s.category, s.urgency) == (category, urgency) for r in s.replies]
-        record.update(ticket=text, category=category, urgency=urgency, reply=rng.choice(replies))
+        record.update(ticket=text, category=category, urgency=urgency, reply=rng.choice(replies[category, urgency]))
     else:
         raise ValueError(f"unknown flaw {name!r}")
     return detail

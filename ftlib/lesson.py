@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftlib.data import read_jsonl
+from ftlib.fileio import write_json
 from ftlib.plan import GpuPlan
 from ftlib.profiles import Profile, resolve_run, run_paths, sample_path
 from ftlib.runs import MANIFEST, RunRecord, load_run
@@ -135,13 +136,8 @@ def show_table(rows: list[dict], digits: int = 3) -> None:
 
 
 def save_json(value, path: str | Path) -> Path:
-    """Write JSON atomically next to the other run outputs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=1, ensure_ascii=False))
-    partial.replace(path)
-    return path
+    """Write JSON atomically next to the other run outputs (the notebooks' name for ``fileio.write_json``)."""
+    return write_json(value, path)
 
 
 def load_json(path: str | Path):

@@ -1,11 +1,12 @@
-"""Training-memory estimates for full fine-tuning, LoRA and QLoRA, and the measurements that check them.
+"""Training-memory estimates for full fine-tuning, LoRA and QLoRA.
 
 ``estimate_memory`` adds up what a training step keeps alive in ftlib's training loop (``ftlib.train``):
 the weights, the LoRA adapters, AdamW's state, the gradients, the activations autograd saves for the
 backward pass, bitsandbytes' dequantization workspace and the runtime itself. Each term follows the code
 path ftlib really runs (answer-only logits, the shared prompt prefix run once per batch, peft's fp32
 adapters, ``prepare_model_for_kbit_training``). The CPU terms were checked against the tensors autograd
-saves and against the peak resident memory of real ``ftlib.train.train`` runs (``tests/test_memory.py``).
+saves and against the peak resident memory of real ``ftlib.train.train`` runs (``tests/test_memory.py``, with
+the measuring harness in ``tests/memory_harness.py``). This module imports nothing from training.
 The GPU activation terms were checked against the tensors autograd saves when the GPU code path (bf16
 weights under bf16 autocast) runs on CPU: within 1% for full fine-tuning and LoRA, 5% for QLoRA. They
 were not measured on a GPU, whose attention and bitsandbytes kernels may keep slightly different buffers.
@@ -13,21 +14,17 @@ were not measured on a GPU, whose attention and bitsandbytes kernels may keep sl
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import resource
-import subprocess
-import sys
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+from ftlib.presets import METHODS, TARGET_MODULES
 
 GB = 10**9
 
 # The CPU runtime's own resident memory, measured on Linux x86_64 (Python 3.11, torch 2.13.0+cpu,
-# transformers 5.23.0, peft 0.21.2; re-measure with `measure_runtime_baseline()` after a change):
+# transformers 5.23.0, peft 0.21.2; after a change, re-measure the first with
+# `python -c "import resource, ftlib.train; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"`, in KiB):
 # - a process that has imported ftlib.train (torch, transformers' Trainer, peft): 429.2 MiB peak RSS;
 # - what train() adds before any weight is touched (the SmolLM2 tokenizer, the model's modules, peft, Trainer):
 #   47 MiB, the RSS at Trainer's start minus the above, in runs of 20M- and 50M-parameter models whose
@@ -44,12 +41,6 @@ CPU_RUNTIME_BASELINE_BYTES = CPU_IMPORT_RSS_BYTES + CPU_SETUP_RSS_BYTES
 # (30 layers) at batch 8 kept more: 0.64 of a step's activations with LoRA, 0.8 with QLoRA.
 CPU_ALLOCATOR_RETENTION = 0.4
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-TARGET_MODULES = {
-    "all-linear": LORA_TARGETS,
-    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
-}
-METHODS = ("full", "lora", "qlora")
 DEVICES = ("cpu", "cuda")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit")
 
@@ -392,11 +383,17 @@ def estimate_memory(
     )
 
 
-def model_config_for(name_or_path: str):
-    """A ``transformers`` config for a registry name (offline, from ``ftlib.models.ARCHITECTURES``) or a folder.
+def model_config_for(name_or_path: str, source: str | None = None):
+    """A model's ``transformers`` config, read offline where it can be.
+
+    A folder's ``config.json``, else a registry model's stored shape (``ftlib.models.ARCHITECTURES``), with no
+    download. With ``source`` ("auto", "hub" or "embedded", as ``ftlib.models.resolve_model_source`` takes it),
+    a name with neither (a hub id, or a registry model without a stored shape) is then read from that source,
+    which may download its config; without one, such a name raises.
 
     Raises:
-        KeyError: the name is neither a folder with a config.json nor a registry model with an architecture.
+        KeyError: ``source`` is None and the name is neither a folder with a config.json nor a registry model
+            with an architecture.
     """
     from transformers import AutoConfig
 
@@ -408,6 +405,8 @@ def model_config_for(name_or_path: str):
     if name_or_path == "tiny-random-llama":
         return models.tiny_random_llama_config(len(models.tiny_tokenizer()))
     if name_or_path not in models.ARCHITECTURES:
+        if source is not None:
+            return AutoConfig.from_pretrained(models.resolve_model_source(name_or_path, source))
         raise KeyError(f"No architecture known for {name_or_path!r}. Known: {', '.join(models.ARCHITECTURES)}; "
                        "or pass a folder holding a config.json.")
     values = dict(models.ARCHITECTURES[name_or_path])
@@ -476,100 +475,3 @@ def workload_from_records(records: list[dict], tokenizer, task=None, max_length:
     answers = sum(sum(label != IGNORE_INDEX for label in example.labels) for example in examples)
     prefix = common_prefix_length([example.input_ids for example in examples]) if len(examples) > 1 else 0
     return Workload(seq_len, answers / (len(examples) * seq_len), prefix)
-
-
-def _peak_rss_bytes() -> int:
-    """This process's peak resident memory, from the kernel's high-water mark."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if platform.system() == "Darwin" else peak * 1024
-
-
-def measure_runtime_baseline() -> int:
-    """Peak RSS of a fresh Python process that imports ``ftlib.train`` (torch, transformers, peft), in bytes."""
-    code = "import ftlib.train, ftlib.memory as m; print(m._peak_rss_bytes())"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
-    return int(result.stdout.split()[-1])
-
-
-def measure_training_peak(
-    base_model: str,
-    train_records: list[dict],
-    config,
-    task=None,
-    val_records: list[dict] | None = None,
-    timeout: float = 600,
-) -> dict[str, Any]:
-    """Run ``ftlib.train.train`` on CPU in a fresh process and return its peak RSS.
-
-    A fresh process makes the peak the run's own: nothing an earlier run allocated is still held.
-
-    Args:
-        base_model: registry name or local folder.
-        train_records: training records; ``val_records`` default to the first ``config.eval_batch_size`` of them.
-        config: a ``ftlib.train.TrainConfig``.
-        task: a ``ftlib.tasks.Task`` (passed by name), or None for chat/prompt-completion records.
-
-    Returns:
-        ``{"peak_rss_bytes", "manifest"}``: the kernel's RSS high-water mark and the run's manifest.
-    """
-    with tempfile.TemporaryDirectory(prefix="ftlib-memory-") as folder:
-        spec = {"base_model": str(base_model), "train": train_records,
-                "val": val_records if val_records is not None else train_records[: config.eval_batch_size],
-                "config": asdict(config), "task": task.name if task is not None else None,
-                "output_dir": str(Path(folder) / "run")}
-        spec_path = Path(folder) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        env = dict(os.environ, TQDM_DISABLE="1")
-        result = subprocess.run([sys.executable, "-m", "ftlib.memory", str(spec_path)], capture_output=True,
-                                text=True, env=env, timeout=timeout, cwd=Path(__file__).resolve().parents[1])
-        if result.returncode != 0:
-            raise RuntimeError(f"the measured training run failed:\n{result.stderr[-3000:]}")
-        return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _measure_in_this_process(spec_path: str) -> dict[str, Any]:
-    """The child side of ``measure_training_peak``."""
-    from ftlib.runtime import pick_device
-    from ftlib.tasks import get_task
-    from ftlib.train import TrainConfig, train
-
-    spec = json.loads(Path(spec_path).read_text())
-    config = TrainConfig(**spec["config"])
-    task = get_task(spec["task"]) if spec["task"] else None
-    run = train(spec["base_model"], spec["train"], spec["val"], spec["output_dir"], config, task, pick_device("cpu"))
-    return {"peak_rss_bytes": _peak_rss_bytes(), "manifest": json.loads(run.record.to_json())}
-
-
-def saved_activation_bytes(model, inputs: Mapping[str, Any], prefix: int = 0) -> int:
-    """Bytes of the distinct tensors autograd saves for backward in one ftlib training forward pass.
-
-    Runs the forward pass (with the shared prefix when ``prefix`` > 0) and the answer-only loss under
-    ``torch.autograd.graph.saved_tensors_hooks``, counting each saved storage once and no parameter.
-    """
-    import torch
-
-    from ftlib.train import answer_only_loss, forward_with_shared_prefix
-
-    parameters = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def remember(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(remember, lambda tensor: tensor):
-        if prefix:
-            outputs = forward_with_shared_prefix(model, dict(inputs), prefix)
-        else:
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                            logits_to_keep=inputs["logits_to_keep"])
-        loss = answer_only_loss(outputs, inputs["labels"])
-    del loss, outputs
-    return sum(saved.values())
-
-
-if __name__ == "__main__":
-    print(json.dumps(_measure_in_this_process(sys.argv[1])))

@@ -23,6 +23,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from ftlib.fileio import replace_dir
 from ftlib.runtime import DeviceChoice, configure_cpu_threads, pick_device
 
 CHATML_TEMPLATE = (
@@ -170,9 +171,7 @@ def ensure_embedded_model(name: str = DEFAULT_MODEL, verbose: bool = True) -> Pa
     partial = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir()))
     plain.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(partial, folder)
+    replace_dir(partial, folder, keep_previous=False)
     return folder
 
 
@@ -218,9 +217,7 @@ def ensure_tiny_random_llama(seed: int = 0) -> Path:
     partial = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(partial, folder)
+    replace_dir(partial, folder, keep_previous=False)
     return folder
 
 

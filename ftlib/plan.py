@@ -126,12 +126,7 @@ def _model_config(name: str):
     """A registry model's shape offline; otherwise a folder's or the hub's config."""
     from ftlib.memory import model_config_for
 
-    try:
-        return model_config_for(name)
-    except KeyError:
-        from ftlib.train import model_config_for as config_from_source
-
-        return config_from_source(name)
+    return model_config_for(name, source="auto")
 
 
 def _estimate(config, method: str, batch: int, checkpointing: bool, profile: Profile) -> MemoryEstimate:
@@ -230,15 +225,13 @@ def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, profile: Profil
             f"of {gpu.total_bytes / GB:.1f} GB). What would fit: {fits}.")
 
 
-def plan_table(methods: tuple[str | None, ...] = (None, "lora", "qlora"), profile: Profile | None = None,
+def plan_table(profile: Profile, methods: tuple[str | None, ...] = (None, "lora", "qlora"),
                labels: tuple[str, ...] = tuple(GPU_CLASSES)) -> list[dict]:
     """What ``auto`` picks on each GPU class for each method (None: the plan's choice), as table rows.
 
-    Estimates from the models' shapes with the ``gpu`` profile's workload by default; nothing is measured.
+    Estimates from the models' shapes with ``profile``'s workload (lesson 01 passes the ``gpu`` profile's);
+    nothing is measured. The profile is an argument because ``ftlib.profiles`` builds on this module.
     """
-    from ftlib.profiles import PROFILES
-
-    profile = profile or PROFILES["gpu"]
     return [{"GPU class": label, "method asked": LABELS.get(method, "plan's choice")}
             | plan_gpu(gpu_class(label), profile, method).row()
             for label in labels for method in methods]

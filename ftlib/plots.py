@@ -120,15 +120,22 @@ def plot_confusion(columns: list[str], matrix, rows: list[str], path: str | Path
     return _save(fig, path)
 
 
+# The estimate's components from the bottom of a bar up: the runtime and the weights first, what a step adds on top.
+# The order is this plot's; the set is ``ftlib.memory.MemoryEstimate.COMPONENTS`` (tests/test_plots.py checks).
+MEMORY_STACK = ("baseline", "weights", "mapped_checkpoint", "adapters", "optimizer", "gradients", "activations",
+                "workspace", "allocator")
+
+
 def plot_memory_breakdown(records: dict[str, RunRecord], path: str | Path | None = None,
                           title: str = "Peak training memory: estimate by component vs measured"):
-    """One stacked bar per run (the estimate's components, GB) with the measured peak as a black marker."""
-    components = ["baseline", "weights", "mapped_checkpoint", "adapters", "optimizer", "gradients", "activations",
-                  "workspace"]
+    """One stacked bar per run (the estimate's components, GB) with the measured peak as a black marker.
+
+    Every component of ``MemoryEstimate.COMPONENTS`` is stacked, so a bar reaches the estimate's total.
+    """
     fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(records)), 4))
     names = list(records)
     bottoms = np.zeros(len(names))
-    for index, component in enumerate(components):
+    for index, component in enumerate(MEMORY_STACK):
         heights = np.array([records[n].memory.estimate.components_gb.get(component, 0.0) for n in names])
         if heights.any():
             ax.bar(names, heights, bottom=bottoms, label=component, color=f"C{index}")

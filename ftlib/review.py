@@ -12,7 +12,6 @@ import csv
 import hashlib
 import html
 import json
-import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from ftlib.data import DataError
 from ftlib.evaluate import bootstrap_interval, common_examples, reference_text
-from ftlib.lesson import save_json
+from ftlib.fileio import write_csv, write_json
 from ftlib.tasks import Task
 
 RATING_SCORES = {"correct": 1.0, "partly": 0.5, "wrong": 0.0}
@@ -79,23 +78,6 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str
     except csv.Error as error:
         raise DataError(path, reader.line_num, None, f"not valid CSV ({error})") from None
     return rows
-
-
-def _write_csv_atomically(rows: list[dict], columns: Sequence[str], path: Path) -> Path:
-    """Write a CSV to a temporary file next to ``path``, then rename it over ``path``: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "w", encoding=CSV_ENCODING, newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(columns))
-            writer.writeheader()
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
 
 
 def read_review_sheet(path: str | Path) -> list[dict]:
@@ -165,8 +147,8 @@ def export_review_sheet(results: dict[str, dict], path: str | Path, n: int | Non
                          "input": example["input"], "reference": reference_text(example["reference"]),
                          "output": prediction["prediction"], "rating": "", "note": ""})
             key[identifier] = {"run": run, "example": index, "example_id": example.get("id")}
-    _write_csv_atomically(rows, SHEET_COLUMNS, path)
-    save_json({"sheet": path.name, "seed": seed, "outputs": key}, key_path(path))
+    write_csv(rows, SHEET_COLUMNS, path, CSV_ENCODING)
+    write_json({"sheet": path.name, "seed": seed, "outputs": key}, key_path(path))
     return path
 
 
@@ -242,7 +224,7 @@ class RatingsStore:
         merged = load_ratings(self.path) if self.path.exists() else {}
         merged[output_id] = {"rating": rating, "note": note.strip(),
                              "rated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        _write_csv_atomically([{"output_id": identifier, **entry} for identifier, entry in merged.items()],
+        write_csv([{"output_id": identifier, **entry} for identifier, entry in merged.items()],
                               RATINGS_COLUMNS, self.path)
         self.ratings = merged
         return merged[output_id]

@@ -147,9 +147,9 @@ class RunRecord:
 
     def write(self, folder: str | Path) -> Path:
         """Write ``manifest.json`` into a run folder; returns its path."""
-        path = Path(folder) / MANIFEST
-        path.write_text(self.to_json())
-        return path
+        from ftlib.fileio import write_text
+
+        return write_text(self.to_json(), Path(folder) / MANIFEST)
 
     def as_row(self, name: str) -> dict[str, Any]:
         """A table row: parameters, final validation loss, speed, and estimated vs measured peak memory."""

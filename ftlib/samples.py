@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftlib.data import write_jsonl
+from ftlib.fileio import write_json
 from ftlib.tasks import CATEGORIES, URGENCIES
 
 
@@ -237,6 +238,14 @@ def _noise(text: str, rng: random.Random) -> str:
     return text
 
 
+def replies_by_label() -> dict[tuple[str, str], list[str]]:
+    """``(category, urgency)`` -> the replies of its situations, in ``SITUATIONS``' order."""
+    replies: dict[tuple[str, str], list[str]] = {}
+    for situation in SITUATIONS:
+        replies.setdefault((situation.category, situation.urgency), []).extend(situation.replies)
+    return replies
+
+
 def make_ticket(rng: random.Random, index: int) -> dict:
     situation = rng.choice(SITUATIONS)
     urgency = situation.urgency
@@ -294,21 +303,18 @@ def generate_support_tickets(n: int = 3000, seed: int = 1234) -> list[dict]:
 
 def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list[Path]:
     """(Re)generate the committed raw sample files and their flaw manifests."""
-    import json
-
     from ftlib.flaws import inject_listing_flaws, inject_ticket_flaws
     from ftlib.tasks import SUPPORT_TICKETS
 
     folder = Path(folder)
     rng = random.Random(seed)
-    raw, manifest = inject_ticket_flaws(generate_clean_tickets(2790, rng), SUPPORT_TICKETS, rng)
+    raw, manifest = inject_ticket_flaws(generate_clean_tickets(2790, rng), SUPPORT_TICKETS, rng, replies_by_label())
     listings, listings_manifest = inject_listing_flaws(generate_listings(1425, seed), random.Random(seed))
     paths = []
     for name, records, truth in (("support_tickets", raw, manifest), ("listings", listings, listings_manifest)):
         truth["seed"] = seed
         paths.append(write_jsonl(records, folder / f"{name}.jsonl"))
-        paths.append(folder / f"{name}.manifest.json")
-        paths[-1].write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n")
+        paths.append(write_json(truth, folder / f"{name}.manifest.json"))
     return paths
 
 

@@ -18,11 +18,15 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from ftlib.config import DATA_ORDERS, METHODS, SCHEDULERS, TARGET_PRESETS, TrainConfig  # noqa: F401 (re-exported)
+from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig  # noqa: F401 (re-exported)
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, check_labels, records_hash
-from ftlib.models import count_parameters, load_model, load_tokenizer, resolve_model_source
+from ftlib.fileio import replace_dir, write_json
+from ftlib.memory import estimate_memory, model_config_for, workload_from_records
+from ftlib.models import count_parameters, load_model, load_tokenizer
+from ftlib.presets import METHODS, TARGET_MODULES  # noqa: F401 (re-exported)
 from ftlib.progress import LINE_INTERVAL_S, Progress
 from ftlib.runs import (
+    MANIFEST,
     CheckpointSummary,
     DataSummary,
     EstimatedMemory,
@@ -31,6 +35,7 @@ from ftlib.runs import (
     RunMemory,
     RunMetrics,
     RunRecord,
+    load_run,
 )
 from ftlib.runtime import DeviceChoice, pick_device
 from ftlib.tasks import Task
@@ -193,26 +198,12 @@ def forward_with_shared_prefix(model, inputs: dict, prefix: int):
 def estimate_run_memory(model_config, tokenizer, train_records: list[dict], config: TrainConfig,
                         task: Task | None, device: DeviceChoice):
     """``ftlib.memory.estimate_memory`` for this run: its method, batch, and the token shape of its data."""
-    from ftlib.memory import estimate_memory, workload_from_records
-
     workload = workload_from_records(train_records, tokenizer, task, config.max_length)
     shares_prefix = not config.gradient_checkpointing
     return estimate_memory(
         model_config, config.method, config.batch_size, workload.seq_len, device=device.device.split(":")[0],
         lora_r=config.lora_r, target_modules=config.target_modules, gradient_checkpointing=config.gradient_checkpointing,
         answer_fraction=workload.answer_fraction, shared_prefix=workload.shared_prefix if shares_prefix else 0)
-
-
-def model_config_for(base_model: str, source: str = "auto"):
-    """The model's config, read offline where it can be (the registry's shapes or the cached folder)."""
-    from transformers import AutoConfig
-
-    from ftlib.memory import model_config_for as config_of
-
-    try:
-        return config_of(base_model)
-    except KeyError:  # a hub id, or a registry model without a stored shape
-        return AutoConfig.from_pretrained(resolve_model_source(base_model, source))
 
 
 def gpu_preflight(estimate, device: DeviceChoice) -> None:
@@ -231,6 +222,15 @@ def gpu_preflight(estimate, device: DeviceChoice) -> None:
 def training_seconds(log_history: list[dict], train_runtime: float) -> float:
     """Trainer's runtime minus the validation passes run inside it: the time that throughput is about."""
     return train_runtime - sum(entry.get("eval_runtime", 0.0) for entry in entries_during_training(log_history))
+
+
+def peft_target_modules(preset: str) -> str | list[str]:
+    """peft's ``target_modules`` for a preset of ``ftlib.presets.TARGET_MODULES``.
+
+    "all-linear" stays peft's own shorthand (every linear layer but the output one, which on the Llama-style
+    models ftlib trains are the seven projections of ``LORA_TARGETS``), as runs have always been configured.
+    """
+    return "all-linear" if preset == "all-linear" else list(TARGET_MODULES[preset])
 
 
 def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
@@ -252,7 +252,7 @@ def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     lora = LoraConfig(
         task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=TARGET_PRESETS[config.target_modules],
+        target_modules=peft_target_modules(config.target_modules),
     )
     return get_peft_model(model, lora)
 
@@ -333,18 +333,8 @@ def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
-    key_file.write_text(json.dumps(key, indent=1))
+    write_json(key, key_file)
     return None
-
-
-def replace_dir(partial: Path, final: Path) -> None:
-    """Move a finished folder into place; the one it replaces is kept as ``<name>.previous``."""
-    if final.exists():
-        previous = final.with_name(final.name + ".previous")
-        if previous.exists():
-            shutil.rmtree(previous)
-        final.rename(previous)
-    partial.rename(final)
 
 
 def train(
@@ -458,7 +448,7 @@ def train(
         model.save_pretrained(weights_dir)
         tokenizer.save_pretrained(weights_dir)
         shutil.rmtree(scratch / "trainer", ignore_errors=True)
-        (scratch / "history.json").write_text(json.dumps(history, indent=1))
+        write_json(history, scratch / "history.json")
         record.write(scratch)
         replace_dir(scratch, output_dir)
     trainer.accelerator.wait_for_everyone()  # no rank returns before the run folder is in place
@@ -474,6 +464,24 @@ def load_adapter(base_model: str, adapter_dir: str | Path, quantization: str | N
     """
     model, tokenizer = load_model(base_model, quantization, device, source)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable), tokenizer
+
+
+def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):
+    """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label).
+
+    ``quantization`` ("nf4", say) applies to a base model only: a run folder's manifest says how its base loads.
+    """
+    folder = Path(run)
+    if (folder / MANIFEST).exists():
+        record = load_run(folder)
+        if record.method == "full":
+            model, tokenizer = load_model(str(folder / record.weights_folder), source=source)
+            return model, tokenizer, f"full fine-tune {folder.name}"
+        quantization = "nf4" if record.method == "qlora" else None
+        model, tokenizer = load_adapter(record.base_model, folder / record.weights_folder, quantization, source=source)
+        return model, tokenizer, f"{record.method} run {folder.name}"
+    model, tokenizer = load_model(run, quantization=quantization, source=source)
+    return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
 
 
 def merge_and_export(base_model: str, adapter_dir: str | Path, output_dir: str | Path,
@@ -492,8 +500,7 @@ def merge_and_export(base_model: str, adapter_dir: str | Path, output_dir: str |
         shutil.rmtree(partial)
     merged.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / "merge.json").write_text(json.dumps(
-        {"base_model": base_model, "adapter": str(adapter_dir), "dtype": str(merged.dtype).removeprefix("torch."),
-         "versions": library_versions()}, indent=1))
+    write_json({"base_model": base_model, "adapter": str(adapter_dir), "dtype": str(merged.dtype).removeprefix("torch."),
+                "versions": library_versions()}, partial / "merge.json")
     replace_dir(partial, output_dir)
     return output_dir

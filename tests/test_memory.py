@@ -5,6 +5,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from ftlib import memory, models
 from ftlib.data import PaddingCollator, SupervisedDataset
 from ftlib.train import TrainConfig, attach_lora
+from memory_harness import measure_training_peak, saved_activation_bytes  # tests/, on pytest's path
 
 # hidden 64, intermediate 128, 2 layers, 4 heads of 16, 2 key/value heads, 259 tokens, tied embeddings.
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -54,6 +55,22 @@ def test_model_config_for_reads_a_folder_and_rejects_unknown_names(tmp_path):
     assert memory.ModelShape.from_config(memory.model_config_for(str(tmp_path))) == memory.ModelShape.from_config(TINY)
     with pytest.raises(KeyError, match="No architecture known for 'gpt-17'"):
         memory.model_config_for("gpt-17")
+
+
+@pytest.mark.unit
+def test_model_config_for_reads_an_unknown_name_from_its_source_only_when_given_one(tmp_path, monkeypatch):
+    LlamaConfig(**TINY).save_pretrained(tmp_path)
+    asked = []
+    def resolve(name, source):
+        asked.append((name, source))
+        return str(tmp_path)
+
+    monkeypatch.setattr(models, "resolve_model_source", resolve)
+    config = memory.model_config_for("org/some-hub-model", source="hub")
+    assert memory.ModelShape.from_config(config) == memory.ModelShape.from_config(TINY)
+    assert asked == [("org/some-hub-model", "hub")]
+    memory.model_config_for("smollm2-135m-instruct", source="hub")  # a stored shape: read offline, no source asked
+    assert asked == [("org/some-hub-model", "hub")]
 
 
 @pytest.mark.unit
@@ -143,7 +160,7 @@ def test_activation_formula_matches_what_autograd_saves(tiny, tickets, task, met
     rows, length = batch["input_ids"].shape
     answers = int(batch["logits_to_keep"].sum())
     prefix = int(batch.get("shared_prefix_length", 0))
-    saved = memory.saved_activation_bytes(model, batch, prefix)
+    saved = saved_activation_bytes(model, batch, prefix)
     estimate = memory.estimate_memory(memory.model_config_for("tiny-random-llama"), method, rows, length,
                                       answer_fraction=answers / (rows * length), shared_prefix=prefix)
     # The estimate's logit term holds three copies; autograd saves one (the log-softmax).
@@ -185,7 +202,7 @@ def test_estimate_is_within_25_percent_of_measured_cpu_peak(random_llama, task, 
     workload = memory.workload_from_records(records, tokenizer, task)
     config = TrainConfig(method=method, max_steps=steps, batch_size=batch, eval_batch_size=batch, warmup_steps=0,
                          eval_steps=100, gradient_checkpointing=checkpointing, max_length=256)
-    measured = memory.measure_training_peak(str(folder), records, config, task)["peak_rss_bytes"]
+    measured = measure_training_peak(str(folder), records, config, task)["peak_rss_bytes"]
     estimate = memory.estimate_memory(memory.model_config_for(str(folder)), method, batch, workload.seq_len,
                                       answer_fraction=workload.answer_fraction, shared_prefix=workload.shared_prefix,
                                       gradient_checkpointing=checkpointing)
