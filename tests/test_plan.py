@@ -141,6 +141,7 @@ def test_the_environment_profile_wins_over_the_gpu(monkeypatch):
     assert profiles.resolve_run("auto") == (profiles.PROFILES["smoke"], None)
 
 
+@pytest.mark.unit
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_the_plan_for_the_real_gpu_fits_its_free_memory():

@@ -6,9 +6,8 @@ from ftlib import curate, data, flaws, samples
 from ftlib.profiles import sample_path
 from ftlib.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_generators_are_deterministic_and_seeded():
     import random
 
@@ -25,6 +24,7 @@ def test_committed_samples_are_the_generators_output(tmp_path):
             f"data/samples/{name} is stale: run `python -m ftlib make-samples` and commit"
 
 
+@pytest.mark.unit
 def test_manifest_counts_follow_the_rates():
     manifest = json.loads(sample_path("support_tickets").with_suffix(".manifest.json").read_text())
     assert manifest["records"] == 3000
@@ -36,6 +36,7 @@ def test_manifest_counts_follow_the_rates():
     assert listings["records"] == 1500 and listings["counts"]["exact_duplicate"] == 45
 
 
+@pytest.mark.unit
 def test_copies_come_after_their_source():
     raw = data.read_jsonl(sample_path("support_tickets"))
     position = {r["id"]: i for i, r in enumerate(raw)}
@@ -45,6 +46,7 @@ def test_copies_come_after_their_source():
             assert position[flaw["of"]] < position[record_id]
 
 
+@pytest.mark.unit
 def test_clean_tickets_cover_every_label_and_are_distinct():
     import random
 
@@ -59,6 +61,7 @@ def test_clean_tickets_cover_every_label_and_are_distinct():
     assert min(lengths) < 60 and max(lengths) > 180
 
 
+@pytest.mark.unit
 def test_urgency_cues_raise_urgency():
     import random
 
@@ -68,6 +71,7 @@ def test_urgency_cues_raise_urgency():
     assert len(cued) > 100 and all(r["urgency"] == "high" for r in cued)
 
 
+@pytest.mark.unit
 def test_card_numbers_are_luhn_valid():
     import random
 
