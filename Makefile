@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh clone (see README.md):
 #   make curriculum   set up, then run all five notebooks in the CPU profile into runs/
 #   make test         set up, then run the test suite (unit, integration and notebook tests)
+#   make test-unit    the fast part of make test: only tests marked unit (the tiny random model, no notebooks)
 # Both are idempotent: the virtualenv is rebuilt only when pyproject.toml changes.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -14,7 +15,7 @@ TORCH_PIN := torch==2.13.0
 TORCH_PIP_ARGS ?=
 PROFILE ?= cpu
 
-.PHONY: setup model test curriculum clean-venv lab browser
+.PHONY: setup model test test-unit curriculum clean-venv lab browser
 
 setup: $(STAMP)
 
@@ -34,6 +35,9 @@ browser:
 
 test: model browser
 	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+
+test-unit: model
+	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests -m unit -p no:cacheprovider
 
 curriculum: model
 	$(PY) -m ftlib curriculum --profile $(PROFILE)
