@@ -7,6 +7,7 @@ measured values and the command that records them: a skip would read as "nothing
 check unwritten forever, and writing the file unasked would bless whatever the first run measured, bug or not.
 """
 
+import itertools
 import json
 import math
 import os
@@ -58,7 +59,7 @@ def test_qlora_keeps_a_4bit_base_trains_only_adapters_and_lowers_the_loss(qlora_
 
     losses = train_losses(qlora_run)
     assert len(losses) == STEPS and all(math.isfinite(loss) for loss in losses), losses
-    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+    assert all(later < earlier for earlier, later in itertools.pairwise(losses)), losses
 
     model = qlora_run.model
     four_bit = [module for module in model.modules() if isinstance(module, bnb.nn.Linear4bit)]
