@@ -16,7 +16,6 @@ import psutil
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig  # noqa: F401 (re-exported)
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, check_labels, records_hash
@@ -309,6 +308,26 @@ def run_key(base_model: str, config: TrainConfig, train_records: list[dict], val
             "val_sha256": records_hash(val_records)}
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The highest-step ``checkpoint-<step>`` folder whose ``trainer_state.json`` is whole, or None.
+
+    Trainer writes that file last, after the weights, optimizer, scheduler and RNG states, and not atomically:
+    a run killed while saving leaves a folder without it, or with half of it, which resuming cannot load.
+    """
+    steps = {}
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and path.is_dir():
+            steps[int(step)] = path
+    for step in sorted(steps, reverse=True):
+        try:
+            json.loads((steps[step] / "trainer_state.json").read_text())
+        except (OSError, ValueError):  # missing, or cut short mid-write
+            continue
+        return str(steps[step])
+    return None
+
+
 def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
     """Empty the scratch folder for a new run, or find the checkpoint to resume from.
 
@@ -321,7 +340,7 @@ def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
     """
     key_file = scratch / "run_key.json"
     if resume:
-        checkpoint = get_last_checkpoint(str(scratch / "trainer")) if (scratch / "trainer").is_dir() else None
+        checkpoint = last_complete_checkpoint(scratch / "trainer")
         if checkpoint is None:
             raise FileNotFoundError(f"resume=True but {scratch / 'trainer'} holds no checkpoint: run without resume")
         saved = json.loads(key_file.read_text())

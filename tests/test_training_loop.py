@@ -119,6 +119,7 @@ def test_resume_refuses_a_changed_config_and_a_missing_checkpoint(tmp_path, cpu,
     scratch = tmp_path / ".run.partial"
     train.prepare_scratch(scratch, False, {"config": {"learning_rate": 0.01}})
     (scratch / "trainer" / "checkpoint-2").mkdir(parents=True)
+    (scratch / "trainer" / "checkpoint-2" / "trainer_state.json").write_text("{}")
     with pytest.raises(ValueError, match="config changed"):
         train.prepare_scratch(scratch, True, {"config": {"learning_rate": 0.02}})
 
@@ -233,3 +234,16 @@ def test_training_continues_from_a_saved_adapter(tmp_path, cpu, tickets, task):
     with pytest.raises(ValueError, match="a full fine-tune has none"):
         train.train("tiny-random-llama", tickets, tickets, tmp_path / "x", config(method="full"), task, cpu,
                     adapter=first.adapter_dir)
+
+
+def test_resume_skips_checkpoints_a_kill_left_half_saved(tmp_path):
+    trainer = tmp_path / "trainer"
+    assert train.last_complete_checkpoint(trainer) is None  # no folder yet
+    for step, state in ((2, "{}"), (4, '{"global_step": 4, "log_hi'), (6, None), (10, "{}")):
+        (trainer / f"checkpoint-{step}").mkdir(parents=True)
+        if state is not None:
+            (trainer / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (trainer / "checkpoint-12.tmp").mkdir()  # not a checkpoint name
+    assert train.last_complete_checkpoint(trainer) == str(trainer / "checkpoint-10")  # 10 > 2: by number
+    (trainer / "checkpoint-10" / "trainer_state.json").unlink()
+    assert train.last_complete_checkpoint(trainer) == str(trainer / "checkpoint-2")  # 6 lacks it, 4 is cut short
