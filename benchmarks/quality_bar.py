@@ -69,7 +69,7 @@ def main() -> None:
         for method in args.methods:
             config = profile.train_config(method)
             run = train.train(profile.base_model, splits["train"], splits["val"][:profile.n_val],
-                              Path(scratch) / method, config, SUPPORT_TICKETS)
+                              Path(scratch) / method, config=config, task=SUPPORT_TICKETS)
             result = evaluate_model(run.model, run.tokenizer, test, SUPPORT_TICKETS, profile.eval_batch_size,
                                     profile.max_new_tokens)
             result["train_seconds"] = run.record.metrics.train_seconds

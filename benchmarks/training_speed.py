@@ -45,7 +45,8 @@ def run_ftlib(variant: str, steps: int, batch: int, checkpointing: bool, splits:
 
     config = train.TrainConfig(method=variant, eval_steps=steps + 1, gradient_checkpointing=checkpointing,
                                **hyperparameters(variant, steps, batch))
-    result = train.train(BASE_MODEL, splits["train"], splits["val"][:48], folder / variant, config, SUPPORT_TICKETS)
+    result = train.train(BASE_MODEL, splits["train"], splits["val"][:48], folder / variant, config=config,
+                         task=SUPPORT_TICKETS)
     record = result.record
     return {"tokens_per_second": record.metrics.train_tokens_per_second, "val_loss": record.metrics.final_val_loss,
             "peak_mb": record.memory.measured.peak_mb, "estimate": asdict(record.memory.estimate),

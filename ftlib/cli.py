@@ -291,8 +291,8 @@ def command_train(args: argparse.Namespace) -> int:
     train_records = read_training_file(args.data, task, args.drop_invalid_labels)
     val_records = read_training_file(args.val, task, args.drop_invalid_labels)
     device = pick_device(None if args.device == "auto" else args.device)
-    result = train(args.base_model, train_records, val_records, args.output, config, task, device, args.source,
-                   resume=args.resume, adapter=args.adapter)
+    result = train(args.base_model, train_records, val_records, args.output, config=config, task=task, device=device,
+                   source=args.source, resume=args.resume, adapter=args.adapter)
     if is_main_process():
         record = result.record
         metrics, measured = record.metrics, record.memory.measured

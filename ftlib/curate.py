@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
-from ftlib.data import DataError, normalize_text, numbered, to_messages, tokenize_example
+from ftlib.data import DataError, Records, normalize_text, numbered, to_messages, tokenize_example
 from ftlib.tasks import Task
 
 # ---------------------------------------------------------------- layouts and labels
@@ -260,36 +260,207 @@ class CurationResult:
                                      for s in self.steps if s["dropped"]}}
 
 
-class _Pipeline:
+@dataclass(frozen=True)
+class StepResult:
+    """What one step did to the records it was given.
+
+    Positions are indices into the step's input. ``kept`` holds the surviving records, as the step left them,
+    with their file lines (``ftlib.data.Records``); the two counters are filled by the steps that measure them.
+    """
+
+    kept: Records
+    dropped: dict[int, str] = field(default_factory=dict)  # position -> why it was dropped
+    changed: set[int] = field(default_factory=set)  # positions of kept records the step modified
+    pii_counts: Counter = field(default_factory=Counter)  # step_pii: placeholders put in, by type
+    token_lengths: list[int] = field(default_factory=list)  # step_length: every record's length in tokens
+
+
+def _subset(records: list[dict], positions: list[int], replaced: dict[int, dict] | None = None) -> Records:
+    """The records at ``positions`` (or their ``replaced`` versions), keeping their file lines."""
+    replaced = replaced or {}
+    lines = [line for line, _ in numbered(records)]
+    return Records([replaced.get(p, records[p]) for p in positions], [lines[p] for p in positions])
+
+
+def _each(records: list[dict], check) -> StepResult:
+    """Apply ``check(line, record) -> (record, changed)``, or a str (the reason to drop it), to every record."""
+    dropped, changed, replaced = {}, set(), {}
+    for position, (line, record) in enumerate(numbered(records)):
+        verdict = check(line, record)
+        if isinstance(verdict, str):
+            dropped[position] = verdict
+            continue
+        new_record, did_change = verdict
+        if did_change:
+            changed.add(position)
+            replaced[position] = new_record
+    kept = [p for p in range(len(records)) if p not in dropped]
+    return StepResult(_subset(records, kept, replaced), dropped, changed)
+
+
+def step_layout(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
+    """Map known alternative key layouts onto the task's fields; drops nothing."""
+    return _each(records, lambda line, record: normalize_layout(record, task))
+
+
+def step_labels(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
+    """Respell label variants canonically; drop a record with a label outside the task's schema."""
+    def check(line: int, record: dict):
+        changed = False
+        for name, allowed in task.label_values.items():
+            if name not in record:
+                continue  # reported by the schema step
+            canonical = normalize_label(name, record[name], allowed)
+            if canonical is None:
+                return str(DataError(source, line, name, f"{record[name]!r} is not one of {list(allowed)}"))
+            if canonical != record[name]:
+                record, changed = {**record, name: canonical}, True
+        return record, changed
+
+    return _each(records, check)
+
+
+def step_schema(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
+    """Drop a record that does not become chat messages (a missing field, a wrong type)."""
+    def check(line: int, record: dict):
+        try:
+            to_messages(record, task, source, line)
+        except DataError as error:
+            return str(error)
+        return record, False
+
+    return _each(records, check)
+
+
+def step_markup(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
+    """Strip HTML tags and entities from the free-text fields (the input, unless it is an object); drops nothing."""
+    fields = ((task.input_field,) if not task.input_is_object else ()) + task.text_answer_fields
+
+    def check(line: int, record: dict):
+        cleaned = {}
+        for name in fields:
+            text, changed = strip_markup(record[name])
+            if changed:
+                cleaned[name] = text
+        return ({**record, **cleaned}, True) if cleaned else (record, False)
+
+    return _each(records, check)
+
+
+def step_quality(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
+    """Drop a record whose quality field is empty, a placeholder or too short to be a message."""
+    def check(line: int, record: dict):
+        problem = is_junk(record[task.quality_field])
+        return str(DataError(source, line, task.quality_field, problem)) if problem else (record, False)
+
+    return _each(records, check)
+
+
+def step_language(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
+    """Drop a record whose input reads as another language, for tasks that filter on language."""
+    def check(line: int, record: dict):
+        if task.language_filter and non_english(record[task.input_field]):
+            return str(DataError(source, line, task.input_field, "not English"))
+        return record, False
+
+    return _each(records, check)
+
+
+def step_pii(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
+    """Replace PII in a free-text input by typed placeholders (``scrub_pii``), counting them; drops nothing."""
+    counts: Counter = Counter()
+
+    def check(line: int, record: dict):
+        if task.input_is_object:
+            return record, False
+        scrubbed, found = scrub_pii(record[task.input_field])
+        if not found:
+            return record, False
+        counts.update(found)
+        return {**record, task.input_field: scrubbed}, True
+
+    result = _each(records, check)
+    return StepResult(result.kept, result.dropped, result.changed, pii_counts=counts)
+
+
+def step_length(records: list[dict], task: Task, tokenizer, max_length: int,
+                source: str = "<records>") -> StepResult:
+    """Drop a record longer than ``max_length`` tokens as a training example; keeps every record's length."""
+    lengths: list[int] = []
+
+    def check(line: int, record: dict):
+        n = len(tokenize_example(tokenizer, to_messages(record, task), max_length=10**9).input_ids)
+        lengths.append(n)
+        if n > max_length:
+            return str(DataError(source, line, None, f"{n} tokens > max_length {max_length}"))
+        return record, False
+
+    result = _each(records, check)
+    return StepResult(result.kept, result.dropped, result.changed, token_lengths=lengths)
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Records to drop as duplicates, by position in the records searched, with the reason for each."""
+
+    exact: dict[int, str]
+    near: dict[int, str]
+    conflicts: dict[int, str]  # duplicates (exact or near) whose labels disagree with their group's majority
+
+
+def step_duplicates(records: list[dict], task: Task, threshold: float = 0.7, source: str = "<records>") -> Duplicates:
+    """Exact duplicates (same normalized text), then near-duplicates (MinHash LSH), then label conflicts.
+
+    Records that are exact duplicates or conflicts are not searched again for near-duplicates.
+    """
+    lines = [line for line, _ in numbered(records)]
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_key[dedup_key(task.input_text(record))].append(index)
+    exact, conflicts = _resolve([g for g in by_key.values() if len(g) > 1], records, lines, task, "exact duplicate",
+                                source)
+    remaining = [i for i in range(len(records)) if i not in exact and i not in conflicts]
+    groups = near_duplicate_groups([_near_text(records[i], task) for i in remaining], threshold)
+    near, near_conflicts = _resolve([[remaining[j] for j in g] for g in groups], records, lines, task,
+                                    "near duplicate", source)
+    return Duplicates(exact, near, conflicts | near_conflicts)
+
+
+def _drop_in_turn(records: list[dict], drops: list[tuple[str, dict[int, str]]]) -> list[tuple[str, StepResult]]:
+    """Disjoint drops (by position in ``records``) applied one after another, as one pipeline step each."""
+    results, positions = [], list(range(len(records)))
+    for name, reasons in drops:
+        dropped = {i: reasons[p] for i, p in enumerate(positions) if p in reasons}
+        positions = [p for p in positions if p not in reasons]
+        results.append((name, StepResult(_subset(records, positions), dropped)))
+    return results
+
+
+class _Ledger:
+    """The pipeline's bookkeeping: every raw record's ``Outcome``, the live records, and the steps table."""
+
     def __init__(self, raw: list[dict]):
-        self.outcomes = [Outcome(line=line, id=r.get("id")) for line, r in numbered(raw)]
-        self.items = list(zip(self.outcomes, raw))
+        pairs = list(numbered(raw))
+        self.outcomes = [Outcome(line=line, id=record.get("id")) for line, record in pairs]
+        self.records = Records([dict(record) for _, record in pairs], [line for line, _ in pairs])
+        self.live = list(range(len(pairs)))  # the outcome index of each live record
         self.steps: list[dict] = []
 
-    def run(self, name: str, function) -> None:
-        """Apply ``function(outcome, record) -> record | None | (record, changed)`` to every live record."""
-        live, dropped, changed = [], 0, 0
-        for outcome, record in self.items:
-            result = function(outcome, record)
-            if result is None:
-                outcome.status, outcome.step = "dropped", name
-                dropped += 1
-                continue
-            record, did_change = result if isinstance(result, tuple) else (result, False)
-            if did_change:
-                outcome.changes.append(name)
-                changed += 1
-            live.append((outcome, record))
-        self.items = live
-        self.steps.append({"step": name, "dropped": dropped, "changed": changed, "remaining": len(live)})
+    def apply(self, name: str, result: StepResult) -> None:
+        """Note on each record's outcome what step ``name`` did to it, and go on with the records it kept."""
+        for position, reason in result.dropped.items():
+            outcome = self.outcomes[self.live[position]]
+            outcome.status, outcome.step, outcome.reason = "dropped", name, reason
+        for position in result.changed:
+            self.outcomes[self.live[position]].changes.append(name)
+        self.live = [index for position, index in enumerate(self.live) if position not in result.dropped]
+        self.records = result.kept
+        self.steps.append({"step": name, "dropped": len(result.dropped), "changed": len(result.changed),
+                           "remaining": len(self.live)})
 
-    def drop(self, name: str, reasons: dict[int, str]) -> None:
-        """Drop records by ``id(outcome)`` -> reason."""
-        for outcome, _ in self.items:
-            if id(outcome) in reasons:
-                outcome.status, outcome.step, outcome.reason = "dropped", name, reasons[id(outcome)]
-        self.items = [item for item in self.items if id(item[0]) not in reasons]
-        self.steps.append({"step": name, "dropped": len(reasons), "changed": 0, "remaining": len(self.items)})
+
+RECORD_STEPS = (("layout", step_layout), ("labels", step_labels), ("schema", step_schema), ("markup", step_markup),
+                ("quality", step_quality), ("language", step_language), ("pii", step_pii))
 
 
 def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, near_dup_threshold: float = 0.7,
@@ -302,102 +473,45 @@ def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, n
         tokenizer: when given, records longer than ``max_length`` tokens are dropped.
         near_dup_threshold: Jaccard similarity of character 5-grams above which two texts are near-duplicates.
     """
-    pipe = _Pipeline([dict(r) for r in raw])
+    ledger = _Ledger(raw)
     pii_counts: Counter = Counter()
-    text_field = task.input_field
-
-    def layout(outcome, record):
-        return normalize_layout(record, task)
-
-    def labels(outcome, record):
-        changed = False
-        for name, allowed in task.label_values.items():
-            if name not in record:
-                continue  # reported by the schema step
-            canonical = normalize_label(name, record[name], allowed)
-            if canonical is None:
-                outcome.reason = f"{source}, line {outcome.line}, field '{name}': {record[name]!r} is not one of {list(allowed)}"
-                return None
-            if canonical != record[name]:
-                record, changed = {**record, name: canonical}, True
-        return record, changed
-
-    def schema(outcome, record):
-        try:
-            to_messages(record, task, source, outcome.line)
-        except DataError as error:
-            outcome.reason = str(error)
-            return None
-        return record
-
-    def markup(outcome, record):
-        cleaned = {}
-        for name in ((text_field,) if not task.input_is_object else ()) + task.text_answer_fields:
-            text, changed = strip_markup(record[name])
-            if changed:
-                cleaned[name] = text
-        return ({**record, **cleaned}, True) if cleaned else record
-
-    def quality(outcome, record):
-        problem = is_junk(record[task.quality_field])
-        if problem:
-            outcome.reason = f"{source}, line {outcome.line}, field '{task.quality_field}': {problem}"
-            return None
-        return record
-
-    def language(outcome, record):
-        if task.language_filter and non_english(record[text_field]):
-            outcome.reason = f"{source}, line {outcome.line}, field '{text_field}': not English"
-            return None
-        return record
-
-    def pii(outcome, record):
-        if task.input_is_object:
-            return record
-        scrubbed, counts = scrub_pii(record[text_field])
-        if not counts:
-            return record
-        pii_counts.update(counts)
-        return {**record, text_field: scrubbed}, True
-
-    for name, function in (("layout", layout), ("labels", labels), ("schema", schema), ("markup", markup),
-                           ("quality", quality), ("language", language), ("pii", pii)):
-        pipe.run(name, function)
-
-    _deduplicate(pipe, task, near_dup_threshold, source)
+    for name, step in RECORD_STEPS:
+        result = step(ledger.records, task, source)
+        pii_counts.update(result.pii_counts)
+        ledger.apply(name, result)
+    found = step_duplicates(ledger.records, task, near_dup_threshold, source)
+    for name, result in _drop_in_turn(ledger.records, [("exact_duplicates", found.exact),
+                                                       ("near_duplicates", found.near),
+                                                       ("conflicts", found.conflicts)]):
+        ledger.apply(name, result)
     lengths: list[int] = []
     if tokenizer is not None:
-        def length(outcome, record):
-            n = len(tokenize_example(tokenizer, to_messages(record, task), max_length=10**9).input_ids)
-            lengths.append(n)
-            if n > max_length:
-                outcome.reason = f"{source}, line {outcome.line}: {n} tokens > max_length {max_length}"
-                return None
-            return record
-
-        pipe.run("length", length)
-    return CurationResult([record for _, record in pipe.items], pipe.outcomes, pipe.steps, pii_counts, lengths)
+        result = step_length(ledger.records, task, tokenizer, max_length, source)
+        lengths = result.token_lengths
+        ledger.apply("length", result)
+    return CurationResult(list(ledger.records), ledger.outcomes, ledger.steps, pii_counts, lengths)
 
 
-def _resolve(groups: list[list[int]], items: list, task: Task, kind: str, source: str) -> tuple[dict, dict]:
+def _resolve(groups: list[list[int]], records: list[dict], lines: list[int], task: Task, kind: str,
+             source: str) -> tuple[dict, dict]:
     """Within each duplicate group keep the first record; where labels disagree, keep the majority label's
     first record, or drop the whole group when no label has a majority (nobody knows which is right)."""
     duplicates, conflicts = {}, {}
     for group in groups:
-        label_of = {i: tuple(items[i][1].get(f) for f in task.label_fields) for i in group}
+        label_of = {i: tuple(records[i].get(f) for f in task.label_fields) for i in group}
         votes = Counter(label_of.values())
-        where = {i: f"{source}, line {items[i][0].line}: {kind}" for i in group}
+        where = {i: f"{source}, line {lines[i]}: {kind}" for i in group}
         if len(votes) == 1:
-            duplicates.update({i: f"{where[i]} of line {items[group[0]][0].line}" for i in group[1:]})
+            duplicates.update({i: f"{where[i]} of line {lines[group[0]]}" for i in group[1:]})
             continue
         (top, top_votes), *rest = votes.most_common()
         if rest and rest[0][1] == top_votes:
             conflicts.update({i: f"{where[i]}s with conflicting labels {sorted(votes)} and no majority" for i in group})
             continue
         keep = next(i for i in group if label_of[i] == top)
-        conflicts.update({i: f"{where[i]} of line {items[keep][0].line} with minority labels {label_of[i]}"
+        conflicts.update({i: f"{where[i]} of line {lines[keep]} with minority labels {label_of[i]}"
                           for i in group if label_of[i] != top})
-        duplicates.update({i: f"{where[i]} of line {items[keep][0].line}" for i in group
+        duplicates.update({i: f"{where[i]} of line {lines[keep]}" for i in group
                            if i != keep and label_of[i] == top})
     return duplicates, conflicts
 
@@ -406,22 +520,6 @@ def _near_text(record: dict, task: Task) -> str:
     """The text compared for near-duplicates. Structured inputs differ only in their values, so their
     rendered texts all look alike: for them the free text (e.g. the description) is compared."""
     return record[task.quality_field] if task.input_is_object else task.input_text(record)
-
-
-def _deduplicate(pipe: _Pipeline, task: Task, threshold: float, source: str) -> None:
-    """Exact duplicates (same normalized text), then near-duplicates (MinHash LSH), then label conflicts."""
-    items = pipe.items
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for index, (_, record) in enumerate(items):
-        by_key[dedup_key(task.input_text(record))].append(index)
-    exact, conflicts = _resolve([g for g in by_key.values() if len(g) > 1], items, task, "exact duplicate", source)
-    remaining = [i for i in range(len(items)) if i not in exact and i not in conflicts]
-    groups = near_duplicate_groups([_near_text(items[i][1], task) for i in remaining], threshold)
-    near, near_conflicts = _resolve([[remaining[j] for j in g] for g in groups], items, task, "near duplicate", source)
-    by_outcome = lambda reasons: {id(items[i][0]): reason for i, reason in reasons.items()}  # noqa: E731
-    pipe.drop("exact_duplicates", by_outcome(exact))
-    pipe.drop("near_duplicates", by_outcome(near))
-    pipe.drop("conflicts", by_outcome(conflicts | near_conflicts))
 
 
 # ---------------------------------------------------------------- measuring the pipeline

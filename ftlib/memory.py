@@ -243,6 +243,158 @@ def _checkpointed_layer_bytes_per_token(shape: ModelShape, method: str, device: 
     return shape.hidden_size * (4 if device == "cpu" or method == "qlora" else 2)
 
 
+def _check_settings(method: str, batch: int, seq_len: int, device: str, lora_r: int, target_modules: str,
+                    answer_fraction: float, shared_prefix: int, optimizer: str | None) -> str:
+    """Refuse settings ``estimate_memory`` cannot describe; returns the optimizer, ftlib's choice when None.
+
+    Raises:
+        ValueError: an unknown method, device, target preset or optimizer, or a size out of range.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+    if target_modules not in TARGET_MODULES:
+        raise ValueError(f"target_modules must be one of {list(TARGET_MODULES)}, not {target_modules!r}")
+    if batch < 1 or seq_len < 1 or lora_r < 1:
+        raise ValueError(f"batch, seq_len and lora_r must be >= 1, got {batch}, {seq_len}, {lora_r}")
+    if not 0 < answer_fraction <= 1:
+        raise ValueError(f"answer_fraction must be in (0, 1], got {answer_fraction}")
+    if not 0 <= shared_prefix < seq_len:
+        raise ValueError(f"shared_prefix must be in [0, seq_len), got {shared_prefix}")
+    optimizer = optimizer or ("paged_adamw_8bit" if device == "cuda" and method == "qlora" else "adamw_torch")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+    return optimizer
+
+
+def _weight_bytes(shape: ModelShape, method: str, compute_bytes: int) -> int:
+    """The base model as held: the compute dtype, or for QLoRA NF4 linears and everything else in fp32."""
+    if method == "qlora":
+        # prepare_model_for_kbit_training casts every parameter that is not 4-bit to fp32.
+        linear = shape.parameter_counts()["linear"]
+        return round(linear * NF4_BYTES_PER_PARAM) + 4 * (shape.parameters - linear)
+    return shape.parameters * compute_bytes
+
+
+@dataclass(frozen=True)
+class _Trainable:
+    """The tensors a run trains, and the bytes of one of their gradient elements."""
+
+    sizes: list[int]  # elements of each trainable tensor: every parameter (full) or every LoRA matrix
+    gradient_bytes: int
+    adapters: int  # bytes of the LoRA matrices (0 for full fine-tuning, whose weights are counted as weights)
+
+    @property
+    def all_gradients(self) -> int:
+        return self.gradient_bytes * sum(self.sizes)
+
+
+def _trainable(shape: ModelShape, method: str, compute_bytes: int, lora_r: int, target_modules: str) -> _Trainable:
+    """What trains: every parameter in the model's dtype (full), or fp32 LoRA matrices with fp32 gradients."""
+    if method == "full":
+        return _Trainable(shape.tensor_sizes(), compute_bytes, 0)  # fp32 on CPU, bf16 on GPU
+    lora_sizes = shape.lora_parameter_sizes(lora_r, target_modules)
+    return _Trainable(lora_sizes, 4, 4 * sum(lora_sizes))  # peft keeps adapter weights in fp32 (autocast_adapter_dtype)
+
+
+def _optimizer_bytes(trainable: _Trainable, optimizer: str) -> int:
+    """AdamW's two moments per trainable element: 8-bit blocks in bitsandbytes, else the parameter's dtype."""
+    if optimizer == "paged_adamw_8bit":
+        return round(sum(ADAMW_8BIT_BYTES_PER_PARAM * n if n >= ADAMW_8BIT_MIN_SIZE else 8 * n
+                         for n in trainable.sizes))
+    return 2 * trainable.all_gradients  # torch's AdamW moments take the param dtype
+
+
+@dataclass(frozen=True)
+class _Activations:
+    """Activation bytes: all a step's forward keeps, and what is alive when the backward pass starts."""
+
+    per_step: int  # what the CPU allocator term is a share of, with or without checkpointing
+    at_backward: int
+
+
+def _activations(shape: ModelShape, method: str, device: str, compute_bytes: int, batch: int, seq_len: int,
+                 lora_r: int, target_modules: str, gradient_checkpointing: bool, answer_fraction: float,
+                 shared_prefix: int, padded: bool) -> _Activations:
+    """What autograd saves for backward: per token and layer, plus keys/values over the full length, the
+    attention mask, the final norm and the answer-position logits; with checkpointing, each layer's input."""
+    prefix = 0 if gradient_checkpointing else shared_prefix
+    own_tokens = batch * (seq_len - prefix) + prefix  # the shared prefix runs once
+    all_tokens = batch * seq_len
+    kv_width = shape.q_dim if padded else shape.kv_dim  # with a mask, SDPA gets keys and values repeated per head
+    kv_per_layer = 2 * kv_width * compute_bytes * all_tokens + 2 * shape.kv_dim * compute_bytes * prefix
+    mask_per_layer = batch * (seq_len - prefix) * seq_len * compute_bytes if padded else 0
+    targets = TARGET_MODULES[target_modules]
+    layer_saved = _layer_bytes_per_token(shape, method, device, lora_r, targets) * own_tokens
+    one_layer = layer_saved + kv_per_layer + mask_per_layer
+    # The final norm keeps its input, as the first layer's does only when the embeddings train (full fine-tuning):
+    # for adapters the two cancel. Full fine-tuning also keeps the normalized input for the norm's gradient.
+    final_norm = shape.hidden_size * (4 + compute_bytes) * own_tokens if method == "full" else 0
+    logits = round(LOGIT_BYTES * shape.vocab_size * answer_fraction * all_tokens)
+    per_step = shape.num_hidden_layers * one_layer + final_norm + logits  # all a step's forward keeps
+    if not gradient_checkpointing:
+        return _Activations(per_step, per_step)
+    checkpoints = _checkpointed_layer_bytes_per_token(shape, method, device) * all_tokens * shape.num_hidden_layers
+    # The logit buffers are freed before the first layer is recomputed.
+    return _Activations(per_step, checkpoints + final_norm + max(logits, one_layer))
+
+
+@dataclass(frozen=True)
+class _Peak:
+    """The components that depend on when the peak falls: the start of backward or the optimizer step."""
+
+    phase: str
+    gradients: int
+    workspace: int
+    activations: int
+
+
+def _peak(shape: ModelShape, method: str, device: str, compute_bytes: int, optimizer: str, trainable: _Trainable,
+          activations: int) -> _Peak:
+    """Whichever is larger: the start of the backward pass or the optimizer step.
+
+    The backward pass starts with every activation alive; full fine-tuning then makes the output layer's
+    gradient first and the others as activations are freed. The optimizer step holds every gradient and
+    AdamW's temporaries: torch's CPU AdamW works tensor by tensor (two temporaries of the largest), its GPU
+    AdamW on all tensors at once (one temporary of them all); bitsandbytes' 8-bit AdamW updates in place.
+    """
+    all_gradients = trainable.all_gradients
+    output_gradient = (trainable.gradient_bytes * shape.vocab_size * shape.hidden_size if method == "full"
+                       else all_gradients)
+    if optimizer == "paged_adamw_8bit":
+        step_temporaries = 0
+    elif device == "cpu":
+        step_temporaries = 2 * trainable.gradient_bytes * max(trainable.sizes)
+    else:
+        step_temporaries = all_gradients
+    largest_quantized = max(n_in * n_out for n_in, n_out in shape.linear_shapes().values())
+    dequantized = largest_quantized * compute_bytes if method == "qlora" else 0  # bitsandbytes, one at a time
+    if activations + output_gradient + dequantized >= all_gradients + step_temporaries:
+        return _Peak("backward", output_gradient, dequantized, activations)
+    return _Peak("optimizer step", all_gradients, step_temporaries, 0)
+
+
+def _allocator_bytes(device: str, step_activations: int) -> int:
+    """CPU: the freed blocks glibc's malloc keeps, a share of what a step allocates (``CPU_ALLOCATOR_RETENTION``)."""
+    return round(CPU_ALLOCATOR_RETENTION * step_activations) if device == "cpu" else 0
+
+
+def _mapped_checkpoint_bytes(shape: ModelShape, method: str, device: str, compute_bytes: int,
+                             checkpoint_dtype_bytes: int) -> int:
+    """CPU QLoRA from a checkpoint in the compute dtype: the quantized layers' file pages stay mapped (in RSS)."""
+    if device == "cpu" and method == "qlora" and checkpoint_dtype_bytes == compute_bytes:
+        return shape.parameter_counts()["linear"] * checkpoint_dtype_bytes
+    return 0
+
+
+def _baseline_bytes(device: str, baseline_bytes: int | None) -> int:
+    """The runtime's own memory: the CPU process's libraries; 0 on GPU, where CUDA's context is not allocated."""
+    if baseline_bytes is not None:
+        return baseline_bytes
+    return CPU_RUNTIME_BASELINE_BYTES if device == "cpu" else 0
+
+
 def estimate_memory(
     model_config: Any,
     method: str,
@@ -288,98 +440,30 @@ def estimate_memory(
     Returns:
         A ``MemoryEstimate`` in bytes.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    if device not in DEVICES:
-        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
-    if target_modules not in TARGET_MODULES:
-        raise ValueError(f"target_modules must be one of {list(TARGET_MODULES)}, not {target_modules!r}")
-    if batch < 1 or seq_len < 1 or lora_r < 1:
-        raise ValueError(f"batch, seq_len and lora_r must be >= 1, got {batch}, {seq_len}, {lora_r}")
-    if not 0 < answer_fraction <= 1:
-        raise ValueError(f"answer_fraction must be in (0, 1], got {answer_fraction}")
-    if not 0 <= shared_prefix < seq_len:
-        raise ValueError(f"shared_prefix must be in [0, seq_len), got {shared_prefix}")
-    optimizer = optimizer or ("paged_adamw_8bit" if device == "cuda" and method == "qlora" else "adamw_torch")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+    optimizer = _check_settings(method, batch, seq_len, device, lora_r, target_modules, answer_fraction,
+                                shared_prefix, optimizer)
     if isinstance(model_config, (str, Path)):
         model_config = model_config_for(str(model_config))
     shape = ModelShape.from_config(model_config)
-    counts = shape.parameter_counts()
     compute_bytes = 4 if device == "cpu" else 2
-    targets = TARGET_MODULES[target_modules]
     padded = batch > 1 if padded is None else padded
-
-    # Weights, adapters and the gradients and optimizer state of the trainable parameters.
-    if method == "qlora":
-        # prepare_model_for_kbit_training casts every parameter that is not 4-bit to fp32.
-        weights = round(counts["linear"] * NF4_BYTES_PER_PARAM) + 4 * (shape.parameters - counts["linear"])
-    else:
-        weights = shape.parameters * compute_bytes
-    lora_sizes = shape.lora_parameter_sizes(lora_r, target_modules) if method != "full" else []
-    adapters = 4 * sum(lora_sizes)  # peft keeps adapter weights in fp32 (autocast_adapter_dtype)
-    if method == "full":
-        trainable_sizes = shape.tensor_sizes()
-        gradient_bytes = compute_bytes  # the model's own dtype: fp32 on CPU, bf16 on GPU
-    else:
-        trainable_sizes, gradient_bytes = lora_sizes, 4
-    all_gradients = gradient_bytes * sum(trainable_sizes)
-    if optimizer == "paged_adamw_8bit":
-        optimizer_bytes = round(sum(ADAMW_8BIT_BYTES_PER_PARAM * n if n >= ADAMW_8BIT_MIN_SIZE else 8 * n
-                                    for n in trainable_sizes))
-    else:
-        optimizer_bytes = 2 * gradient_bytes * sum(trainable_sizes)  # torch's AdamW moments take the param dtype
-
-    # Activations: per token and layer, plus keys/values over the full length, the mask, and the logits.
-    prefix = 0 if gradient_checkpointing else shared_prefix
-    own_tokens = batch * (seq_len - prefix) + prefix  # the shared prefix runs once
-    all_tokens = batch * seq_len
-    kv_width = shape.q_dim if padded else shape.kv_dim  # with a mask, SDPA gets keys and values repeated per head
-    kv_per_layer = 2 * kv_width * compute_bytes * all_tokens + 2 * shape.kv_dim * compute_bytes * prefix
-    mask_per_layer = batch * (seq_len - prefix) * seq_len * compute_bytes if padded else 0
-    layer_saved = _layer_bytes_per_token(shape, method, device, lora_r, targets) * own_tokens
-    one_layer = layer_saved + kv_per_layer + mask_per_layer
-    # The final norm keeps its input, as the first layer's does only when the embeddings train (full fine-tuning):
-    # for adapters the two cancel. Full fine-tuning also keeps the normalized input for the norm's gradient.
-    final_norm = shape.hidden_size * (4 + compute_bytes) * own_tokens if method == "full" else 0
-    logits = round(LOGIT_BYTES * shape.vocab_size * answer_fraction * all_tokens)
-    step_activations = shape.num_hidden_layers * one_layer + final_norm + logits  # all a step's forward keeps
-    if gradient_checkpointing:
-        checkpoints = _checkpointed_layer_bytes_per_token(shape, method, device) * all_tokens * shape.num_hidden_layers
-        # The logit buffers are freed before the first layer is recomputed.
-        activations = checkpoints + final_norm + max(logits, one_layer)
-    else:
-        activations = step_activations
-
-    # The backward pass starts with every activation alive; full fine-tuning then makes the output layer's
-    # gradient first and the others as activations are freed. The optimizer step holds every gradient and
-    # AdamW's temporaries: torch's CPU AdamW works tensor by tensor (two temporaries of the largest), its GPU
-    # AdamW on all tensors at once (one temporary of them all); bitsandbytes' 8-bit AdamW updates in place.
-    output_gradient = gradient_bytes * shape.vocab_size * shape.hidden_size if method == "full" else all_gradients
-    if optimizer == "paged_adamw_8bit":
-        step_temporaries = 0
-    elif device == "cpu":
-        step_temporaries = 2 * gradient_bytes * max(trainable_sizes)
-    else:
-        step_temporaries = all_gradients
-    largest_quantized = max(n_in * n_out for n_in, n_out in shape.linear_shapes().values())
-    dequantized = largest_quantized * compute_bytes if method == "qlora" else 0  # bitsandbytes, one at a time
-    if activations + output_gradient + dequantized >= all_gradients + step_temporaries:
-        phase, gradients, workspace = "backward", output_gradient, dequantized
-    else:
-        phase, gradients, workspace, activations = "optimizer step", all_gradients, step_temporaries, 0
-
-    allocator = round(CPU_ALLOCATOR_RETENTION * step_activations) if device == "cpu" else 0
-    mapped = counts["linear"] * checkpoint_dtype_bytes if (
-        device == "cpu" and method == "qlora" and checkpoint_dtype_bytes == compute_bytes) else 0
-    if baseline_bytes is None:
-        baseline_bytes = CPU_RUNTIME_BASELINE_BYTES if device == "cpu" else 0
+    trainable = _trainable(shape, method, compute_bytes, lora_r, target_modules)
+    activations = _activations(shape, method, device, compute_bytes, batch, seq_len, lora_r, target_modules,
+                               gradient_checkpointing, answer_fraction, shared_prefix, padded)
+    peak = _peak(shape, method, device, compute_bytes, optimizer, trainable, activations.at_backward)
     return MemoryEstimate(
-        method=method, device=device, batch=batch, seq_len=seq_len, weights=weights, adapters=adapters,
-        optimizer=optimizer_bytes, gradients=gradients, activations=activations, workspace=workspace,
-        mapped_checkpoint=mapped, allocator=allocator, baseline=baseline_bytes, all_gradients=all_gradients,
-        peak_phase=phase,
+        method=method, device=device, batch=batch, seq_len=seq_len,
+        weights=_weight_bytes(shape, method, compute_bytes),
+        adapters=trainable.adapters,
+        optimizer=_optimizer_bytes(trainable, optimizer),
+        gradients=peak.gradients,
+        activations=peak.activations,
+        workspace=peak.workspace,
+        mapped_checkpoint=_mapped_checkpoint_bytes(shape, method, device, compute_bytes, checkpoint_dtype_bytes),
+        allocator=_allocator_bytes(device, activations.per_step),
+        baseline=_baseline_bytes(device, baseline_bytes),
+        all_gradients=trainable.all_gradients,
+        peak_phase=peak.phase,
     )
 
 

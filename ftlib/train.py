@@ -16,11 +16,12 @@ import psutil
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import TrainOutput
 
 from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig  # noqa: F401 (re-exported)
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, check_labels, records_hash
 from ftlib.fileio import replace_dir, write_json
-from ftlib.memory import estimate_memory, model_config_for, workload_from_records
+from ftlib.memory import MemoryEstimate, estimate_memory, model_config_for, workload_from_records
 from ftlib.models import count_parameters, load_model, load_tokenizer
 from ftlib.presets import METHODS, TARGET_MODULES  # noqa: F401 (re-exported)
 from ftlib.progress import LINE_INTERVAL_S, Progress
@@ -356,11 +357,169 @@ def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What preflight settled, before any model loads: the run's inputs, its device and its memory estimate."""
+
+    base_model: str
+    train_records: list[dict]
+    val_records: list[dict]
+    output_dir: Path
+    config: TrainConfig
+    task: Task | None
+    device: DeviceChoice
+    source: str
+    resume: bool
+    adapter: str | Path | None
+    estimate: MemoryEstimate
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """The model with its adapters, the tokenized datasets and the Trainer set up to fit them."""
+
+    model: PeftModel
+    tokenizer: object
+    train_set: SupervisedDataset
+    val_set: SupervisedDataset
+    trainer: FtlibTrainer
+    scratch: Path  # the hidden ``.<name>.partial/`` folder the run is written in before it replaces output_dir
+    checkpoint: str | None  # the checkpoint to resume from
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What training returned: Trainer's summary, the final validation, the loss curves and the training time."""
+
+    train_output: TrainOutput
+    final_eval: dict
+    history: dict
+    train_seconds: float
+
+
+def preflight(base_model: str, train_records: list[dict], val_records: list[dict], output_dir: str | Path,
+              config: TrainConfig, task: Task | None, device: DeviceChoice | None, source: str, resume: bool,
+              adapter: str | Path | None) -> RunPlan:
+    """Check the config and the data and estimate memory, so a run that cannot work fails before any model loads.
+
+    Raises:
+        ValueError: an invalid config or label (see ``train``).
+        MemoryError: a GPU run that the estimate says does not fit in the free memory.
+    """
+    config.validate()
+    if task is not None:  # an out-of-schema label would train silently: refuse it before any model loads
+        check_labels(train_records, task, "train_records")
+        check_labels(val_records, task, "val_records")
+    if adapter is not None and config.method == "full":
+        raise ValueError("adapter= continues a LoRA or QLoRA adapter; a full fine-tune has none")
+    device = device or pick_device()
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(base_model, source)  # the data's token lengths: the estimate's sequence length
+    estimate = estimate_run_memory(model_config_for(base_model, source), tokenizer, train_records, config, task,
+                                   device)
+    gpu_preflight(estimate, device)
+    return RunPlan(base_model, train_records, val_records, output_dir, config, task, device, source, resume, adapter,
+                   estimate)
+
+
+def prepare(plan: RunPlan) -> PreparedRun:
+    """Load the model and tokenizer, attach LoRA, tokenize the datasets, set up the scratch folder and Trainer."""
+    config = plan.config
+    model, tokenizer = load_model(plan.base_model, "nf4" if config.method == "qlora" else None, plan.device,
+                                  plan.source)
+    model = attach_lora(model, config, plan.adapter)
+    train_set = SupervisedDataset(plan.train_records, tokenizer, config.max_length, plan.task)
+    val_set = SupervisedDataset(plan.val_records, tokenizer, config.max_length, plan.task)
+    scratch = Path(plan.output_dir.parent / f".{plan.output_dir.name}.partial")
+    args = training_arguments(config, scratch / "trainer", plan.device)  # under torchrun: joins the process group
+    # Only the main process empties and writes the scratch folder; resuming only reads it, so every rank
+    # finds its checkpoint there. The others wait until it is ready before Trainer touches it.
+    is_main = args.process_index == 0
+    key = run_key(plan.base_model, config, plan.train_records, plan.val_records)
+    checkpoint = prepare_scratch(scratch, plan.resume, key) if is_main or plan.resume else None
+    if args.world_size > 1:
+        args.distributed_state.wait_for_everyone()
+    # The prefix needs a KV cache, which activation checkpointing turns off; DDP wants one forward per step.
+    share_prefix = not config.gradient_checkpointing and args.world_size == 1
+    trainer = FtlibTrainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+        data_collator=PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=share_prefix),
+        compute_loss_func=answer_only_loss,
+        callbacks=[StepProgress()] + (
+            [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []),
+    )
+    trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every step's log dict
+    return PreparedRun(model, tokenizer, train_set, val_set, trainer, scratch, checkpoint)
+
+
+def fit(run: PreparedRun) -> FitResult:
+    """Train (from the checkpoint when resuming), score the kept weights on validation, and read the history."""
+    train_output = run.trainer.train(resume_from_checkpoint=run.checkpoint)
+    final_eval = run.trainer.evaluate()
+    log_history = run.trainer.state.log_history
+    return FitResult(train_output, final_eval, history_from_log(log_history),
+                     training_seconds(log_history, train_output.metrics["train_runtime"]))
+
+
+def run_record(plan: RunPlan, run: PreparedRun, fitted: FitResult, measured: MeasuredMemory,
+               wall_seconds: float) -> RunRecord:
+    """The manifest of a finished run: its inputs, data, parameters, checkpoints, metrics, memory and versions."""
+    config, state, args = plan.config, run.trainer.state, run.trainer.args
+    train_set, val_set = run.train_set, run.val_set
+    return RunRecord(
+        base_model=plan.base_model,
+        method=config.method,
+        continued_from=str(plan.adapter) if plan.adapter else None,
+        config=config,
+        device=plan.device.describe(),
+        world_size=args.world_size,  # processes that trained together (DDP); memory below is the main one's
+        global_batch_size=config.batch_size * config.grad_accum * args.world_size,
+        torch_threads=torch.get_num_threads(),
+        data=DataSummary(train_sha256=records_hash(plan.train_records), val_sha256=records_hash(plan.val_records),
+                         train_examples=len(train_set), val_examples=len(val_set),
+                         train_truncated=train_set.truncated, val_truncated=val_set.truncated,
+                         dropped_without_answer_tokens=train_set.dropped_no_answer + val_set.dropped_no_answer),
+        parameters=ParameterCounts(**count_parameters(run.model)),
+        checkpoints=CheckpointSummary(resumed_from=Path(run.checkpoint).name if run.checkpoint else None,
+                                      best_step=state.best_global_step,
+                                      best_val_loss=state.best_metric, steps_run=state.global_step,
+                                      stopped_early=state.global_step < args.max_steps),
+        metrics=RunMetrics(train_loss=fitted.train_output.training_loss,
+                           final_val_loss=fitted.final_eval["eval_loss"],
+                           train_tokens=int(state.num_input_tokens_seen),
+                           train_seconds=round(fitted.train_seconds, 2),
+                           train_tokens_per_second=round(state.num_input_tokens_seen / fitted.train_seconds, 1),
+                           computed_tokens=run.trainer.computed_tokens),
+        memory=RunMemory(measured, EstimatedMemory.from_estimate(plan.estimate)),
+        wall_seconds=round(wall_seconds, 2),
+        versions=library_versions(),
+    )
+
+
+def publish(plan: RunPlan, run: PreparedRun, fitted: FitResult, measured: MeasuredMemory,
+            wall_seconds: float) -> TrainResult:
+    """Write weights, history and the ``RunRecord`` into the scratch folder, which then replaces the run folder."""
+    record = run_record(plan, run, fitted, measured, wall_seconds)
+    if run.trainer.is_world_process_zero():  # under DDP every rank holds the same weights: one writes them
+        weights_dir = run.scratch / ("model" if plan.config.method == "full" else "adapter")
+        run.model.save_pretrained(weights_dir)
+        run.tokenizer.save_pretrained(weights_dir)
+        shutil.rmtree(run.scratch / "trainer", ignore_errors=True)
+        write_json(fitted.history, run.scratch / "history.json")
+        record.write(run.scratch)
+        replace_dir(run.scratch, plan.output_dir)
+    run.trainer.accelerator.wait_for_everyone()  # no rank returns before the run folder is in place
+    return TrainResult(run.model, run.tokenizer, fitted.history, record, plan.output_dir)
+
+
 def train(
     base_model: str,
     train_records: list[dict],
     val_records: list[dict],
     output_dir: str | Path,
+    *,
     config: TrainConfig | None = None,
     task: Task | None = None,
     device: DeviceChoice | None = None,
@@ -373,6 +532,8 @@ def train(
     Checkpoints go to ``.<name>.partial/`` beside ``output_dir`` at every evaluation; at the end the
     weights of the lowest validation loss are kept (``load_best_model_at_end``). After an interruption,
     ``resume=True`` continues from the last checkpoint with the same loss curve, data order and schedule.
+    Four phases: ``preflight`` (checks and the memory estimate), ``prepare`` (model, data, Trainer),
+    ``fit`` (training) and ``publish`` (the run folder).
 
     Args:
         base_model: registry name, local folder or hub id.
@@ -390,88 +551,13 @@ def train(
         ValueError: an invalid config, or a record whose label is outside ``task``'s label sets
             (``ftlib.data.DataError``, naming the record's line or position and the field).
     """
-    config = config or TrainConfig()
-    config.validate()
-    if task is not None:  # an out-of-schema label would train silently: refuse it before any model loads
-        check_labels(train_records, task, "train_records")
-        check_labels(val_records, task, "val_records")
-    if adapter is not None and config.method == "full":
-        raise ValueError("adapter= continues a LoRA or QLoRA adapter; a full fine-tune has none")
-    device = device or pick_device()
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    set_seed(config.seed)
     started = time.perf_counter()
-    with PeakMemory() as peak:
-        tokenizer = load_tokenizer(base_model, source)
-        estimate = estimate_run_memory(model_config_for(base_model, source), tokenizer, train_records, config, task,
-                                       device)
-        gpu_preflight(estimate, device)
-        model, tokenizer = load_model(base_model, "nf4" if config.method == "qlora" else None, device, source)
-        model = attach_lora(model, config, adapter)
-        train_set = SupervisedDataset(train_records, tokenizer, config.max_length, task)
-        val_set = SupervisedDataset(val_records, tokenizer, config.max_length, task)
-        scratch = Path(output_dir.parent / f".{output_dir.name}.partial")
-        args = training_arguments(config, scratch / "trainer", device)  # under torchrun: joins the process group
-        # Only the main process empties and writes the scratch folder; resuming only reads it, so every rank
-        # finds its checkpoint there. The others wait until it is ready before Trainer touches it.
-        is_main = args.process_index == 0
-        key = run_key(base_model, config, train_records, val_records)
-        checkpoint = prepare_scratch(scratch, resume, key) if is_main or resume else None
-        if args.world_size > 1:
-            args.distributed_state.wait_for_everyone()
-        # The prefix needs a KV cache, which activation checkpointing turns off; DDP wants one forward per step.
-        share_prefix = not config.gradient_checkpointing and args.world_size == 1
-        trainer = FtlibTrainer(
-            model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-            data_collator=PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=share_prefix),
-            compute_loss_func=answer_only_loss,
-            callbacks=[StepProgress()] + (
-                [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []),
-        )
-        trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every step's log dict
-        train_output = trainer.train(resume_from_checkpoint=checkpoint)
-        final_eval = trainer.evaluate()
-    wall = time.perf_counter() - started
-    history = history_from_log(trainer.state.log_history)
-    train_seconds = training_seconds(trainer.state.log_history, train_output.metrics["train_runtime"])
-    record = RunRecord(
-        base_model=base_model,
-        method=config.method,
-        continued_from=str(adapter) if adapter else None,
-        config=config,
-        device=device.describe(),
-        world_size=args.world_size,  # processes that trained together (DDP); memory below is the main one's
-        global_batch_size=config.batch_size * config.grad_accum * args.world_size,
-        torch_threads=torch.get_num_threads(),
-        data=DataSummary(train_sha256=records_hash(train_records), val_sha256=records_hash(val_records),
-                         train_examples=len(train_set), val_examples=len(val_set),
-                         train_truncated=train_set.truncated, val_truncated=val_set.truncated,
-                         dropped_without_answer_tokens=train_set.dropped_no_answer + val_set.dropped_no_answer),
-        parameters=ParameterCounts(**count_parameters(model)),
-        checkpoints=CheckpointSummary(resumed_from=Path(checkpoint).name if checkpoint else None,
-                                      best_step=trainer.state.best_global_step,
-                                      best_val_loss=trainer.state.best_metric, steps_run=trainer.state.global_step,
-                                      stopped_early=trainer.state.global_step < args.max_steps),
-        metrics=RunMetrics(train_loss=train_output.training_loss, final_val_loss=final_eval["eval_loss"],
-                           train_tokens=int(trainer.state.num_input_tokens_seen),
-                           train_seconds=round(train_seconds, 2),
-                           train_tokens_per_second=round(trainer.state.num_input_tokens_seen / train_seconds, 1),
-                           computed_tokens=trainer.computed_tokens),
-        memory=RunMemory(MeasuredMemory(**peak.as_dict()), EstimatedMemory.from_estimate(estimate)),
-        wall_seconds=round(wall, 2),
-        versions=library_versions(),
-    )
-    if trainer.is_world_process_zero():  # under DDP every rank holds the same weights: one writes them
-        weights_dir = scratch / ("model" if config.method == "full" else "adapter")
-        model.save_pretrained(weights_dir)
-        tokenizer.save_pretrained(weights_dir)
-        shutil.rmtree(scratch / "trainer", ignore_errors=True)
-        write_json(history, scratch / "history.json")
-        record.write(scratch)
-        replace_dir(scratch, output_dir)
-    trainer.accelerator.wait_for_everyone()  # no rank returns before the run folder is in place
-    return TrainResult(model, tokenizer, history, record, output_dir)
+    with PeakMemory() as peak:  # the measured peak covers loading as well as training
+        plan = preflight(base_model, train_records, val_records, output_dir, config or TrainConfig(), task, device,
+                         source, resume, adapter)
+        run = prepare(plan)
+        fitted = fit(run)
+    return publish(plan, run, fitted, MeasuredMemory(**peak.as_dict()), wall_seconds=time.perf_counter() - started)
 
 
 def load_adapter(base_model: str, adapter_dir: str | Path, quantization: str | None = None,

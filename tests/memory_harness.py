@@ -74,7 +74,8 @@ def _measure_in_this_process(spec_path: str) -> dict[str, Any]:
     spec = json.loads(Path(spec_path).read_text())
     config = TrainConfig(**spec["config"])
     task = get_task(spec["task"]) if spec["task"] else None
-    run = train(spec["base_model"], spec["train"], spec["val"], spec["output_dir"], config, task, pick_device("cpu"))
+    run = train(spec["base_model"], spec["train"], spec["val"], spec["output_dir"], config=config, task=task,
+                device=pick_device("cpu"))
     return {"peak_rss_bytes": peak_rss_bytes(), "manifest": json.loads(run.record.to_json())}
 
 

@@ -25,7 +25,8 @@ def test_evaluate_on_a_file_outside_the_repo(tmp_path, tickets, capsys):
 def test_evaluate_and_generate_a_trained_run(tmp_path, tickets, task, cpu):
     run = tmp_path / "run"
     train.train("tiny-random-llama", tickets, tickets, run,
-                train.TrainConfig(max_steps=1, warmup_steps=0, eval_steps=1, batch_size=2, max_length=512), task, cpu)
+                config=train.TrainConfig(max_steps=1, warmup_steps=0, eval_steps=1, batch_size=2, max_length=512),
+                task=task, device=cpu)
     data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
     assert cli.main(["evaluate", "--run", str(run), "--data", str(data_file), "--output", str(tmp_path / "m.json"),
                      "--max-new-tokens", "4"]) == 0

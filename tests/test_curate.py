@@ -152,3 +152,82 @@ def test_leakage_check_on_listings_compares_descriptions_not_rendered_attributes
     assert curate.leakage(splits, LISTINGS) == []
     splits["test"].append(dict(listings[0], id="again"))
     assert len(curate.leakage(splits, LISTINGS)) == 1
+
+
+# ---------------------------------------------------------------- each step alone, on hand-made records
+
+def ticket(text: str = "my internet keeps dropping every evening since monday", **fields) -> dict:
+    return {"ticket": text, "category": "outage", "urgency": "high", "reply": "Sorry, we are on it."} | fields
+
+
+def test_step_layout_maps_an_alternative_layout_and_keeps_lines():
+    nested = {"text": "my router is smoking badly", "labels": {"category": "hardware", "urgency": "high"},
+              "response": "Unplug it."}
+    result = curate.step_layout(data.Records([nested, ticket()], [4, 9]), SUPPORT_TICKETS)
+    assert result.kept[0] == {"ticket": "my router is smoking badly", "category": "hardware", "urgency": "high",
+                              "reply": "Unplug it."}
+    assert result.kept[1] == ticket() and result.kept.lines == [4, 9]
+    assert (result.dropped, result.changed) == ({}, {0})
+
+
+def test_step_labels_respells_variants_and_drops_unknown_labels_without_editing_its_input():
+    records = data.Records([ticket(category="Bill"), ticket(urgency="asap"), ticket()], [3, 7, 9])
+    result = curate.step_labels(records, SUPPORT_TICKETS, source="in.jsonl")
+    assert [r["category"] for r in result.kept] == ["billing", "outage"] and result.kept.lines == [3, 9]
+    assert list(result.dropped) == [1] and result.changed == {0}
+    assert result.dropped[1].startswith("in.jsonl, line 7, field 'urgency': 'asap' is not one of")
+    assert records[0]["category"] == "Bill"
+
+
+def test_step_schema_drops_a_record_missing_a_field():
+    result = curate.step_schema([ticket(), {"ticket": "my internet is down again"}], SUPPORT_TICKETS, "in.jsonl")
+    assert result.kept == [ticket()]
+    assert result.dropped == {1: "in.jsonl, line 2, field 'category': missing field"}
+
+
+def test_step_markup_cleans_text_fields_only_where_there_is_markup():
+    result = curate.step_markup([ticket(), ticket(text="<p>my wifi &amp; tv are down</p> since noon")],
+                                SUPPORT_TICKETS)
+    assert [r["ticket"] for r in result.kept] == [ticket()["ticket"], "my wifi & tv are down since noon"]
+    assert (result.dropped, result.changed) == ({}, {1})
+
+
+def test_step_quality_drops_placeholder_text():
+    result = curate.step_quality([ticket(text="asdf"), ticket()], SUPPORT_TICKETS)
+    assert result.kept == [ticket()]
+    assert result.dropped == {0: "<records>, line 1, field 'ticket': placeholder text 'asdf'"}
+
+
+def test_step_language_drops_another_language_where_the_task_filters():
+    spanish = ticket(text="Hola, mi internet no funciona desde ayer, por favor ayuda")
+    result = curate.step_language([ticket(), spanish], SUPPORT_TICKETS)
+    assert result.kept == [ticket()] and result.dropped == {1: "<records>, line 2, field 'ticket': not English"}
+
+
+def test_step_pii_replaces_and_counts_placeholders():
+    leaky = ticket(text="call me on (555) 123-4567 about it, my router keeps failing")
+    result = curate.step_pii([leaky, ticket()], SUPPORT_TICKETS)
+    assert result.kept[0]["ticket"] == "call me on <PHONE> about it, my router keeps failing"
+    assert result.changed == {0} and result.pii_counts == {"PHONE": 1} and not result.dropped
+    assert "(555)" in leaky["ticket"]
+
+
+def test_step_duplicates_finds_exact_near_and_conflicting_duplicates():
+    text = "my router light is blinking red and the wifi keeps dropping all day"
+    records = [ticket(text=text), ticket(text=text.upper() + "!"), ticket(text=text + " long"),
+               ticket(text="please cancel my tv package from next month, I am moving abroad"),
+               ticket(text="please cancel my tv package from next month, I am moving abroad", urgency="low")]
+    found = curate.step_duplicates(records, SUPPORT_TICKETS, source="in.jsonl")
+    assert found.exact == {1: "in.jsonl, line 2: exact duplicate of line 1"}
+    assert found.near == {2: "in.jsonl, line 3: near duplicate of line 1"}
+    assert set(found.conflicts) == {3, 4} and "no majority" in found.conflicts[3]
+
+
+def test_step_length_measures_every_record_and_drops_the_long_ones(tokenizer):
+    records = [ticket(), ticket(text=" ".join(["my connection drops"] * 60))]
+    measured = curate.step_length(records, SUPPORT_TICKETS, tokenizer, max_length=10**6)
+    short, long = measured.token_lengths
+    assert short < long and measured.kept == records and not measured.dropped
+    result = curate.step_length(records, SUPPORT_TICKETS, tokenizer, max_length=short)
+    assert result.kept == records[:1] and result.token_lengths == [short, long]
+    assert result.dropped == {1: f"<records>, line 2: {long} tokens > max_length {short}"}

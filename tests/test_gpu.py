@@ -46,7 +46,7 @@ def qlora_config() -> train.TrainConfig:
 @pytest.fixture(scope="module")
 def qlora_run(tmp_path_factory):
     return train.train("tiny-random-llama", TICKETS, TICKETS, tmp_path_factory.mktemp("gpu") / "qlora",
-                       qlora_config(), SUPPORT_TICKETS, pick_device("cuda"))
+                       config=qlora_config(), task=SUPPORT_TICKETS, device=pick_device("cuda"))
 
 
 def train_losses(result: train.TrainResult) -> list[float]:

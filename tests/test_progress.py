@@ -148,7 +148,8 @@ def test_training_prints_step_lines(tmp_path, cpu, progress_env, capsys):
     progress_env("lines")
     config = train.TrainConfig(max_steps=6, batch_size=4, eval_steps=3, warmup_steps=0, learning_rate=1e-2, lora_r=4,
                                max_length=512, eval_batch_size=4)
-    train.train("tiny-random-llama", TICKETS * 2, TICKETS, tmp_path / "run", config, SUPPORT_TICKETS, cpu)
+    train.train("tiny-random-llama", TICKETS * 2, TICKETS, tmp_path / "run", config=config, task=SUPPORT_TICKETS,
+                device=cpu)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("[ftlib] train:")]
     assert lines[0].startswith("[ftlib] train: step 1/6 (17%), loss ")

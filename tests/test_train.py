@@ -35,7 +35,8 @@ def lora_run(tmp_path_factory, cpu):
 
     folder = tmp_path_factory.mktemp("runs") / "lora"
     records = TICKETS * 4
-    return train.train("tiny-random-llama", records, TICKETS, folder, tiny_config(), SUPPORT_TICKETS, cpu)
+    return train.train("tiny-random-llama", records, TICKETS, folder, config=tiny_config(), task=SUPPORT_TICKETS,
+                       device=cpu)
 
 
 def test_lora_run_learns_and_records_history(lora_run):
@@ -77,7 +78,8 @@ def test_train_refuses_labels_outside_the_schema(tmp_path, cpu, tickets, task, m
     monkeypatch.setattr(train, "load_tokenizer", lambda *a, **k: pytest.fail("a tokenizer loaded"))
     tickets[2]["category"] = "weather"
     with pytest.raises(ValueError, match="train_records, line 3, field 'category': 'weather' is not one of billing"):
-        train.train("tiny-random-llama", tickets, tickets[:1], tmp_path / "run", tiny_config(), task, cpu)
+        train.train("tiny-random-llama", tickets, tickets[:1], tmp_path / "run", config=tiny_config(), task=task,
+                    device=cpu)
     assert not (tmp_path / "run").exists()
 
 
@@ -95,16 +97,16 @@ def test_reloaded_adapter_reproduces_logits(lora_run, cpu):
 def test_rerun_keeps_previous_outputs(tmp_path, cpu, tickets, task):
     folder = tmp_path / "run"
     config = tiny_config(max_steps=2, eval_steps=2)
-    train.train("tiny-random-llama", tickets, tickets, folder, config, task, cpu)
+    train.train("tiny-random-llama", tickets, tickets, folder, config=config, task=task, device=cpu)
     first = (folder / "manifest.json").read_text()
-    train.train("tiny-random-llama", tickets, tickets, folder, config, task, cpu)
+    train.train("tiny-random-llama", tickets, tickets, folder, config=config, task=task, device=cpu)
     assert (tmp_path / "run.previous" / "manifest.json").read_text() == first
     assert not list(tmp_path.glob(".run.partial"))
 
 
 def test_qlora_step_on_cpu_lowers_the_loss(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "qlora",
-                         tiny_config(method="qlora"), task, cpu)
+                         config=tiny_config(method="qlora"), task=task, device=cpu)
     losses = [point["loss"] for point in result.history["train"]]
     assert losses[-1] < 0.8 * losses[0]
     base = result.model.get_base_model()
@@ -114,7 +116,8 @@ def test_qlora_step_on_cpu_lowers_the_loss(tmp_path, cpu, tickets, task):
 
 def test_gradient_checkpointing_trains_with_peft(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "gc",
-                         tiny_config(max_steps=2, eval_steps=2, gradient_checkpointing=True), task, cpu)
+                         config=tiny_config(max_steps=2, eval_steps=2, gradient_checkpointing=True), task=task,
+                         device=cpu)
     # Without enable_input_require_grads this raises "element 0 of tensors does not require grad".
     assert result.model.get_base_model().model.gradient_checkpointing
     assert len(result.history["train"]) == 2
@@ -131,6 +134,7 @@ def test_attention_preset_targets_only_attention(cpu):
 
 def test_qlora_with_gradient_checkpointing(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "gc4",
-                         tiny_config(method="qlora", max_steps=2, eval_steps=2, gradient_checkpointing=True), task, cpu)
+                         config=tiny_config(method="qlora", max_steps=2, eval_steps=2, gradient_checkpointing=True),
+                         task=task, device=cpu)
     assert result.model.get_base_model().model.gradient_checkpointing
     assert len(result.history["train"]) == 2

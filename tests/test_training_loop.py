@@ -87,7 +87,8 @@ def test_shared_prefix_rows_do_not_see_each_other(lora_model, tickets, task):
 
 def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task, monkeypatch):
     records = tickets * 4
-    whole = train.train("tiny-random-llama", records, tickets, tmp_path / "whole", config(), task, cpu)
+    whole = train.train("tiny-random-llama", records, tickets, tmp_path / "whole", config=config(), task=task,
+                        device=cpu)
 
     original_step = train.FtlibTrainer.training_step
     calls = {"n": 0}
@@ -100,10 +101,11 @@ def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task,
 
     monkeypatch.setattr(train.FtlibTrainer, "training_step", crash_at_step_four)
     with pytest.raises(KeyboardInterrupt):
-        train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config(), task, cpu)
+        train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config=config(), task=task, device=cpu)
     assert not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.partial").exists()
     monkeypatch.setattr(train.FtlibTrainer, "training_step", original_step)
-    resumed = train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config(), task, cpu, resume=True)
+    resumed = train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config=config(), task=task,
+                          device=cpu, resume=True)
 
     assert resumed.record.checkpoints.resumed_from == "checkpoint-2"
     assert [p["step"] for p in resumed.history["train"]] == list(range(1, 7))
@@ -115,7 +117,8 @@ def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task,
 
 def test_resume_refuses_a_changed_config_and_a_missing_checkpoint(tmp_path, cpu, tickets, task):
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-        train.train("tiny-random-llama", tickets, tickets, tmp_path / "none", config(), task, cpu, resume=True)
+        train.train("tiny-random-llama", tickets, tickets, tmp_path / "none", config=config(), task=task, device=cpu,
+                    resume=True)
     scratch = tmp_path / ".run.partial"
     train.prepare_scratch(scratch, False, {"config": {"learning_rate": 0.01}})
     (scratch / "trainer" / "checkpoint-2").mkdir(parents=True)
@@ -128,7 +131,8 @@ def overfitting_run(tmp_path, cpu, tickets, task, **overrides):
     """Train on the right format with wrong replies: validation loss falls, then rises after step 10."""
     wrong = [dict(t, reply="zzzz qqqq " * 8) for t in tickets]
     settings = dict(max_steps=12, learning_rate=0.05, lr_scheduler="constant") | overrides
-    return train.train("tiny-random-llama", wrong * 4, tickets, tmp_path / "overfit", config(**settings), task, cpu)
+    return train.train("tiny-random-llama", wrong * 4, tickets, tmp_path / "overfit", config=config(**settings),
+                       task=task, device=cpu)
 
 
 def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, cpu, tickets, task):
@@ -162,13 +166,13 @@ def test_more_impossible_configs_are_rejected(overrides, message):
 
 def test_epochs_instead_of_steps(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "epochs",
-                         config(max_steps=None, num_epochs=2, batch_size=4), task, cpu)
+                         config=config(max_steps=None, num_epochs=2, batch_size=4), task=task, device=cpu)
     assert result.record.checkpoints.steps_run == 4  # 8 examples / 4 per step x 2 epochs
 
 
 def test_full_fine_tuning_trains_every_weight(tmp_path, cpu, tickets, task):
     result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "full",
-                         config(method="full", max_steps=2, learning_rate=1e-3), task, cpu)
+                         config=config(method="full", max_steps=2, learning_rate=1e-3), task=task, device=cpu)
     assert result.record.parameters.trainable == result.record.parameters.total
     assert (tmp_path / "full" / "model" / "model.safetensors").exists()
 
@@ -182,7 +186,8 @@ def trained_adapters(tmp_path_factory, cpu):
     runs = {}
     for method in ("lora", "qlora"):
         runs[method] = train.train("tiny-random-llama", TICKETS * 4, TICKETS, folder / method,
-                                   config(method=method, save_checkpoints=False), SUPPORT_TICKETS, cpu)
+                                   config=config(method=method, save_checkpoints=False), task=SUPPORT_TICKETS,
+                                   device=cpu)
     return folder, runs
 
 
@@ -217,23 +222,25 @@ def test_shared_prefix_stops_before_the_first_scored_position(tiny, tickets, tas
 
 
 def test_batch_of_one_trains(tmp_path, cpu, tickets, task):
-    result = train.train("tiny-random-llama", tickets, tickets, tmp_path / "one", config(batch_size=1, max_steps=2),
-                         task, cpu)
+    result = train.train("tiny-random-llama", tickets, tickets, tmp_path / "one",
+                         config=config(batch_size=1, max_steps=2), task=task, device=cpu)
     assert len(result.history["train"]) == 2
 
 
 def test_training_continues_from_a_saved_adapter(tmp_path, cpu, tickets, task):
     first = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "first",
-                        config(max_steps=4, save_checkpoints=False), task, cpu)
+                        config=config(max_steps=4, save_checkpoints=False), task=task, device=cpu)
     more = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "more",
-                       config(max_steps=2, save_checkpoints=False), task, cpu, adapter=first.adapter_dir)
+                       config=config(max_steps=2, save_checkpoints=False), task=task, device=cpu,
+                       adapter=first.adapter_dir)
     fresh_first_loss = first.history["train"][0]["loss"]
     assert more.history["train"][0]["loss"] < 0.9 * fresh_first_loss  # it starts where the first run ended
     assert more.record.continued_from == str(first.adapter_dir)
     assert more.record.parameters.trainable == first.record.parameters.trainable
     with pytest.raises(ValueError, match="a full fine-tune has none"):
-        train.train("tiny-random-llama", tickets, tickets, tmp_path / "x", config(method="full"), task, cpu,
-                    adapter=first.adapter_dir)
+        train.train("tiny-random-llama", tickets, tickets, tmp_path / "x", config=config(method="full"), task=task,
+                    device=cpu, adapter=first.adapter_dir)
+
 
 
 def test_resume_skips_checkpoints_a_kill_left_half_saved(tmp_path):
