@@ -160,6 +160,7 @@ def ticket(text: str = "my internet keeps dropping every evening since monday", 
     return {"ticket": text, "category": "outage", "urgency": "high", "reply": "Sorry, we are on it."} | fields
 
 
+@pytest.mark.unit
 def test_step_layout_maps_an_alternative_layout_and_keeps_lines():
     nested = {"text": "my router is smoking badly", "labels": {"category": "hardware", "urgency": "high"},
               "response": "Unplug it."}
@@ -170,6 +171,7 @@ def test_step_layout_maps_an_alternative_layout_and_keeps_lines():
     assert (result.dropped, result.changed) == ({}, {0})
 
 
+@pytest.mark.unit
 def test_step_labels_respells_variants_and_drops_unknown_labels_without_editing_its_input():
     records = data.Records([ticket(category="Bill"), ticket(urgency="asap"), ticket()], [3, 7, 9])
     result = curate.step_labels(records, SUPPORT_TICKETS, source="in.jsonl")
@@ -179,12 +181,14 @@ def test_step_labels_respells_variants_and_drops_unknown_labels_without_editing_
     assert records[0]["category"] == "Bill"
 
 
+@pytest.mark.unit
 def test_step_schema_drops_a_record_missing_a_field():
     result = curate.step_schema([ticket(), {"ticket": "my internet is down again"}], SUPPORT_TICKETS, "in.jsonl")
     assert result.kept == [ticket()]
     assert result.dropped == {1: "in.jsonl, line 2, field 'category': missing field"}
 
 
+@pytest.mark.unit
 def test_step_markup_cleans_text_fields_only_where_there_is_markup():
     result = curate.step_markup([ticket(), ticket(text="<p>my wifi &amp; tv are down</p> since noon")],
                                 SUPPORT_TICKETS)
@@ -192,18 +196,21 @@ def test_step_markup_cleans_text_fields_only_where_there_is_markup():
     assert (result.dropped, result.changed) == ({}, {1})
 
 
+@pytest.mark.unit
 def test_step_quality_drops_placeholder_text():
     result = curate.step_quality([ticket(text="asdf"), ticket()], SUPPORT_TICKETS)
     assert result.kept == [ticket()]
     assert result.dropped == {0: "<records>, line 1, field 'ticket': placeholder text 'asdf'"}
 
 
+@pytest.mark.unit
 def test_step_language_drops_another_language_where_the_task_filters():
     spanish = ticket(text="Hola, mi internet no funciona desde ayer, por favor ayuda")
     result = curate.step_language([ticket(), spanish], SUPPORT_TICKETS)
     assert result.kept == [ticket()] and result.dropped == {1: "<records>, line 2, field 'ticket': not English"}
 
 
+@pytest.mark.unit
 def test_step_pii_replaces_and_counts_placeholders():
     leaky = ticket(text="call me on (555) 123-4567 about it, my router keeps failing")
     result = curate.step_pii([leaky, ticket()], SUPPORT_TICKETS)
@@ -212,6 +219,7 @@ def test_step_pii_replaces_and_counts_placeholders():
     assert "(555)" in leaky["ticket"]
 
 
+@pytest.mark.unit
 def test_step_duplicates_finds_exact_near_and_conflicting_duplicates():
     text = "my router light is blinking red and the wifi keeps dropping all day"
     records = [ticket(text=text), ticket(text=text.upper() + "!"), ticket(text=text + " long"),
@@ -223,6 +231,7 @@ def test_step_duplicates_finds_exact_near_and_conflicting_duplicates():
     assert set(found.conflicts) == {3, 4} and "no majority" in found.conflicts[3]
 
 
+@pytest.mark.unit
 def test_step_length_measures_every_record_and_drops_the_long_ones(tokenizer):
     records = [ticket(), ticket(text=" ".join(["my connection drops"] * 60))]
     measured = curate.step_length(records, SUPPORT_TICKETS, tokenizer, max_length=10**6)
