@@ -15,7 +15,7 @@ TORCH_PIN := torch==2.13.0
 TORCH_PIP_ARGS ?=
 PROFILE ?= cpu
 
-.PHONY: setup model test test-unit curriculum clean-venv lab browser
+.PHONY: setup model lint test test-unit curriculum clean-venv lab browser
 
 setup: $(STAMP)
 
@@ -33,7 +33,14 @@ model: setup
 browser:
 	@sh tools/ensure_browser.sh
 
-test: model browser
+LINTED := ftlib tests benchmarks tools
+
+# ruff's rules live in pyproject.toml; a lint failure stops before the (much longer) tests.
+lint: setup
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
+
+test: model browser lint
 	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 test-unit: model

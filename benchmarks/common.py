@@ -13,8 +13,9 @@ from ftlib.profiles import sample_path
 from ftlib.tasks import get_task
 
 
-def curated_splits(dataset: str = "support_tickets", base_model: str = "smollm2-135m-instruct",
-                   max_length: int = 256) -> dict[str, list[dict]]:
+def curated_splits(
+    dataset: str = "support_tickets", base_model: str = "smollm2-135m-instruct", max_length: int = 256
+) -> dict[str, list[dict]]:
     """The train/val/test splits lesson 02 writes, from the committed sample file."""
     task = get_task(dataset)
     path = sample_path(dataset)

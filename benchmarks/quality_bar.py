@@ -28,8 +28,9 @@ TRAINING_BUDGET_SECONDS = 15 * 60
 
 
 def describe(metrics: dict) -> str:
-    return "  ".join(f"{name} {metrics[name]['value']:.3f} [{metrics[name]['low']:.3f}, {metrics[name]['high']:.3f}]"
-                     for name in BAR)
+    return "  ".join(
+        f"{name} {metrics[name]['value']:.3f} [{metrics[name]['low']:.3f}, {metrics[name]['high']:.3f}]" for name in BAR
+    )
 
 
 def main() -> None:
@@ -56,27 +57,41 @@ def main() -> None:
 
     profile = resolve_profile("cpu", max_steps=args.steps, learning_rate=args.learning_rate)
     splits = curated_splits(max_length=profile.max_length)
-    test = splits["test"][:args.n_test or profile.n_test]  # lesson 05 scores the profile's first n_test
-    print(f"train {len(splits['train'])}, val {profile.n_val}, test {len(test)}; {profile.max_steps} steps x "
-          f"{profile.batch_size}, learning rate {profile.learning_rate}", flush=True)
+    test = splits["test"][: args.n_test or profile.n_test]  # lesson 05 scores the profile's first n_test
+    print(
+        f"train {len(splits['train'])}, val {profile.n_val}, test {len(test)}; {profile.max_steps} steps x "
+        f"{profile.batch_size}, learning rate {profile.learning_rate}",
+        flush=True,
+    )
     results = {}
     if args.base:
         model, tokenizer = load_model(profile.base_model)
-        results["base"] = evaluate_model(model, tokenizer, test, SUPPORT_TICKETS, profile.eval_batch_size,
-                                         profile.max_new_tokens)
+        results["base"] = evaluate_model(
+            model, tokenizer, test, SUPPORT_TICKETS, profile.eval_batch_size, profile.max_new_tokens
+        )
         print(f"base zero-shot: {describe(results['base']['metrics'])}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         for method in args.methods:
             config = profile.train_config(method)
-            run = train.train(profile.base_model, splits["train"], splits["val"][:profile.n_val],
-                              Path(scratch) / method, config=config, task=SUPPORT_TICKETS)
-            result = evaluate_model(run.model, run.tokenizer, test, SUPPORT_TICKETS, profile.eval_batch_size,
-                                    profile.max_new_tokens)
+            run = train.train(
+                profile.base_model,
+                splits["train"],
+                splits["val"][: profile.n_val],
+                Path(scratch) / method,
+                config=config,
+                task=SUPPORT_TICKETS,
+            )
+            result = evaluate_model(
+                run.model, run.tokenizer, test, SUPPORT_TICKETS, profile.eval_batch_size, profile.max_new_tokens
+            )
             result["train_seconds"] = run.record.metrics.train_seconds
             result["final_val_loss"] = run.record.metrics.final_val_loss
             results[method] = result
-            print(f"{method}: trained {result['train_seconds']:.0f} s, val loss {result['final_val_loss']:.4f}\n"
-                  f"  {describe(result['metrics'])}", flush=True)
+            print(
+                f"{method}: trained {result['train_seconds']:.0f} s, val loss {result['final_val_loss']:.4f}\n"
+                f"  {describe(result['metrics'])}",
+                flush=True,
+            )
             del run
     report(results, args.methods)
     if args.output:
@@ -91,11 +106,15 @@ def results_from_run_dir(run_dir: Path) -> dict:
     results = {}
     for method, name in (("lora", "LoRA"), ("qlora", "QLoRA")):
         record = load_run(run_dir / method)
-        results[method] = metrics[name] | {"train_seconds": record.metrics.train_seconds,
-                                           "final_val_loss": record.metrics.final_val_loss}
-        print(f"{method}: trained {record.metrics.train_seconds:.0f} s ({record.config.max_steps} steps, "
-              f"{record.torch_threads} threads), val loss {record.metrics.final_val_loss:.4f}, "
-              f"{metrics[name]['examples']} test examples\n  {describe(metrics[name]['metrics'])}")
+        results[method] = metrics[name] | {
+            "train_seconds": record.metrics.train_seconds,
+            "final_val_loss": record.metrics.final_val_loss,
+        }
+        print(
+            f"{method}: trained {record.metrics.train_seconds:.0f} s ({record.config.max_steps} steps, "
+            f"{record.torch_threads} threads), val loss {record.metrics.final_val_loss:.4f}, "
+            f"{metrics[name]['examples']} test examples\n  {describe(metrics[name]['metrics'])}"
+        )
     for name in ("base (zero-shot)", "base (few-shot)"):
         if name in metrics:
             results[name] = metrics[name]
@@ -108,22 +127,29 @@ def report(results: dict, methods: list[str]) -> None:
     print("\nquality bar")
     for method in methods:
         metrics, seconds = results[method]["metrics"], results[method]["train_seconds"]
-        misses = [f"{name} {metrics[name]['value']:.3f} < {bar}" for name, bar in BAR.items()
-                  if metrics[name]["value"] < bar]
+        misses = [
+            f"{name} {metrics[name]['value']:.3f} < {bar}" for name, bar in BAR.items() if metrics[name]["value"] < bar
+        ]
         if seconds > TRAINING_BUDGET_SECONDS:
             misses.append(f"training took {seconds:.0f} s > {TRAINING_BUDGET_SECONDS}")
         print(f"  {method}: {'met' if not misses else 'missed: ' + '; '.join(misses)}")
     if {"lora", "qlora"} <= set(results):
-        gaps = {name: results["qlora"]["metrics"][name]["value"] - results["lora"]["metrics"][name]["value"]
-                for name in BAR}
-        print("  QLoRA - LoRA: " + ", ".join(f"{name} {100 * gap:+.1f} pts" for name, gap in gaps.items())
-              + (" (within 3 points)" if all(gap >= -0.03 for gap in gaps.values()) else " (more than 3 points)"))
+        gaps = {
+            name: results["qlora"]["metrics"][name]["value"] - results["lora"]["metrics"][name]["value"] for name in BAR
+        }
+        print(
+            "  QLoRA - LoRA: "
+            + ", ".join(f"{name} {100 * gap:+.1f} pts" for name, gap in gaps.items())
+            + (" (within 3 points)" if all(gap >= -0.03 for gap in gaps.values()) else " (more than 3 points)")
+        )
     for baseline in ("base", "base (zero-shot)", "base (few-shot)"):
         if baseline in results and "lora" in results:
             for name in BAR:
                 lora, base = results["lora"]["metrics"][name], results[baseline]["metrics"][name]
-                print(f"  LoRA - {baseline} {name}: {lora['value'] - base['value']:+.3f} "
-                      f"(LoRA [{lora['low']:.3f}, {lora['high']:.3f}] vs [{base['low']:.3f}, {base['high']:.3f}])")
+                print(
+                    f"  LoRA - {baseline} {name}: {lora['value'] - base['value']:+.3f} "
+                    f"(LoRA [{lora['low']:.3f}, {lora['high']:.3f}] vs [{base['low']:.3f}, {base['high']:.3f}])"
+                )
 
 
 if __name__ == "__main__":

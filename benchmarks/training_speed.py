@@ -33,8 +33,18 @@ LEARNING_RATE = {"lora": 4e-4, "qlora": 4e-4, "plain": 4e-4, "full": 5e-5}
 
 def hyperparameters(variant: str, steps: int, batch: int) -> dict:
     # lora_dropout 0: peft's LoraConfig default and ftlib's (drawing dropout masks took 18% of a CPU step).
-    return dict(max_steps=steps, batch_size=batch, learning_rate=LEARNING_RATE[variant], warmup_steps=2,
-                lr_scheduler="cosine", lora_r=16, lora_alpha=32, lora_dropout=0.0, max_length=256, seed=0)
+    return dict(
+        max_steps=steps,
+        batch_size=batch,
+        learning_rate=LEARNING_RATE[variant],
+        warmup_steps=2,
+        lr_scheduler="cosine",
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.0,
+        max_length=256,
+        seed=0,
+    )
 
 
 def run_ftlib(variant: str, steps: int, batch: int, checkpointing: bool, splits: dict, folder: Path) -> dict:
@@ -43,15 +53,25 @@ def run_ftlib(variant: str, steps: int, batch: int, checkpointing: bool, splits:
     from ftlib import train
     from ftlib.tasks import SUPPORT_TICKETS
 
-    config = train.TrainConfig(method=variant, eval_steps=steps + 1, gradient_checkpointing=checkpointing,
-                               **hyperparameters(variant, steps, batch))
-    result = train.train(BASE_MODEL, splits["train"], splits["val"][:48], folder / variant, config=config,
-                         task=SUPPORT_TICKETS)
+    config = train.TrainConfig(
+        method=variant,
+        eval_steps=steps + 1,
+        gradient_checkpointing=checkpointing,
+        **hyperparameters(variant, steps, batch),
+    )
+    result = train.train(
+        BASE_MODEL, splits["train"], splits["val"][:48], folder / variant, config=config, task=SUPPORT_TICKETS
+    )
     record = result.record
-    return {"tokens_per_second": record.metrics.train_tokens_per_second, "val_loss": record.metrics.final_val_loss,
-            "peak_mb": record.memory.measured.peak_mb, "estimate": asdict(record.memory.estimate),
-            "threads": record.torch_threads, "base_params": record.parameters.total - record.parameters.trainable,
-            "computed_share": record.metrics.computed_tokens / record.metrics.train_tokens}
+    return {
+        "tokens_per_second": record.metrics.train_tokens_per_second,
+        "val_loss": record.metrics.final_val_loss,
+        "peak_mb": record.memory.measured.peak_mb,
+        "estimate": asdict(record.memory.estimate),
+        "threads": record.torch_threads,
+        "base_params": record.parameters.total - record.parameters.trainable,
+        "computed_share": record.metrics.computed_tokens / record.metrics.train_tokens,
+    }
 
 
 def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
@@ -71,23 +91,42 @@ def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
         location = resolve_model_source(BASE_MODEL)
         tokenizer = load_tokenizer(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
-        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0,
-                                                 target_modules="all-linear"))
+        model = get_peft_model(
+            model, LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear")
+        )
         train_set = SupervisedDataset(splits["train"], tokenizer, 256, SUPPORT_TICKETS)
         val_set = SupervisedDataset(splits["val"][:48], tokenizer, 256, SUPPORT_TICKETS)
         args = TrainingArguments(
-            output_dir=str(folder / "plain"), per_device_train_batch_size=batch, max_steps=steps,
-            learning_rate=settings["learning_rate"], lr_scheduler_type="cosine", warmup_steps=2, seed=0,
-            logging_steps=1, save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
-            include_num_input_tokens_seen="non_padding", disable_tqdm=True, remove_unused_columns=False,
+            output_dir=str(folder / "plain"),
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=settings["learning_rate"],
+            lr_scheduler_type="cosine",
+            warmup_steps=2,
+            seed=0,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=not torch.cuda.is_available(),
+            include_num_input_tokens_seen="non_padding",
+            disable_tqdm=True,
+            remove_unused_columns=False,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                          data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=val_set,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+        )
         output = trainer.train()
         val_loss = trainer.evaluate()["eval_loss"]
-    return {"tokens_per_second": round(trainer.state.num_input_tokens_seen / output.metrics["train_runtime"], 1),
-            "val_loss": val_loss, "peak_mb": MeasuredMemory(**peak.as_dict()).peak_mb,
-            "threads": torch.get_num_threads()}
+    return {
+        "tokens_per_second": round(trainer.state.num_input_tokens_seen / output.metrics["train_runtime"], 1),
+        "val_loss": val_loss,
+        "peak_mb": MeasuredMemory(**peak.as_dict()).peak_mb,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def child(args) -> None:
@@ -115,7 +154,7 @@ def parent(args) -> None:
 
     cores = available_cores()
     peak = {n: matmul_gflops(n, size=1024, seconds=2.0) for n in sorted({1, cores})}
-    print(f"fp32 matmul peak (1024^3): " + ", ".join(f"{n} thread(s) {g:.1f} GFLOP/s" for n, g in peak.items()))
+    print("fp32 matmul peak (1024^3): " + ", ".join(f"{n} thread(s) {g:.1f} GFLOP/s" for n, g in peak.items()))
     runs = {}
     plan = [("plain", False), ("lora", False), ("full", False), ("qlora", False), ("lora", True), ("qlora", True)]
     with tempfile.TemporaryDirectory() as scratch:
@@ -123,33 +162,47 @@ def parent(args) -> None:
             name = variant + (" +checkpointing" if checkpointing else "")
             started = time.perf_counter()
             extra = ["--checkpointing"] if checkpointing else []
-            runs[name] = run_child(__file__, ["--variant", variant, "--steps", str(args.steps), "--batch",
-                                              str(args.batch), *extra], Path(scratch) / f"{len(runs)}.json")
+            runs[name] = run_child(
+                __file__,
+                ["--variant", variant, "--steps", str(args.steps), "--batch", str(args.batch), *extra],
+                Path(scratch) / f"{len(runs)}.json",
+            )
             r = runs[name]
-            print(f"{name:<20} {r['tokens_per_second']:7.1f} tok/s  val loss {r['val_loss']:.4f}  "
-                  f"peak {peak_memory_mb(r):7.0f} MB  threads {r['threads']}  ({time.perf_counter() - started:.0f} s)",
-                  flush=True)
+            print(
+                f"{name:<20} {r['tokens_per_second']:7.1f} tok/s  val loss {r['val_loss']:.4f}  "
+                f"peak {peak_memory_mb(r):7.0f} MB  threads {r['threads']}  ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     lora, plain, full, qlora = runs["lora"], runs["plain"], runs["full"], runs["qlora"]
     n_params = lora["base_params"]  # the base model, adapters aside
     achieved = 4 * n_params * lora["tokens_per_second"] / 1e9
     hardware = achieved * lora["computed_share"]
     print("\nratios (targets in brackets)")
-    print(f"  ftlib LoRA / plain recipe, useful tokens/s: {lora['tokens_per_second'] / plain['tokens_per_second']:.2f}x"
-          f" [>= 1.5]; final val loss {lora['val_loss']:.4f} vs {plain['val_loss']:.4f}")
-    print(f"  MFU, 4N convention (N = {n_params / 1e6:.1f}M): {achieved:.1f} GFLOP/s of "
-          f"{peak[lora['threads']]:.1f} measured on {lora['threads']} thread(s) = "
-          f"{100 * achieved / peak[lora['threads']]:.0f}% [>= 40%]; counting only the tokens really run "
-          f"({100 * lora['computed_share']:.0f}%: the shared prefix runs once per batch) "
-          f"{100 * hardware / peak[lora['threads']]:.0f}%")
+    print(
+        f"  ftlib LoRA / plain recipe, useful tokens/s: {lora['tokens_per_second'] / plain['tokens_per_second']:.2f}x"
+        f" [>= 1.5]; final val loss {lora['val_loss']:.4f} vs {plain['val_loss']:.4f}"
+    )
+    print(
+        f"  MFU, 4N convention (N = {n_params / 1e6:.1f}M): {achieved:.1f} GFLOP/s of "
+        f"{peak[lora['threads']]:.1f} measured on {lora['threads']} thread(s) = "
+        f"{100 * achieved / peak[lora['threads']]:.0f}% [>= 40%]; counting only the tokens really run "
+        f"({100 * lora['computed_share']:.0f}%: the shared prefix runs once per batch) "
+        f"{100 * hardware / peak[lora['threads']]:.0f}%"
+    )
     print(f"  LoRA / full fine-tuning tokens/s: {lora['tokens_per_second'] / full['tokens_per_second']:.2f}x [>= 1.5]")
-    print(f"  QLoRA / LoRA peak memory: {peak_memory_mb(qlora) / peak_memory_mb(lora):.2f}x [<= 0.6]; with gradient"
-          f" checkpointing {peak_memory_mb(runs['qlora +checkpointing']) / peak_memory_mb(runs['lora +checkpointing']):.2f}x")
+    print(
+        f"  QLoRA / LoRA peak memory: {peak_memory_mb(qlora) / peak_memory_mb(lora):.2f}x [<= 0.6]; with gradient"
+        f" checkpointing "
+        f"{peak_memory_mb(runs['qlora +checkpointing']) / peak_memory_mb(runs['lora +checkpointing']):.2f}x"
+    )
     print("\nwhere the peak goes (ftlib.memory estimate, GB)")
     for name in ("lora", "qlora", "lora +checkpointing", "qlora +checkpointing"):
         estimate = EstimatedMemory(**runs[name]["estimate"])
         parts = ", ".join(f"{key} {value:.2f}" for key, value in estimate.components_gb.items() if value)
-        print(f"  {name:<21} total {estimate.total_gb:.2f} (measured {peak_memory_mb(runs[name]) * 2**20 / 1e9:.2f}):"
-              f" {parts}")
+        print(
+            f"  {name:<21} total {estimate.total_gb:.2f} (measured {peak_memory_mb(runs[name]) * 2**20 / 1e9:.2f}):"
+            f" {parts}"
+        )
 
 
 def main() -> None:

@@ -20,14 +20,25 @@ def available_candidates(default: str = DEFAULT_MODEL, max_params_b: float = 2.0
     hub = hub_reachable() if hub is None else hub
     names = [default]
     if hub:
-        names += [spec.name for spec in REGISTRY.values()
-                  if spec.hub_id and spec.name != default and spec.params_b <= max_params_b]
+        names += [
+            spec.name
+            for spec in REGISTRY.values()
+            if spec.hub_id and spec.name != default and spec.params_b <= max_params_b
+        ]
     return names
 
 
-def measure_candidate(name: str, val_records: list[dict], train_records: list[dict], task: Task, device=None,
-                      batch_size: int = 16, max_new_tokens: int = 96, shots: int = 3,
-                      quantization: str | None = None) -> dict:
+def measure_candidate(
+    name: str,
+    val_records: list[dict],
+    train_records: list[dict],
+    task: Task,
+    device=None,
+    batch_size: int = 16,
+    max_new_tokens: int = 96,
+    shots: int = 3,
+    quantization: str | None = None,
+) -> dict:
     """Zero-shot and few-shot task metrics and the perplexity of the reference answers, for one base model.
 
     ``quantization`` ("nf4") loads it in 4 bits, as on a GPU whose plan trains it with QLoRA.
@@ -86,17 +97,25 @@ def recommend(memory_rows: list[dict], measured: dict[str, dict], rule: Recommen
     allowed = {name for name, spec in REGISTRY.items() if spec.license in rule.allowed_licences}
     qualifying = [name for name in REGISTRY if name in fits and name in allowed and name not in rule.exclude]
     if not qualifying:
-        return None, (f"No candidate has an allowed licence ({', '.join(rule.allowed_licences)}) and fits "
-                      f"{rule.gpu} with {rule.method}: relax the rule.")
-    scored = {name: measured[name]["few-shot"]["metrics"][rule.metric]["value"] for name in qualifying if name in measured}
+        return None, (
+            f"No candidate has an allowed licence ({', '.join(rule.allowed_licences)}) and fits "
+            f"{rule.gpu} with {rule.method}: relax the rule."
+        )
+    scored = {
+        name: measured[name]["few-shot"]["metrics"][rule.metric]["value"] for name in qualifying if name in measured
+    }
     if scored:
         best = max(scored, key=scored.get)
         others = [name for name in qualifying if name not in measured]
-        reason = (f"{best}: best few-shot {rule.metric} ({scored[best]:.2f}) of the {len(scored)} candidate(s) measured "
-                  f"here that fit {rule.gpu} with {rule.method} under an allowed licence.")
+        reason = (
+            f"{best}: best few-shot {rule.metric} ({scored[best]:.2f}) of the {len(scored)} candidate(s) measured "
+            f"here that fit {rule.gpu} with {rule.method} under an allowed licence."
+        )
         if others:
             reason += f" Not measured on this machine (no hub or too big to score here): {', '.join(others)}."
         return best, reason
     largest = max(qualifying, key=lambda name: REGISTRY[name].params_b)
-    return None, (f"No qualifying candidate was measured here; measure {largest} next "
-                  f"(largest that fits {rule.gpu} with {rule.method}).")
+    return None, (
+        f"No qualifying candidate was measured here; measure {largest} next "
+        f"(largest that fits {rule.gpu} with {rule.method})."
+    )

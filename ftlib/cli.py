@@ -99,23 +99,26 @@ def command_publish(args) -> int:
         print("\n".join(problems) or f"badges and setup cells agree with {publication.repository} @ {publication.ref}")
         return 1 if problems else 0
     changed = stamp(root)
-    print(f"stamped {publication.repository} @ {publication.ref} into "
-          + (", ".join(str(path.relative_to(root)) for path in changed) or "nothing: already up to date"))
+    print(
+        f"stamped {publication.repository} @ {publication.ref} into "
+        + (", ".join(str(path.relative_to(root)) for path in changed) or "nothing: already up to date")
+    )
     return 0
 
 
 def command_generate(args) -> int:
     from ftlib.data import read_jsonl, write_jsonl
     from ftlib.evaluate import generate
-    from ftlib.train import load_for_eval
     from ftlib.tasks import get_task
+    from ftlib.train import load_for_eval
 
     task = get_task(args.task)
     records = read_jsonl(args.data)
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
-    answers = generate(model, tokenizer, [task.prompt_messages(r) for r in records], args.batch_size,
-                       args.max_new_tokens)
+    answers = generate(
+        model, tokenizer, [task.prompt_messages(r) for r in records], args.batch_size, args.max_new_tokens
+    )
     write_jsonl([{"id": r.get("id"), "prediction": a} for r, a in zip(records, answers)], args.output)
     print(f"{label}: wrote {len(answers)} predictions to {args.output}")
     return 0
@@ -166,7 +169,8 @@ def config_value_parser(kind: type, optional: bool) -> typing.Callable[[str], ob
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}{' or none' if optional else ''}, got {text!r}")
+            expected = f"{kind.__name__}{' or none' if optional else ''}"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
     parse.__name__ = kind.__name__  # argparse names the type in its error messages
     return parse
@@ -182,8 +186,12 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
     from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig
     from ftlib.presets import METHODS, TARGET_MODULES
 
-    choices = {"method": METHODS, "target_modules": tuple(TARGET_MODULES), "data_order": tuple(DATA_ORDERS),
-               "lr_scheduler": SCHEDULERS}
+    choices = {
+        "method": METHODS,
+        "target_modules": tuple(TARGET_MODULES),
+        "data_order": tuple(DATA_ORDERS),
+        "lr_scheduler": SCHEDULERS,
+    }
     types = config_field_types()
     group = parser.add_argument_group("hyperparameters (TrainConfig fields; they override --config)")
     for spec in fields(TrainConfig):
@@ -193,9 +201,14 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
         else:
-            group.add_argument(flag, type=config_value_parser(kind, optional), default=argparse.SUPPRESS,
-                               choices=choices.get(spec.name), help=helptext,
-                               metavar=None if spec.name in choices else kind.__name__.upper())
+            group.add_argument(
+                flag,
+                type=config_value_parser(kind, optional),
+                default=argparse.SUPPRESS,
+                choices=choices.get(spec.name),
+                help=helptext,
+                metavar=None if spec.name in choices else kind.__name__.upper(),
+            )
 
 
 def read_config_file(path: Path) -> dict:
@@ -225,12 +238,15 @@ def read_config_file(path: Path) -> dict:
         if key not in types:
             raise DataError(path, None, key, f"not a TrainConfig field (fields: {', '.join(types)})")
         kind, optional = types[key]
-        fits = (value is None and optional) or (
-            isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
-        ) or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        fits = (
+            (value is None and optional)
+            or (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool))
+            or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+        )
         if not fits:
-            raise DataError(path, None, key, f"expected {kind.__name__}{' or null' if optional else ''}, "
-                                             f"got {json.dumps(value)}")
+            raise DataError(
+                path, None, key, f"expected {kind.__name__}{' or null' if optional else ''}, got {json.dumps(value)}"
+            )
     return values
 
 
@@ -244,8 +260,10 @@ def checked_labels(records: list[dict], task: Task, path: Path, drop: bool) -> l
 
     kept, dropped = check_labels(records, task, str(path), drop)
     if dropped:
-        print(f"{path}: dropped {dropped} of {len(records)} record(s) with a label outside the {task.name} label sets"
-              " (--drop-invalid-labels)")
+        print(
+            f"{path}: dropped {dropped} of {len(records)} record(s) with a label outside the {task.name} label sets"
+            " (--drop-invalid-labels)"
+        )
         if not kept:
             raise DataError(path, None, None, "no records left after dropping those with invalid labels")
     return kept
@@ -273,9 +291,9 @@ def command_train(args: argparse.Namespace) -> int:
     """Train from JSONL files with TrainConfig from --config and flags; rank 0 prints the summary."""
     from dataclasses import fields
 
+    from ftlib.config import TrainConfig
     from ftlib.runtime import pick_device
     from ftlib.tasks import get_task
-    from ftlib.config import TrainConfig
     from ftlib.train import train
 
     values = read_config_file(args.config) if args.config else {}
@@ -284,26 +302,45 @@ def command_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**values)
     config.validate()  # before reading data or loading a model: a typo fails in a second
     if args.adapter and not (args.adapter / "adapter_config.json").is_file():
-        print(f"error: --adapter {args.adapter}: no adapter_config.json there (pass a run's adapter/ folder)",
-              file=sys.stderr)
+        print(
+            f"error: --adapter {args.adapter}: no adapter_config.json there (pass a run's adapter/ folder)",
+            file=sys.stderr,
+        )
         return 2
     task = get_task(args.dataset)
     train_records = read_training_file(args.data, task, args.drop_invalid_labels)
     val_records = read_training_file(args.val, task, args.drop_invalid_labels)
     device = pick_device(None if args.device == "auto" else args.device)
-    result = train(args.base_model, train_records, val_records, args.output, config=config, task=task, device=device,
-                   source=args.source, resume=args.resume, adapter=args.adapter)
+    result = train(
+        args.base_model,
+        train_records,
+        val_records,
+        args.output,
+        config=config,
+        task=task,
+        device=device,
+        source=args.source,
+        resume=args.resume,
+        adapter=args.adapter,
+    )
     if is_main_process():
         record = result.record
         metrics, measured = record.metrics, record.memory.measured
-        cuda = (f", CUDA max allocated {measured.cuda_max_allocated_mb} MB"
-                if measured.cuda_max_allocated_mb is not None else "")
-        print(f"{record.method} run of {record.base_model} on {record.device}: "
-              f"{record.world_size} process(es), global batch {record.global_batch_size}")
+        cuda = (
+            f", CUDA max allocated {measured.cuda_max_allocated_mb} MB"
+            if measured.cuda_max_allocated_mb is not None
+            else ""
+        )
+        print(
+            f"{record.method} run of {record.base_model} on {record.device}: "
+            f"{record.world_size} process(es), global batch {record.global_batch_size}"
+        )
         print(f"  final val loss     {metrics.final_val_loss:.4f}")
         print(f"  train loss         {metrics.train_loss:.4f}")
-        print(f"  train tokens/s     {metrics.train_tokens_per_second}  ({metrics.train_tokens} tokens "
-              f"in {metrics.train_seconds} s)")
+        print(
+            f"  train tokens/s     {metrics.train_tokens_per_second}  ({metrics.train_tokens} tokens "
+            f"in {metrics.train_seconds} s)"
+        )
         print(f"  peak memory        {measured.peak_rss_mb} MB RSS (main process){cuda}")
         print(f"  run folder         {result.output_dir}  ({record.weights_folder}/, history.json, manifest.json)")
     return 0
@@ -353,10 +390,17 @@ def run_notebook(source: Path, output: Path, parameters: dict, mode: str) -> flo
     started, failed = time.perf_counter(), True
     try:
         papermill.execute_notebook(
-            str(source), str(output), parameters=parameters, cwd=str(source.parent), kernel_name="python3",
-            progress_bar=False, kernel_manager_class=curriculum_kernel_manager(kernel_env),
-            stdout_file=KernelLines(cells.relay), stderr_file=KernelLines(cells.relay),
-            on_notebook_start=cells.on_notebook_start, on_cell_execute=cells.on_cell_execute,
+            str(source),
+            str(output),
+            parameters=parameters,
+            cwd=str(source.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            kernel_manager_class=curriculum_kernel_manager(kernel_env),
+            stdout_file=KernelLines(cells.relay),
+            stderr_file=KernelLines(cells.relay),
+            on_notebook_start=cells.on_notebook_start,
+            on_cell_execute=cells.on_cell_execute,
         )
         failed = False
     finally:
@@ -376,8 +420,10 @@ def command_curriculum(args) -> int:
     paths = run_paths(args.run_dir, profile, args.dataset)
     out_dir = paths["root"] / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = [Path(entry) if entry.endswith(".ipynb") else root / "notebooks" / f"{entry}.ipynb"
-               for entry in args.only or NOTEBOOKS]
+    sources = [
+        Path(entry) if entry.endswith(".ipynb") else root / "notebooks" / f"{entry}.ipynb"
+        for entry in args.only or NOTEBOOKS
+    ]
     missing = [str(source) for source in sources if not source.is_file()]
     if missing:  # before the first notebook runs for minutes
         raise FileNotFoundError(f"no such notebook: {', '.join(missing)}")
@@ -387,8 +433,11 @@ def command_curriculum(args) -> int:
         name = source.stem
         print(f"== {name} ({profile.name} profile) -> {out_dir / (name + '.ipynb')}", flush=True)
         timings[name] = run_notebook(
-            source, out_dir / f"{name}.ipynb",
-            {"profile": profile.name, "dataset": args.dataset, "run_dir": str(paths["root"])}, mode)
+            source,
+            out_dir / f"{name}.ipynb",
+            {"profile": profile.name, "dataset": args.dataset, "run_dir": str(paths["root"])},
+            mode,
+        )
     write_json(timings, paths["root"] / "curriculum_timings.json")
     print(f"All notebooks ran; outputs under {paths['root']}")
     return 0
@@ -407,25 +456,38 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     training = commands.add_parser(
-        "train", help="fine-tune a base model on JSONL files (also under torchrun / accelerate launch)",
+        "train",
+        help="fine-tune a base model on JSONL files (also under torchrun / accelerate launch)",
         description="Fine-tune with LoRA, QLoRA or full fine-tuning and write adapter/, history.json and "
-                    "manifest.json to --output. Under `torchrun --nproc_per_node N` every process runs this "
-                    "command and trains with DDP; the global batch is batch-size x grad-accum x N.")
+        "manifest.json to --output. Under `torchrun --nproc_per_node N` every process runs this "
+        "command and trains with DDP; the global batch is batch-size x grad-accum x N.",
+    )
     training.add_argument("--data", required=True, type=Path, help="training JSONL file")
     training.add_argument("--val", required=True, type=Path, help="validation JSONL file")
     training.add_argument("--output", required=True, type=Path, help="run folder to write")
-    training.add_argument("--base-model", default="smollm2-135m-instruct",
-                          help="registry name, local folder or hub id (default: %(default)s)")
-    training.add_argument("--dataset", default="support_tickets", choices=list(TASKS),
-                          help="the task that task-shaped records follow (default: %(default)s)")
-    training.add_argument("--config", type=Path,
-                          help="JSON of TrainConfig fields, or a run's manifest.json to repeat its hyperparameters")
+    training.add_argument(
+        "--base-model",
+        default="smollm2-135m-instruct",
+        help="registry name, local folder or hub id (default: %(default)s)",
+    )
+    training.add_argument(
+        "--dataset",
+        default="support_tickets",
+        choices=list(TASKS),
+        help="the task that task-shaped records follow (default: %(default)s)",
+    )
+    training.add_argument(
+        "--config", type=Path, help="JSON of TrainConfig fields, or a run's manifest.json to repeat its hyperparameters"
+    )
     training.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     training.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
     training.add_argument("--resume", action="store_true", help="continue the interrupted run from its last checkpoint")
     training.add_argument("--adapter", type=Path, help="keep training this saved adapter folder instead of a new one")
-    training.add_argument("--drop-invalid-labels", action="store_true",
-                          help="drop records whose label is outside the dataset's label sets (default: refuse them)")
+    training.add_argument(
+        "--drop-invalid-labels",
+        action="store_true",
+        help="drop records whose label is outside the dataset's label sets (default: refuse them)",
+    )
     if train_flags:
         add_train_config_flags(training)
     training.set_defaults(handler=command_train)
@@ -445,8 +507,10 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     samples.add_argument("--seed", type=int, default=1234)
     samples.set_defaults(handler=command_make_samples)
 
-    for name, handler, helptext in (("evaluate", command_evaluate, "score a run or base model on a JSONL file"),
-                                    ("generate", command_generate, "write a run's or base model's answers")):
+    for name, handler, helptext in (
+        ("evaluate", command_evaluate, "score a run or base model on a JSONL file"),
+        ("generate", command_generate, "write a run's or base model's answers"),
+    ):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--run", required=True, help="run folder (with manifest.json) or base model name/path")
         sub.add_argument("--data", required=True, type=Path, help="JSONL file following the dataset schema")
@@ -456,12 +520,16 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         sub.add_argument("--max-new-tokens", type=int, default=96)
         sub.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
         if name == "evaluate":
-            sub.add_argument("--drop-invalid-labels", action="store_true",
-                             help="drop records whose label is outside the task's label sets (default: refuse them)")
+            sub.add_argument(
+                "--drop-invalid-labels",
+                action="store_true",
+                help="drop records whose label is outside the task's label sets (default: refuse them)",
+            )
         sub.set_defaults(handler=handler)
 
     publish = commands.add_parser(
-        "publish", help="stamp [tool.ftlib.publish] (repository, ref) into the notebooks' badges and setup cells")
+        "publish", help="stamp [tool.ftlib.publish] (repository, ref) into the notebooks' badges and setup cells"
+    )
     publish.add_argument("--check", action="store_true", help="only list what disagrees; exit 1 if anything does")
     publish.set_defaults(handler=command_publish)
 
@@ -469,8 +537,9 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     curriculum.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | auto")
     curriculum.add_argument("--dataset", default="support_tickets")
     curriculum.add_argument("--run-dir", default=None)
-    curriculum.add_argument("--only", nargs="*",
-                            help="run only these notebooks: names without .ipynb, or paths to .ipynb files")
+    curriculum.add_argument(
+        "--only", nargs="*", help="run only these notebooks: names without .ipynb, or paths to .ipynb files"
+    )
     curriculum.set_defaults(handler=command_curriculum)
     return parser
 

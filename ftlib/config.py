@@ -53,8 +53,10 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if (self.max_steps is None) == (self.num_epochs is None):
-            problems.append(f"set exactly one of max_steps ({self.max_steps}) and num_epochs ({self.num_epochs});"
-                            " to train by epochs, pass max_steps=None")
+            problems.append(
+                f"set exactly one of max_steps ({self.max_steps}) and num_epochs ({self.num_epochs});"
+                " to train by epochs, pass max_steps=None"
+            )
         elif (self.max_steps or 1) < 1 or (self.num_epochs or 1) <= 0:
             problems.append(f"max_steps must be >= 1 and num_epochs > 0, got {self.max_steps} and {self.num_epochs}")
         if self.lr_scheduler not in SCHEDULERS:
@@ -62,8 +64,10 @@ class TrainConfig:
         if self.weight_decay < 0:
             problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.early_stopping_patience is not None and (self.early_stopping_patience < 1 or not self.save_checkpoints):
-            problems.append("early_stopping_patience needs save_checkpoints=True and a value >= 1, got "
-                            f"{self.early_stopping_patience}")
+            problems.append(
+                "early_stopping_patience needs save_checkpoints=True and a value >= 1, got "
+                f"{self.early_stopping_patience}"
+            )
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not 0 < self.learning_rate < 1:

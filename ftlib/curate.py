@@ -22,15 +22,36 @@ from ftlib.tasks import Task
 
 LABEL_SYNONYMS = {
     "category": {
-        "bill": "billing", "billing issue": "billing", "payment": "billing", "payments": "billing",
-        "internet down": "outage", "no service": "outage", "service outage": "outage",
-        "slow speed": "slow_speed", "slow-speed": "slow_speed", "slowspeed": "slow_speed", "speed": "slow_speed",
-        "equipment": "hardware", "device": "hardware", "login": "account", "accounts": "account",
-        "cancel": "cancellation", "cancellations": "cancellation", "cancelation": "cancellation",
+        "bill": "billing",
+        "billing issue": "billing",
+        "payment": "billing",
+        "payments": "billing",
+        "internet down": "outage",
+        "no service": "outage",
+        "service outage": "outage",
+        "slow speed": "slow_speed",
+        "slow-speed": "slow_speed",
+        "slowspeed": "slow_speed",
+        "speed": "slow_speed",
+        "equipment": "hardware",
+        "device": "hardware",
+        "login": "account",
+        "accounts": "account",
+        "cancel": "cancellation",
+        "cancellations": "cancellation",
+        "cancelation": "cancellation",
     },
     "urgency": {
-        "urgent": "high", "critical": "high", "hi": "high", "p1": "high", "normal": "medium", "med": "medium",
-        "p2": "medium", "lo": "low", "minor": "low", "p3": "low",
+        "urgent": "high",
+        "critical": "high",
+        "hi": "high",
+        "p1": "high",
+        "normal": "medium",
+        "med": "medium",
+        "p2": "medium",
+        "lo": "low",
+        "minor": "low",
+        "p3": "low",
     },
 }
 
@@ -91,8 +112,32 @@ def strip_markup(text: str) -> tuple[str, bool]:
     return " ".join(cleaned.split()), True
 
 
-JUNK = {"asdf", "test", "testing", "test test", "testing 123", "test 123", "lorem ipsum", "xxx", "n/a", "na", "none",
-        "null", "qwerty", "hello", "hi", "...", "?", "-", "foo", "bar", "sdfsdf", "aaa", "asdfgh", "blah"}
+JUNK = {
+    "asdf",
+    "test",
+    "testing",
+    "test test",
+    "testing 123",
+    "test 123",
+    "lorem ipsum",
+    "xxx",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "qwerty",
+    "hello",
+    "hi",
+    "...",
+    "?",
+    "-",
+    "foo",
+    "bar",
+    "sdfsdf",
+    "aaa",
+    "asdfgh",
+    "blah",
+}
 
 
 def is_junk(text: str) -> str | None:
@@ -108,14 +153,18 @@ def is_junk(text: str) -> str | None:
     return None
 
 
-ENGLISH = set("the a an and or but is are was were i you it my me to of in on for with this that have has not no "
-              "can do does please help why what when how your at from be been still since".split())
-OTHER = set("el la los las de que y en un una por para con mi es se lo le al del muy está desde ayer hola favor "
-            "quiero hay cuando pero como también gracias "
-            "le les des et est je mon ma ne pas une pour avec qui sur dans par tout fois jour mais sont bonjour "
-            "merci depuis très vous nous "
-            "der die das und ist ich mein meine nicht ein eine mit für auf zu den von bitte seit hallo danke "
-            "wir sie kaputt einen dem".split())
+ENGLISH = set(
+    "the a an and or but is are was were i you it my me to of in on for with this that have has not no "
+    "can do does please help why what when how your at from be been still since".split()
+)
+OTHER = set(
+    "el la los las de que y en un una por para con mi es se lo le al del muy está desde ayer hola favor "
+    "quiero hay cuando pero como también gracias "
+    "le les des et est je mon ma ne pas une pour avec qui sur dans par tout fois jour mais sont bonjour "
+    "merci depuis très vous nous "
+    "der die das und ist ich mein meine nicht ein eine mit für auf zu den von bitte seit hallo danke "
+    "wir sie kaputt einen dem".split()
+)
 
 
 def non_english(text: str) -> bool:
@@ -131,6 +180,7 @@ def non_english(text: str) -> bool:
 
 # ---------------------------------------------------------------- PII
 
+
 def luhn_valid(digits: str) -> bool:
     total, double = 0, False
     for char in reversed(digits):
@@ -144,17 +194,25 @@ EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 # Groups of 3+ digits: dates and times ("2026-11-05 13:45") have 2-digit groups and never match.
 # Not inside a longer run of digit groups (e.g. a card number that failed the Luhn check).
-PHONE = re.compile(r"(?<![\w$.:-])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{3,4}\)[ .-]?)?\d{3,5}(?:[ .-]?\d{3,6}){1,2}"
-                   r"(?![ .:-]?\d)(?!\w)")
-STREET = (r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Close|Terrace|"
-          r"Crescent|Gardens|Square|Parkway")
-ADDRESS = re.compile(rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{STREET})\b\.?"
-                     r"(?:,?\s+(?:Apt|Apartment|Flat|Unit)\.?\s*\w+)?", re.IGNORECASE)
+PHONE = re.compile(
+    r"(?<![\w$.:-])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{3,4}\)[ .-]?)?\d{3,5}(?:[ .-]?\d{3,6}){1,2}"
+    r"(?![ .:-]?\d)(?!\w)"
+)
+STREET = (
+    r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Close|Terrace|"
+    r"Crescent|Gardens|Square|Parkway"
+)
+ADDRESS = re.compile(
+    rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{STREET})\b\.?"
+    r"(?:,?\s+(?:Apt|Apartment|Flat|Unit)\.?\s*\w+)?",
+    re.IGNORECASE,
+)
 NAME_WORD = r"(?:[A-Z][a-z]+|[A-Z]'[A-Z][a-z]+)(?:-[A-Z][a-z]+)?"
 NAME = re.compile(
     rf"(?:(?<=\bmy name is )|(?<=\bMy name is )|(?<=\bthis is )|(?<=\bThis is )|(?<=\bname: )|(?<=\bName: )"
     rf"|(?<=\bholder: )|(?<=\bHolder: )|(?<=Regards, )|(?<=regards, )|(?<=Thanks, )|(?<=thanks, )|(?<=Cheers, )"
-    rf"|(?<=\n- )|(?<= - )|(?<=Sincerely, )){NAME_WORD}(?:\s+{NAME_WORD}){{1,2}}")
+    rf"|(?<=\n- )|(?<= - )|(?<=Sincerely, )){NAME_WORD}(?:\s+{NAME_WORD}){{1,2}}"
+)
 
 
 def scrub_pii(text: str) -> tuple[str, Counter]:
@@ -171,6 +229,7 @@ def scrub_pii(text: str) -> tuple[str, Counter]:
                 return match.group(0)
             counts[label] += 1
             return f"<{label}>"
+
         return lambda s: pattern.sub(replace, s)
 
     def is_card(candidate: str) -> bool:
@@ -180,13 +239,19 @@ def scrub_pii(text: str) -> tuple[str, Counter]:
     def is_phone(candidate: str) -> bool:
         return 10 <= len(re.sub(r"\D", "", candidate)) <= 13
 
-    for step in (sub(EMAIL, "EMAIL"), sub(CARD, "CARD", is_card), sub(PHONE, "PHONE", is_phone),
-                 sub(ADDRESS, "ADDRESS"), sub(NAME, "NAME")):
+    for step in (
+        sub(EMAIL, "EMAIL"),
+        sub(CARD, "CARD", is_card),
+        sub(PHONE, "PHONE", is_phone),
+        sub(ADDRESS, "ADDRESS"),
+        sub(NAME, "NAME"),
+    ):
         text = step(text)
     return text, counts
 
 
 # ---------------------------------------------------------------- duplicates
+
 
 def dedup_key(text: str) -> str:
     """Exact-duplicate key: case, whitespace and punctuation do not make a new ticket."""
@@ -195,7 +260,7 @@ def dedup_key(text: str) -> str:
 
 def shingles(text: str, size: int = 5) -> set[str]:
     key = dedup_key(text)
-    return {key[i:i + size] for i in range(max(1, len(key) - size + 1))}
+    return {key[i : i + size] for i in range(max(1, len(key) - size + 1))}
 
 
 def minhash(text: str, num_perm: int = 128) -> MinHash:
@@ -237,6 +302,7 @@ def near_duplicate_groups(texts: list[str], threshold: float = 0.7, num_perm: in
 
 # ---------------------------------------------------------------- the pipeline
 
+
 @dataclass
 class CurationResult:
     """Curated records, what happened to every raw record, and step-by-step counts."""
@@ -254,10 +320,15 @@ class CurationResult:
         return [o for o in self.outcomes if step in o.changes]
 
     def report(self) -> dict:
-        return {"raw": len(self.outcomes), "kept": len(self.records), "steps": self.steps,
-                "pii_replaced": dict(self.pii_counts),
-                "dropped_examples": {s["step"]: [o.reason for o in self.dropped_by(s["step"])][:5]
-                                     for s in self.steps if s["dropped"]}}
+        return {
+            "raw": len(self.outcomes),
+            "kept": len(self.records),
+            "steps": self.steps,
+            "pii_replaced": dict(self.pii_counts),
+            "dropped_examples": {
+                s["step"]: [o.reason for o in self.dropped_by(s["step"])][:5] for s in self.steps if s["dropped"]
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -305,6 +376,7 @@ def step_layout(records: list[dict], task: Task, source: str = "<records>") -> S
 
 def step_labels(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
     """Respell label variants canonically; drop a record with a label outside the task's schema."""
+
     def check(line: int, record: dict):
         changed = False
         for name, allowed in task.label_values.items():
@@ -322,6 +394,7 @@ def step_labels(records: list[dict], task: Task, source: str = "<records>") -> S
 
 def step_schema(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
     """Drop a record that does not become chat messages (a missing field, a wrong type)."""
+
     def check(line: int, record: dict):
         try:
             to_messages(record, task, source, line)
@@ -349,6 +422,7 @@ def step_markup(records: list[dict], task: Task, source: str = "<records>") -> S
 
 def step_quality(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
     """Drop a record whose quality field is empty, a placeholder or too short to be a message."""
+
     def check(line: int, record: dict):
         problem = is_junk(record[task.quality_field])
         return str(DataError(source, line, task.quality_field, problem)) if problem else (record, False)
@@ -358,6 +432,7 @@ def step_quality(records: list[dict], task: Task, source: str = "<records>") -> 
 
 def step_language(records: list[dict], task: Task, source: str = "<records>") -> StepResult:
     """Drop a record whose input reads as another language, for tasks that filter on language."""
+
     def check(line: int, record: dict):
         if task.language_filter and non_english(record[task.input_field]):
             return str(DataError(source, line, task.input_field, "not English"))
@@ -383,8 +458,7 @@ def step_pii(records: list[dict], task: Task, source: str = "<records>") -> Step
     return StepResult(result.kept, result.dropped, result.changed, pii_counts=counts)
 
 
-def step_length(records: list[dict], task: Task, tokenizer, max_length: int,
-                source: str = "<records>") -> StepResult:
+def step_length(records: list[dict], task: Task, tokenizer, max_length: int, source: str = "<records>") -> StepResult:
     """Drop a record longer than ``max_length`` tokens as a training example; keeps every record's length."""
     lengths: list[int] = []
 
@@ -417,12 +491,14 @@ def step_duplicates(records: list[dict], task: Task, threshold: float = 0.7, sou
     by_key: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
         by_key[dedup_key(task.input_text(record))].append(index)
-    exact, conflicts = _resolve([g for g in by_key.values() if len(g) > 1], records, lines, task, "exact duplicate",
-                                source)
+    exact, conflicts = _resolve(
+        [g for g in by_key.values() if len(g) > 1], records, lines, task, "exact duplicate", source
+    )
     remaining = [i for i in range(len(records)) if i not in exact and i not in conflicts]
     groups = near_duplicate_groups([_near_text(records[i], task) for i in remaining], threshold)
-    near, near_conflicts = _resolve([[remaining[j] for j in g] for g in groups], records, lines, task,
-                                    "near duplicate", source)
+    near, near_conflicts = _resolve(
+        [[remaining[j] for j in g] for g in groups], records, lines, task, "near duplicate", source
+    )
     return Duplicates(exact, near, conflicts | near_conflicts)
 
 
@@ -455,16 +531,30 @@ class _Ledger:
             self.outcomes[self.live[position]].changes.append(name)
         self.live = [index for position, index in enumerate(self.live) if position not in result.dropped]
         self.records = result.kept
-        self.steps.append({"step": name, "dropped": len(result.dropped), "changed": len(result.changed),
-                           "remaining": len(self.live)})
+        self.steps.append(
+            {"step": name, "dropped": len(result.dropped), "changed": len(result.changed), "remaining": len(self.live)}
+        )
 
 
-RECORD_STEPS = (("layout", step_layout), ("labels", step_labels), ("schema", step_schema), ("markup", step_markup),
-                ("quality", step_quality), ("language", step_language), ("pii", step_pii))
+RECORD_STEPS = (
+    ("layout", step_layout),
+    ("labels", step_labels),
+    ("schema", step_schema),
+    ("markup", step_markup),
+    ("quality", step_quality),
+    ("language", step_language),
+    ("pii", step_pii),
+)
 
 
-def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, near_dup_threshold: float = 0.7,
-           source: str = "<records>") -> CurationResult:
+def curate(
+    raw: list[dict],
+    task: Task,
+    tokenizer=None,
+    max_length: int = 256,
+    near_dup_threshold: float = 0.7,
+    source: str = "<records>",
+) -> CurationResult:
     """Run the whole pipeline on raw records (as read from ``source``, in file order).
 
     Args:
@@ -480,9 +570,10 @@ def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, n
         pii_counts.update(result.pii_counts)
         ledger.apply(name, result)
     found = step_duplicates(ledger.records, task, near_dup_threshold, source)
-    for name, result in _drop_in_turn(ledger.records, [("exact_duplicates", found.exact),
-                                                       ("near_duplicates", found.near),
-                                                       ("conflicts", found.conflicts)]):
+    for name, result in _drop_in_turn(
+        ledger.records,
+        [("exact_duplicates", found.exact), ("near_duplicates", found.near), ("conflicts", found.conflicts)],
+    ):
         ledger.apply(name, result)
     lengths: list[int] = []
     if tokenizer is not None:
@@ -492,8 +583,9 @@ def curate(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, n
     return CurationResult(list(ledger.records), ledger.outcomes, ledger.steps, pii_counts, lengths)
 
 
-def _resolve(groups: list[list[int]], records: list[dict], lines: list[int], task: Task, kind: str,
-             source: str) -> tuple[dict, dict]:
+def _resolve(
+    groups: list[list[int]], records: list[dict], lines: list[int], task: Task, kind: str, source: str
+) -> tuple[dict, dict]:
     """Within each duplicate group keep the first record; where labels disagree, keep the majority label's
     first record, or drop the whole group when no label has a majority (nobody knows which is right)."""
     duplicates, conflicts = {}, {}
@@ -509,10 +601,14 @@ def _resolve(groups: list[list[int]], records: list[dict], lines: list[int], tas
             conflicts.update({i: f"{where[i]}s with conflicting labels {sorted(votes)} and no majority" for i in group})
             continue
         keep = next(i for i in group if label_of[i] == top)
-        conflicts.update({i: f"{where[i]} of line {lines[keep]} with minority labels {label_of[i]}"
-                          for i in group if label_of[i] != top})
-        duplicates.update({i: f"{where[i]} of line {lines[keep]}" for i in group
-                           if i != keep and label_of[i] == top})
+        conflicts.update(
+            {
+                i: f"{where[i]} of line {lines[keep]} with minority labels {label_of[i]}"
+                for i in group
+                if label_of[i] != top
+            }
+        )
+        duplicates.update({i: f"{where[i]} of line {lines[keep]}" for i in group if i != keep and label_of[i] == top})
     return duplicates, conflicts
 
 
@@ -574,11 +670,15 @@ def measure_against_manifest(result: CurationResult, manifest: dict) -> dict[str
 def pii_string_recall(result: CurationResult, manifest: dict) -> dict:
     """Share of the injected PII strings that no kept record still contains."""
     texts = {r.get("id"): " ".join(str(v) for v in r.values()) for r in result.records}
-    injected = [(rid, item["text"]) for rid, flaw in manifest["flaws"].items() for item in flaw.get("pii", [])
-                if rid in texts]
+    injected = [
+        (rid, item["text"]) for rid, flaw in manifest["flaws"].items() for item in flaw.get("pii", []) if rid in texts
+    ]
     leaked = [(rid, text) for rid, text in injected if text in texts.get(rid, "")]
-    return {"support": len(injected), "recall": 1 - len(leaked) / len(injected) if injected else float("nan"),
-            "leaked": leaked[:10]}
+    return {
+        "support": len(injected),
+        "recall": 1 - len(leaked) / len(injected) if injected else float("nan"),
+        "leaked": leaked[:10],
+    }
 
 
 def leakage(splits: dict[str, list[dict]], task: Task, threshold: float = 0.7) -> list[dict]:
@@ -593,16 +693,20 @@ def leakage(splits: dict[str, list[dict]], task: Task, threshold: float = 0.7) -
         by_key[dedup_key(task.input_text(record))].append(index)
     groups = {tuple(g) for g in by_key.values() if len(g) > 1}
     groups |= {tuple(g) for g in near_duplicate_groups([_near_text(r, task) for r in records], threshold)}
-    return [{"splits": sorted({names[i] for i in group}), "texts": [task.input_text(records[i])[:80] for i in group]}
-            for group in sorted(groups) if len({names[i] for i in group}) > 1]
+    return [
+        {"splits": sorted({names[i] for i in group}), "texts": [task.input_text(records[i])[:80] for i in group]}
+        for group in sorted(groups)
+        if len({names[i] for i in group}) > 1
+    ]
 
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 SPLIT_SEED = 0
 
 
-def curated_splits(raw: list[dict], task: Task, tokenizer=None, max_length: int = 256,
-                   source: str = "<records>") -> dict[str, list[dict]]:
+def curated_splits(
+    raw: list[dict], task: Task, tokenizer=None, max_length: int = 256, source: str = "<records>"
+) -> dict[str, list[dict]]:
     """Curate raw records and split them 80/10/10, stratified: the splits lesson 02 writes.
 
     Lesson 01 and the benchmarks call this to score on the same validation split before 02 has run.

@@ -83,7 +83,9 @@ def _require_str(record: dict, field: str, source: str, line: int | None) -> str
     return value
 
 
-def to_messages(record: dict, task: Task | None = None, source: str = "<records>", line: int | None = None) -> list[dict]:
+def to_messages(
+    record: dict, task: Task | None = None, source: str = "<records>", line: int | None = None
+) -> list[dict]:
     """Turn a record of any supported shape into chat messages ending with the assistant's answer.
 
     Shapes: ``messages`` (chat), ``prompt``/``completion``, ``instruction``/``input``/``output``,
@@ -101,14 +103,18 @@ def to_messages(record: dict, task: Task | None = None, source: str = "<records>
         return messages
     if "prompt" in record or "completion" in record:
         prompt = _require_str(record, "prompt", source, line)
-        return [{"role": "user", "content": prompt},
-                {"role": "assistant", "content": _require_str(record, "completion", source, line)}]
+        return [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": _require_str(record, "completion", source, line)},
+        ]
     if "instruction" in record:
         instruction = _require_str(record, "instruction", source, line)
         extra = record.get("input") or ""
         user = f"{instruction}\n\n{extra}" if extra else instruction
-        return [{"role": "user", "content": user},
-                {"role": "assistant", "content": _require_str(record, "output", source, line)}]
+        return [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": _require_str(record, "output", source, line)},
+        ]
     if task is not None:
         if task.input_is_object:
             if not isinstance(record.get(task.input_field), dict) or not record[task.input_field]:
@@ -119,7 +125,9 @@ def to_messages(record: dict, task: Task | None = None, source: str = "<records>
         for field in task.answer_fields:
             _require_str(record, field, source, line)
         return task.to_messages(record)
-    raise DataError(source, line, None, "unknown record shape: expected 'messages', 'prompt'/'completion' or 'instruction'/'output'")
+    raise DataError(
+        source, line, None, "unknown record shape: expected 'messages', 'prompt'/'completion' or 'instruction'/'output'"
+    )
 
 
 @dataclass
@@ -144,8 +152,7 @@ def validate_records(records: list[dict], task: Task, source: str = "<records>")
     return valid, rejected
 
 
-def check_labels(records: list[dict], task: Task, source: str = "<records>",
-                 drop: bool = False) -> tuple[Records, int]:
+def check_labels(records: list[dict], task: Task, source: str = "<records>", drop: bool = False) -> tuple[Records, int]:
     """The records whose closed-set labels (``task.label_values``) are all in their label sets.
 
     Returns:
@@ -204,8 +211,9 @@ class SupervisedDataset(torch.utils.data.Dataset):
     """Tokenized examples, ready for ``transformers.Trainer``."""
 
     def __init__(self, records: list[dict], tokenizer, max_length: int = 256, task: Task | None = None):
-        tokenized = [tokenize_example(tokenizer, to_messages(r, task, line=line), max_length)
-                     for line, r in numbered(records)]
+        tokenized = [
+            tokenize_example(tokenizer, to_messages(r, task, line=line), max_length) for line, r in numbered(records)
+        ]
         # A prompt longer than max_length leaves no answer token: such an example trains nothing.
         useless = [t for t in tokenized if all(label == IGNORE_INDEX for label in t.labels)]
         tokenized = [t for t in tokenized if t not in useless]
@@ -251,8 +259,13 @@ class PaddingCollator:
     ``ftlib.train`` runs that prefix once per batch instead of once per row.
     """
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None, answer_logits_only: bool = False,
-                 share_prefix: bool = False):
+    def __init__(
+        self,
+        pad_token_id: int,
+        pad_to_multiple_of: int | None = None,
+        answer_logits_only: bool = False,
+        share_prefix: bool = False,
+    ):
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
         self.answer_logits_only = answer_logits_only
@@ -303,8 +316,8 @@ def stratified_split(
         n_val = round(len(group) * fractions[1])
         n_test = round(len(group) * fractions[2])
         splits["test"] += group[:n_test]
-        splits["val"] += group[n_test:n_test + n_val]
-        splits["train"] += group[n_test + n_val:]
+        splits["val"] += group[n_test : n_test + n_val]
+        splits["train"] += group[n_test + n_val :]
     for part in splits.values():
         rng.shuffle(part)
     return splits

@@ -19,8 +19,9 @@ from ftlib.tasks import Task, parse_answer
 
 
 @torch.no_grad()
-def heldout_loss(model, tokenizer, records: list[dict], task: Task | None = None,
-                 batch_size: int = 16, max_length: int = 256) -> dict:
+def heldout_loss(
+    model, tokenizer, records: list[dict], task: Task | None = None, batch_size: int = 16, max_length: int = 256
+) -> dict:
     """Mean negative log-likelihood of the answer tokens (prompt excluded) and its perplexity.
 
     Token-weighted: every answer token counts once, however the batches fall. ``evaluate``'s
@@ -36,8 +37,11 @@ def heldout_loss(model, tokenizer, records: list[dict], task: Task | None = None
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         targets = batch["labels"][:, 1:]
         nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum")
+            logits[:, :-1].float().reshape(-1, logits.size(-1)),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
         total_nll += nll.item()
         total_tokens += int((targets != IGNORE_INDEX).sum())
     loss = total_nll / total_tokens
@@ -45,8 +49,9 @@ def heldout_loss(model, tokenizer, records: list[dict], task: Task | None = None
 
 
 @torch.no_grad()
-def generate(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16,
-             max_new_tokens: int = 96) -> list[str]:
+def generate(
+    model, tokenizer, conversations: list[list[dict]], batch_size: int = 16, max_new_tokens: int = 96
+) -> list[str]:
     """Greedy answers for a list of chat prompts, in batches padded on the left.
 
     Left padding keeps every prompt's last token at the end of the row, where generation
@@ -63,12 +68,17 @@ def generate(model, tokenizer, conversations: list[list[dict]], batch_size: int 
         by_index: dict[int, str] = {}
         starts = range(0, len(order), batch_size)
         for start in track(starts, len(starts), f"generate ({len(order)} prompts)", "batch"):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             texts = [prompt_text(tokenizer, conversations[i]) for i in chunk]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            output = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]
             for index, row in zip(chunk, new_tokens):
                 by_index[index] = tokenizer.decode(row, skip_special_tokens=True).strip()
         answers = [by_index[i] for i in range(len(conversations))]
@@ -77,8 +87,9 @@ def generate(model, tokenizer, conversations: list[list[dict]], batch_size: int 
     return answers
 
 
-def bootstrap_interval(values: list[float], n_resamples: int = 2000, confidence: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    values: list[float], n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of per-example scores."""
     if not values:
         return (float("nan"), float("nan"))
@@ -120,8 +131,11 @@ def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None)
     rouge = rouge or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     if task.answer_format == "text":
         field = task.answer_fields[0]
-        scores = {"attribute_coverage": attribute_coverage(prediction, reference[task.input_field])} \
-            if task.input_is_object and isinstance(reference.get(task.input_field), dict) else {}
+        scores = (
+            {"attribute_coverage": attribute_coverage(prediction, reference[task.input_field])}
+            if task.input_is_object and isinstance(reference.get(task.input_field), dict)
+            else {}
+        )
         if field in reference:
             scores[f"{field}_rougeL"] = rouge.score(str(reference[field]), prediction)["rougeL"].fmeasure
         return scores
@@ -131,17 +145,25 @@ def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None)
     labels = [field for field in task.label_fields if field in reference]  # absent references skip their metric
     for field in labels:
         scores[f"{field}_accuracy"] = float(
-            str(parsed.get(field, "")).strip().lower() == str(reference[field]).strip().lower())
+            str(parsed.get(field, "")).strip().lower() == str(reference[field]).strip().lower()
+        )
     if len(labels) > 1:
         scores["labels_exact_match"] = float(all(scores[f"{f}_accuracy"] for f in labels))
     for field in task.text_answer_fields:
         if field in reference:
-            scores[f"{field}_rougeL"] = rouge.score(str(reference[field]), str(parsed.get(field, "")))["rougeL"].fmeasure
+            scores[f"{field}_rougeL"] = rouge.score(str(reference[field]), str(parsed.get(field, "")))[
+                "rougeL"
+            ].fmeasure
     return scores
 
 
-def score_answers(predictions: list[str], references: list[dict], task: Task, seed: int = 0,
-                  rows: list[dict[str, float]] | None = None) -> dict:
+def score_answers(
+    predictions: list[str],
+    references: list[dict],
+    task: Task,
+    seed: int = 0,
+    rows: list[dict[str, float]] | None = None,
+) -> dict:
     """Aggregate task metrics, each with a 95% bootstrap interval: ``{metric: {value, low, high}}``.
 
     Args:
@@ -175,8 +197,10 @@ def few_shot_examples(train_records: list[dict], task: Task, k: int = 3, seed: i
     """
     usable = [r for r in train_records if task.input_field in r and all(f in r for f in task.answer_fields)]
     if len(usable) < k:
-        raise ValueError(f"{k} few-shot examples asked for, but only {len(usable)} training records have "
-                         f"'{task.input_field}' and every answer field ({', '.join(task.answer_fields)})")
+        raise ValueError(
+            f"{k} few-shot examples asked for, but only {len(usable)} training records have "
+            f"'{task.input_field}' and every answer field ({', '.join(task.answer_fields)})"
+        )
     rng = random.Random(seed)
     groups: dict[str, list[dict]] = defaultdict(list)
     for record in usable:
@@ -193,8 +217,15 @@ def few_shot_examples(train_records: list[dict], task: Task, k: int = 3, seed: i
     return picked
 
 
-def evaluate_model(model, tokenizer, records: list[dict], task: Task, batch_size: int = 16,
-                   max_new_tokens: int = 96, few_shot: list[dict] | None = None) -> dict:
+def evaluate_model(
+    model,
+    tokenizer,
+    records: list[dict],
+    task: Task,
+    batch_size: int = 16,
+    max_new_tokens: int = 96,
+    few_shot: list[dict] | None = None,
+) -> dict:
     """Generate answers for ``records`` and score them; also the held-out loss of the references.
 
     Args:
@@ -215,9 +246,16 @@ def evaluate_model(model, tokenizer, records: list[dict], task: Task, batch_size
     return {
         "metrics": score_answers(predictions, records, task, rows=scores),
         "heldout": heldout_loss(model, tokenizer, records, task, batch_size) if complete and not few_shot else None,
-        "predictions": [{"id": r.get("id"), "input": task.input_text(r),
-                         "reference": {f: r[f] for f in task.answer_fields if f in r}, "prediction": p, "scores": s}
-                        for r, p, s in zip(records, predictions, scores)],
+        "predictions": [
+            {
+                "id": r.get("id"),
+                "input": task.input_text(r),
+                "reference": {f: r[f] for f in task.answer_fields if f in r},
+                "prediction": p,
+                "scores": s,
+            }
+            for r, p, s in zip(records, predictions, scores)
+        ],
         "examples": len(records),
         "few_shot": [example.get("id") for example in few_shot] if few_shot else None,
     }
@@ -244,8 +282,9 @@ def common_examples(results: dict[str, dict]) -> list[dict]:
     return examples
 
 
-def sample_comparison(results: dict[str, dict], n_best: int = 2, n_worst: int = 3, metric: str | None = None,
-                      n_disagree: int = 2) -> list[dict]:
+def sample_comparison(
+    results: dict[str, dict], n_best: int = 2, n_worst: int = 3, metric: str | None = None, n_disagree: int = 2
+) -> list[dict]:
     """Every run's answer, side by side, on the examples worth reading: the failures first.
 
     Each answer's score is its per-example ``metric`` (``evaluate_model`` keeps ``per_example_scores``),
@@ -283,7 +322,7 @@ def sample_comparison(results: dict[str, dict], n_best: int = 2, n_worst: int = 
     picked: dict[int, str] = {}  # example index -> case, in the order picked
 
     def pick(case: str, count: int, candidates, order) -> None:
-        for index in sorted((i for i in candidates if i not in picked), key=order)[:max(count, 0)]:
+        for index in sorted((i for i in candidates if i not in picked), key=order)[: max(count, 0)]:
             picked[index] = case
 
     indices = range(len(examples))
@@ -293,8 +332,12 @@ def sample_comparison(results: dict[str, dict], n_best: int = 2, n_worst: int = 
     rows = []
     for index, case in picked.items():
         entry = examples[index]
-        row = {"case": case, "id": entry["id"], "input": entry["input"],
-               "reference": reference_text(entry["reference"])}
+        row = {
+            "case": case,
+            "id": entry["id"],
+            "input": entry["input"],
+            "reference": reference_text(entry["reference"]),
+        }
         for run in runs:
             row[run] = results[run]["predictions"][index]["prediction"]
             row[f"{run} score"] = round(table[run][index], 3)
@@ -310,8 +353,15 @@ def metrics_table(results: dict[str, dict], metric_names: list[str] | None = Non
             if metric_names is None or name in metric_names:
                 rows.append({"run": run, "metric": name, **{k: round(v, 4) for k, v in stats.items()}})
         if result.get("heldout"):
-            rows.append({"run": run, "metric": "perplexity", "value": round(result["heldout"]["perplexity"], 3),
-                         "low": None, "high": None})
+            rows.append(
+                {
+                    "run": run,
+                    "metric": "perplexity",
+                    "value": round(result["heldout"]["perplexity"], 3),
+                    "low": None,
+                    "high": None,
+                }
+            )
     return rows
 
 
@@ -332,15 +382,22 @@ def verdict(results: dict[str, dict], baseline: str, metrics: list[str]) -> str:
                 worse.append(text)
             else:
                 unclear.append(text)
-        summary = "beats" if better and not worse else "is worse than" if worse and not better else "is not clearly better than"
+        summary = (
+            "beats"
+            if better and not worse
+            else "is worse than"
+            if worse and not better
+            else "is not clearly better than"
+        )
         lines.append(f"{run} {summary} {baseline}.")
         lines += [f"  better: {t}" for t in better] + [f"  worse: {t}" for t in worse]
         lines += [f"  no clear difference: {t}" for t in unclear]
     return "\n".join(lines)
 
 
-def confusion_matrix(predictions: list[str], references: list[dict], field: str,
-                     labels: tuple[str, ...]) -> tuple[list[str], np.ndarray]:
+def confusion_matrix(
+    predictions: list[str], references: list[dict], field: str, labels: tuple[str, ...]
+) -> tuple[list[str], np.ndarray]:
     """Counts of (reference label, predicted label) for one label field.
 
     Rows are the reference labels, columns the predicted ones plus "(invalid)" for answers that are not
@@ -356,8 +413,10 @@ def confusion_matrix(predictions: list[str], references: list[dict], field: str,
         column = columns.index(predicted) if predicted in labels else len(labels)
         expected = str(reference[field]).strip().lower()
         if expected not in labels:
-            raise ValueError(f"reference {field} {reference[field]!r} (id {reference.get('id')}) is not one of {list(labels)}:"
-                             " curate the file first (ftlib.curate)")
+            raise ValueError(
+                f"reference {field} {reference[field]!r} (id {reference.get('id')}) is not one of {list(labels)}:"
+                " curate the file first (ftlib.curate)"
+            )
         matrix[labels.index(expected), column] += 1
     return columns, matrix
 
@@ -375,8 +434,14 @@ def macro_f1(matrix: np.ndarray) -> float:
     return float(f1[present].mean()) if present.any() else float("nan")
 
 
-def macro_f1_with_interval(predictions: list[str], references: list[dict], field: str, labels: tuple[str, ...],
-                           n_resamples: int = 1000, seed: int = 0) -> dict:
+def macro_f1_with_interval(
+    predictions: list[str],
+    references: list[dict],
+    field: str,
+    labels: tuple[str, ...],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Macro-F1 of a label field and its 95% bootstrap interval (resampling examples)."""
     _, matrix = confusion_matrix(predictions, references, field, labels)
     rng = np.random.default_rng(seed)
@@ -384,7 +449,9 @@ def macro_f1_with_interval(predictions: list[str], references: list[dict], field
     scores = []
     for _ in range(n_resamples):
         sample = rng.integers(0, n, n)
-        _, resampled = confusion_matrix([predictions[i] for i in sample], [references[i] for i in sample], field, labels)
+        _, resampled = confusion_matrix(
+            [predictions[i] for i in sample], [references[i] for i in sample], field, labels
+        )
         scores.append(macro_f1(resampled))
     low, high = np.nanquantile(scores, [0.025, 0.975])
     return {"value": macro_f1(matrix), "low": float(low), "high": float(high)}

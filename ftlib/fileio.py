@@ -32,8 +32,9 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(handle)
 
 
-def atomic_write(path: str | Path, write: Callable[[TextIO], Any], *, encoding: str = "utf-8",
-                 newline: str | None = None) -> Path:
+def atomic_write(
+    path: str | Path, write: Callable[[TextIO], Any], *, encoding: str = "utf-8", newline: str | None = None
+) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``path``, then move it over ``path``.
 
     If ``write`` (or anything after it) raises, the temporary file is removed and ``path`` is left as it was.
@@ -71,6 +72,7 @@ def write_json(value: Any, path: str | Path, indent: int | None = 1) -> Path:
 
 def write_jsonl(records: Iterable[Mapping], path: str | Path) -> Path:
     """Write one JSON object a line, atomically."""
+
     def write(handle: TextIO) -> None:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -80,6 +82,7 @@ def write_jsonl(records: Iterable[Mapping], path: str | Path) -> Path:
 
 def write_csv(rows: Iterable[Mapping], columns: Sequence[str], path: str | Path, encoding: str = "utf-8") -> Path:
     """Write a header of ``columns`` and one line per row, atomically (``newline=""``, as the csv module wants)."""
+
     def write(handle: TextIO) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()

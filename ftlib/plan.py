@@ -76,7 +76,9 @@ def detect_gpu(index: int = 0) -> GpuInfo | None:
     if not torch.cuda.is_available():
         return None
     properties = torch.cuda.get_device_properties(index)
-    return GpuInfo(torch.cuda.get_device_name(index), int(properties.total_memory), bool(torch.cuda.is_bf16_supported()))
+    return GpuInfo(
+        torch.cuda.get_device_name(index), int(properties.total_memory), bool(torch.cuda.is_bf16_supported())
+    )
 
 
 def gpu_class(label: str) -> GpuInfo:
@@ -110,12 +112,17 @@ class GpuPlan:
 
     def row(self) -> dict[str, Any]:
         """One table row: the card, the choices and the estimated peak against the budget (GB = 10^9 bytes)."""
-        return {"GPU": self.gpu.name, "memory GB": round(self.gpu.total_bytes / GB, 1), "dtype": self.dtype,
-                "model": self.base_model, "method": self.method,
-                "batch x accumulation": f"{self.batch_size} x {self.grad_accum}",
-                "checkpointing": "yes" if self.gradient_checkpointing else "no",
-                "estimated peak GB": round(self.estimate.total / GB, 1),
-                f"budget GB ({SAFETY_FRACTION:.0%})": round(self.gpu.budget_bytes / GB, 1)}
+        return {
+            "GPU": self.gpu.name,
+            "memory GB": round(self.gpu.total_bytes / GB, 1),
+            "dtype": self.dtype,
+            "model": self.base_model,
+            "method": self.method,
+            "batch x accumulation": f"{self.batch_size} x {self.grad_accum}",
+            "checkpointing": "yes" if self.gradient_checkpointing else "no",
+            "estimated peak GB": round(self.estimate.total / GB, 1),
+            f"budget GB ({SAFETY_FRACTION:.0%})": round(self.gpu.budget_bytes / GB, 1),
+        }
 
 
 def _divisors_descending(n: int) -> list[int]:
@@ -131,8 +138,16 @@ def _model_config(name: str):
 
 def _estimate(config, method: str, batch: int, checkpointing: bool, profile: Profile) -> MemoryEstimate:
     """The plan's (pessimistic) workload: every row padded to max_length, no shared prefix credited."""
-    return estimate_memory(config, method, batch, profile.max_length, device="cuda", lora_r=profile.lora_r,
-                           gradient_checkpointing=checkpointing, answer_fraction=PLAN_ANSWER_FRACTION)
+    return estimate_memory(
+        config,
+        method,
+        batch,
+        profile.max_length,
+        device="cuda",
+        lora_r=profile.lora_r,
+        gradient_checkpointing=checkpointing,
+        answer_fraction=PLAN_ANSWER_FRACTION,
+    )
 
 
 def _first_fit(gpu: GpuInfo, config, method: str, profile: Profile) -> tuple[int, bool, MemoryEstimate] | None:
@@ -154,16 +169,31 @@ def _plan(gpu: GpuInfo, name: str, config, method: str, profile: Profile, why: s
     if fit is None:
         return None
     batch, checkpointing, estimate = fit
-    reason = (f"{name} with {LABELS[method]} in {gpu.dtype}: {why}. Estimated peak "
-              f"{estimate.total / GB:.1f} GB within {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} of "
-              f"{gpu.total_bytes / GB:.1f} GB); micro-batch {batch} x {profile.batch_size // batch} accumulation "
-              f"steps keeps the effective batch of {profile.batch_size}"
-              + (", with gradient checkpointing (batch 1 without it does not fit)." if checkpointing
-                 else ", without gradient checkpointing."))
+    reason = (
+        f"{name} with {LABELS[method]} in {gpu.dtype}: {why}. Estimated peak "
+        f"{estimate.total / GB:.1f} GB within {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} of "
+        f"{gpu.total_bytes / GB:.1f} GB); micro-batch {batch} x {profile.batch_size // batch} accumulation "
+        f"steps keeps the effective batch of {profile.batch_size}"
+        + (
+            ", with gradient checkpointing (batch 1 without it does not fit)."
+            if checkpointing
+            else ", without gradient checkpointing."
+        )
+    )
     # A validation pass no larger than the training micro-batch keeps its logits within what the training
     # step's estimate already holds (it keeps no activations for a backward pass).
-    return GpuPlan(gpu, name, method, batch, profile.batch_size // batch, checkpointing,
-                   min(profile.eval_batch_size, batch), profile.max_length, estimate, reason)
+    return GpuPlan(
+        gpu,
+        name,
+        method,
+        batch,
+        profile.batch_size // batch,
+        checkpointing,
+        min(profile.eval_batch_size, batch),
+        profile.max_length,
+        estimate,
+        reason,
+    )
 
 
 def _smallest_need(config, method: str, profile: Profile) -> MemoryEstimate:
@@ -197,7 +227,7 @@ def plan_gpu(gpu: GpuInfo, profile: Profile, method: str | None = None, base_mod
             elif name == PLAN_CANDIDATES[0]:
                 why = "the largest candidate"
             else:
-                bigger = ", ".join(PLAN_CANDIDATES[:PLAN_CANDIDATES.index(name)])
+                bigger = ", ".join(PLAN_CANDIDATES[: PLAN_CANDIDATES.index(name)])
                 why = f"the largest candidate that fits with {' or '.join(LABELS[m] for m in methods)} ({bigger}: no)"
             if method is None and candidate_method == "qlora":
                 why += "; LoRA (16-bit weights) does not fit, QLoRA (NF4 weights) does"
@@ -209,8 +239,11 @@ def plan_gpu(gpu: GpuInfo, profile: Profile, method: str | None = None, base_mod
 
 def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, profile: Profile) -> str:
     """Why the fixed choice cannot fit, and the alternatives that would (each with its estimate)."""
-    needs = "; ".join(f"{name} with {m} needs at least {_smallest_need(configs[name], m, profile).total / GB:.1f} GB"
-                      for name in names for m in methods)
+    needs = "; ".join(
+        f"{name} with {m} needs at least {_smallest_need(configs[name], m, profile).total / GB:.1f} GB"
+        for name in names
+        for m in methods
+    )
     alternatives = []
     for name in dict.fromkeys(names + PLAN_CANDIDATES):
         for m in NOTEBOOK_METHODS:
@@ -220,21 +253,29 @@ def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, profile: Profil
             if fit is not None:
                 alternatives.append(f"base_model='{name}', method='{m}' (estimated {fit[2].total / GB:.1f} GB)")
     fits = "; ".join(alternatives) if alternatives else "nothing in the plan's candidates: use profile='cpu'"
-    return (f"This run cannot fit {gpu.name}: {needs} (estimated, micro-batch 1 with gradient checkpointing at "
-            f"{profile.max_length} tokens), and a plan may use {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} "
-            f"of {gpu.total_bytes / GB:.1f} GB). What would fit: {fits}.")
+    return (
+        f"This run cannot fit {gpu.name}: {needs} (estimated, micro-batch 1 with gradient checkpointing at "
+        f"{profile.max_length} tokens), and a plan may use {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} "
+        f"of {gpu.total_bytes / GB:.1f} GB). What would fit: {fits}."
+    )
 
 
-def plan_table(profile: Profile, methods: tuple[str | None, ...] = (None, "lora", "qlora"),
-               labels: tuple[str, ...] = tuple(GPU_CLASSES)) -> list[dict]:
+def plan_table(
+    profile: Profile,
+    methods: tuple[str | None, ...] = (None, "lora", "qlora"),
+    labels: tuple[str, ...] = tuple(GPU_CLASSES),
+) -> list[dict]:
     """What ``auto`` picks on each GPU class for each method (None: the plan's choice), as table rows.
 
     Estimates from the models' shapes with ``profile``'s workload (lesson 01 passes the ``gpu`` profile's);
     nothing is measured. The profile is an argument because ``ftlib.profiles`` builds on this module.
     """
-    return [{"GPU class": label, "method asked": LABELS.get(method, "plan's choice")}
-            | plan_gpu(gpu_class(label), profile, method).row()
-            for label in labels for method in methods]
+    return [
+        {"GPU class": label, "method asked": LABELS.get(method, "plan's choice")}
+        | plan_gpu(gpu_class(label), profile, method).row()
+        for label in labels
+        for method in methods
+    ]
 
 
 def gpu_label(gpu: GpuInfo) -> str:
@@ -252,11 +293,21 @@ def table_gpus(gpu: GpuInfo | None) -> dict[str, int]:
 def run_summary(profile: Profile, plan: GpuPlan | None, device_name: str) -> tuple[list[dict], str]:
     """The run this machine gets, as table rows and a sentence: the GPU plan, or the CPU profile's run."""
     if plan is not None:
-        return [plan.row()], (plan.reason + " GPU figures are estimates from the model's shape, not measured here; "
-                              "before loading, training checks the estimate of the real data against free memory.")
+        return [plan.row()], (
+            plan.reason + " GPU figures are estimates from the model's shape, not measured here; "
+            "before loading, training checks the estimate of the real data against free memory."
+        )
     method = LABELS[profile.method] if profile.method else "LoRA in lesson 03, QLoRA in lesson 04"
-    row = {"device": device_name, "profile": profile.name, "model": profile.base_model, "method": method,
-           "batch x accumulation": f"{profile.batch_size} x {profile.grad_accum}",
-           "checkpointing": "yes" if profile.gradient_checkpointing else "no", "steps": profile.max_steps}
-    return [row], (f"No CUDA GPU was found: this is the {profile.name} profile's CPU run ({profile.base_model}, "
-                   f"{method}, fp32). No GPU plan applies here.")
+    row = {
+        "device": device_name,
+        "profile": profile.name,
+        "model": profile.base_model,
+        "method": method,
+        "batch x accumulation": f"{profile.batch_size} x {profile.grad_accum}",
+        "checkpointing": "yes" if profile.gradient_checkpointing else "no",
+        "steps": profile.max_steps,
+    }
+    return [row], (
+        f"No CUDA GPU was found: this is the {profile.name} profile's CPU run ({profile.base_model}, "
+        f"{method}, fp32). No GPU plan applies here."
+    )

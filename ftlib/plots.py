@@ -29,11 +29,18 @@ def plot_loss_curves(histories: dict[str, dict], path: str | Path | None = None,
         train = history.get("train", [])
         val = history.get("val", [])
         if train:
-            ax.plot([p["step"] for p in train], [p["loss"] for p in train], color=colour, alpha=0.6, lw=1,
-                    label=f"{name} train")
+            ax.plot(
+                [p["step"] for p in train],
+                [p["loss"] for p in train],
+                color=colour,
+                alpha=0.6,
+                lw=1,
+                label=f"{name} train",
+            )
         if val:
-            ax.plot([p["step"] for p in val], [p["loss"] for p in val], color=colour, marker="o", lw=2,
-                    label=f"{name} val")
+            ax.plot(
+                [p["step"] for p in val], [p["loss"] for p in val], color=colour, marker="o", lw=2, label=f"{name} val"
+            )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (answer tokens)")
     ax.set_title(title)
@@ -42,8 +49,12 @@ def plot_loss_curves(histories: dict[str, dict], path: str | Path | None = None,
     return _save(fig, path)
 
 
-def plot_metric_comparison(results: dict[str, dict], metrics: list[str], path: str | Path | None = None,
-                           title: str = "Held-out task metrics (95% bootstrap intervals)"):
+def plot_metric_comparison(
+    results: dict[str, dict],
+    metrics: list[str],
+    path: str | Path | None = None,
+    title: str = "Held-out task metrics (95% bootstrap intervals)",
+):
     """Grouped bars of several runs' metrics, each with its interval as an error bar.
 
     Args:
@@ -51,6 +62,7 @@ def plot_metric_comparison(results: dict[str, dict], metrics: list[str], path: s
             bar on that side; a point estimate outside its bootstrap interval (macro-F1 can be) draws none
             on the side it passed.
     """
+
     def error(stats: dict, bound: str) -> float:
         """Length of the bar from the value to ``bound``: 0 when the bound is missing or on the wrong side."""
         if stats.get(bound) is None:
@@ -73,16 +85,21 @@ def plot_metric_comparison(results: dict[str, dict], metrics: list[str], path: s
     return _save(fig, path)
 
 
-def plot_label_distribution(counts: dict[str, dict[str, int]], path: str | Path | None = None,
-                            title: str = "Label distribution"):
+def plot_label_distribution(
+    counts: dict[str, dict[str, int]], path: str | Path | None = None, title: str = "Label distribution"
+):
     """Side-by-side bars of label counts for several splits or stages."""
     labels = sorted({label for split in counts.values() for label in split})
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels)), 3.5))
     width = 0.8 / max(1, len(counts))
     for index, (name, split) in enumerate(counts.items()):
         total = sum(split.values()) or 1
-        ax.bar([i + index * width for i in range(len(labels))], [split.get(l, 0) / total for l in labels],
-               width, label=name)
+        ax.bar(
+            [i + index * width for i in range(len(labels))],
+            [split.get(label, 0) / total for label in labels],
+            width,
+            label=name,
+        )
     ax.set_xticks([i + width * (len(counts) - 1) / 2 for i in range(len(labels))], labels, rotation=20)
     ax.set_ylabel("share of records")
     ax.set_title(title)
@@ -90,8 +107,12 @@ def plot_label_distribution(counts: dict[str, dict[str, int]], path: str | Path 
     return _save(fig, path)
 
 
-def plot_token_lengths(lengths: list[int], max_length: int | None = None, path: str | Path | None = None,
-                       title: str = "Tokens per example (prompt + answer)"):
+def plot_token_lengths(
+    lengths: list[int],
+    max_length: int | None = None,
+    path: str | Path | None = None,
+    title: str = "Tokens per example (prompt + answer)",
+):
     """Histogram of example lengths in tokens, with the training budget marked."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist(lengths, bins=40, color="C0", alpha=0.8)
@@ -104,8 +125,9 @@ def plot_token_lengths(lengths: list[int], max_length: int | None = None, path: 
     return _save(fig, path)
 
 
-def plot_confusion(columns: list[str], matrix, rows: list[str], path: str | Path | None = None,
-                   title: str = "Confusion matrix"):
+def plot_confusion(
+    columns: list[str], matrix, rows: list[str], path: str | Path | None = None, title: str = "Confusion matrix"
+):
     """A confusion matrix: reference labels down, predicted labels across, counts in the cells."""
     fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2, 0.6 * len(rows) + 1.6))
     ax.imshow(matrix, cmap="Blues")
@@ -122,12 +144,24 @@ def plot_confusion(columns: list[str], matrix, rows: list[str], path: str | Path
 
 # The estimate's components from the bottom of a bar up: the runtime and the weights first, what a step adds on top.
 # The order is this plot's; the set is ``ftlib.memory.MemoryEstimate.COMPONENTS`` (tests/test_plots.py checks).
-MEMORY_STACK = ("baseline", "weights", "mapped_checkpoint", "adapters", "optimizer", "gradients", "activations",
-                "workspace", "allocator")
+MEMORY_STACK = (
+    "baseline",
+    "weights",
+    "mapped_checkpoint",
+    "adapters",
+    "optimizer",
+    "gradients",
+    "activations",
+    "workspace",
+    "allocator",
+)
 
 
-def plot_memory_breakdown(records: dict[str, RunRecord], path: str | Path | None = None,
-                          title: str = "Peak training memory: estimate by component vs measured"):
+def plot_memory_breakdown(
+    records: dict[str, RunRecord],
+    path: str | Path | None = None,
+    title: str = "Peak training memory: estimate by component vs measured",
+):
     """One stacked bar per run (the estimate's components, GB) with the measured peak as a black marker.
 
     Every component of ``MemoryEstimate.COMPONENTS`` is stacked, so a bar reaches the estimate's total.

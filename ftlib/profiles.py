@@ -47,32 +47,80 @@ class Profile:
         method = method or self.method
         if method is None:
             raise ValueError(f"profile {self.name!r} has no method: pass method='lora', 'qlora' or 'full'")
-        config = TrainConfig(method=method, lora_r=self.lora_r, learning_rate=self.learning_rate,
-                             max_steps=self.max_steps, warmup_steps=self.warmup_steps, batch_size=self.batch_size,
-                             grad_accum=self.grad_accum, gradient_checkpointing=self.gradient_checkpointing,
-                             eval_steps=self.eval_steps, eval_batch_size=self.eval_batch_size,
-                             max_length=self.max_length)
+        config = TrainConfig(
+            method=method,
+            lora_r=self.lora_r,
+            learning_rate=self.learning_rate,
+            max_steps=self.max_steps,
+            warmup_steps=self.warmup_steps,
+            batch_size=self.batch_size,
+            grad_accum=self.grad_accum,
+            gradient_checkpointing=self.gradient_checkpointing,
+            eval_steps=self.eval_steps,
+            eval_batch_size=self.eval_batch_size,
+            max_length=self.max_length,
+        )
         config = replace(config, **overrides)
         config.validate()
         return config
 
 
 PROFILES = {
-    "smoke": Profile("smoke", "smollm2-135m-instruct", n_train=24, n_val=8, n_test=8, max_steps=3, batch_size=4,
-                     eval_steps=3, learning_rate=4e-4, warmup_steps=1, lora_r=16, max_length=256, max_new_tokens=48,
-                     eval_batch_size=8),
+    "smoke": Profile(
+        "smoke",
+        "smollm2-135m-instruct",
+        n_train=24,
+        n_val=8,
+        n_test=8,
+        max_steps=3,
+        batch_size=4,
+        eval_steps=3,
+        learning_rate=4e-4,
+        warmup_steps=1,
+        lora_r=16,
+        max_length=256,
+        max_new_tokens=48,
+        eval_batch_size=8,
+    ),
     # About 14 minutes of training on 2 idle cores (benchmarks/quality_bar.py measures it).
-    "cpu": Profile("cpu", "smollm2-135m-instruct", n_train=None, n_val=48, n_test=200, max_steps=220, batch_size=8,
-                   eval_steps=40, learning_rate=1e-3, warmup_steps=10, lora_r=16, max_length=256, max_new_tokens=80,
-                   eval_batch_size=16),
-    "gpu": Profile("gpu", "qwen2.5-7b-instruct", n_train=None, n_val=200, n_test=300, max_steps=400, batch_size=16,
-                   eval_steps=50, learning_rate=2e-4, warmup_steps=20, lora_r=16, max_length=512, max_new_tokens=96,
-                   eval_batch_size=32),
+    "cpu": Profile(
+        "cpu",
+        "smollm2-135m-instruct",
+        n_train=None,
+        n_val=48,
+        n_test=200,
+        max_steps=220,
+        batch_size=8,
+        eval_steps=40,
+        learning_rate=1e-3,
+        warmup_steps=10,
+        lora_r=16,
+        max_length=256,
+        max_new_tokens=80,
+        eval_batch_size=16,
+    ),
+    "gpu": Profile(
+        "gpu",
+        "qwen2.5-7b-instruct",
+        n_train=None,
+        n_val=200,
+        n_test=300,
+        max_steps=400,
+        batch_size=16,
+        eval_steps=50,
+        learning_rate=2e-4,
+        warmup_steps=20,
+        lora_r=16,
+        max_length=512,
+        max_new_tokens=96,
+        eval_batch_size=32,
+    ),
 }
 
 
-def resolve_profile(name: str = "auto", method: str | None = None, lesson_method: str | None = None,
-                    **overrides) -> Profile:
+def resolve_profile(
+    name: str = "auto", method: str | None = None, lesson_method: str | None = None, **overrides
+) -> Profile:
     """Pick a profile by name and apply non-None overrides (papermill parameters).
 
     ``auto`` means ``$FTLIB_PROFILE`` when set (how CI runs notebooks through nbval, which cannot
@@ -82,8 +130,9 @@ def resolve_profile(name: str = "auto", method: str | None = None, lesson_method
     return resolve_run(name, method, lesson_method, **overrides)[0]
 
 
-def resolve_run(name: str = "auto", method: str | None = None, lesson_method: str | None = None,
-                **overrides) -> tuple[Profile, GpuPlan | None]:
+def resolve_run(
+    name: str = "auto", method: str | None = None, lesson_method: str | None = None, **overrides
+) -> tuple[Profile, GpuPlan | None]:
     """The profile, and for the ``gpu`` profile on a CUDA machine the ``ftlib.plan.GpuPlan`` it follows.
 
     Args:
@@ -103,15 +152,22 @@ def resolve_run(name: str = "auto", method: str | None = None, lesson_method: st
     chosen = method or lesson_method
     if chosen is not None and chosen not in NOTEBOOK_METHODS:
         raise ValueError(f"method must be one of {', '.join(NOTEBOOK_METHODS)} or None, not {chosen!r}")
-    profile = replace(PROFILES[name], method=chosen,
-                      **{key: value for key, value in overrides.items() if value is not None})
+    profile = replace(
+        PROFILES[name], method=chosen, **{key: value for key, value in overrides.items() if value is not None}
+    )
     gpu = detect_gpu() if name == "gpu" else None
     if gpu is None:
         return profile, None
     plan = plan_gpu(gpu, profile, chosen, overrides.get("base_model"))
-    return replace(profile, base_model=plan.base_model, method=plan.method, batch_size=plan.batch_size,
-                   grad_accum=plan.grad_accum, gradient_checkpointing=plan.gradient_checkpointing,
-                   eval_batch_size=plan.eval_batch_size), plan
+    return replace(
+        profile,
+        base_model=plan.base_model,
+        method=plan.method,
+        batch_size=plan.batch_size,
+        grad_accum=plan.grad_accum,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        eval_batch_size=plan.eval_batch_size,
+    ), plan
 
 
 def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:

@@ -51,8 +51,9 @@ def is_terminal(stream: TextIO) -> bool:
         return True
 
 
-def choose_mode(environ: Mapping[str, str] | None = None, stream: TextIO | None = None,
-                notebook: bool | None = None) -> str:
+def choose_mode(
+    environ: Mapping[str, str] | None = None, stream: TextIO | None = None, notebook: bool | None = None
+) -> str:
     """The progress mode for this environment: ``bar``, ``lines`` or ``off`` (see the module docstring).
 
     Args:
@@ -103,8 +104,16 @@ class Progress:
     Time left is extrapolated from the units done since this object was made (``initial`` excluded).
     """
 
-    def __init__(self, total: int, desc: str, unit: str = "it", initial: int = 0, mode: str | None = None,
-                 interval: float = LINE_INTERVAL_S, stream: TextIO | None = None):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        unit: str = "it",
+        initial: int = 0,
+        mode: str | None = None,
+        interval: float = LINE_INTERVAL_S,
+        stream: TextIO | None = None,
+    ):
         self.total, self.desc, self.unit = total, desc, unit
         self.n = self.initial = initial
         self.mode = progress_mode() if mode is None else mode
@@ -119,8 +128,7 @@ class Progress:
             from tqdm.auto import tqdm
 
             # disable=False: FTLIB_PROGRESS=bar asks for bars even where TQDM_DISABLE is set
-            self.bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=False,
-                            file=stream)
+            self.bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=False, file=stream)
 
     def _write(self, text: str) -> None:
         stream = sys.stderr if self.stream is None else self.stream  # looked up late: tests swap sys.stderr
@@ -188,7 +196,7 @@ def first_line(source: str, width: int = FIRST_LINE_WIDTH) -> str:
     (``# NBVAL_CHECK_OUTPUT`` etc., which say nothing about the cell) are skipped."""
     lines = [text.strip() for text in source.splitlines() if text.strip()]
     line = next((text for text in lines if not text.startswith("# NBVAL_")), lines[0] if lines else "")
-    return line if len(line) <= width else line[:width - 3] + "..."
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 class NotebookCells:
@@ -215,14 +223,21 @@ class NotebookCells:
 
     def on_notebook_start(self, notebook, **_) -> None:
         """The kernel is up: count the code cells of the notebook as it will run (with injected parameters)."""
-        self.code_cells = [i for i, cell in enumerate(notebook.cells)
-                           if cell.cell_type == "code" and cell.source.strip()]
+        self.code_cells = [
+            i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and cell.source.strip()
+        ]
         self.started = time.monotonic()
         if self.mode == "bar":
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=len(self.code_cells), desc=self.name, unit="cell", disable=False, file=self.stream,
-                            bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} cells [{elapsed}{postfix}]")
+            self.bar = tqdm(
+                total=len(self.code_cells),
+                desc=self.name,
+                unit="cell",
+                disable=False,
+                file=self.stream,
+                bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} cells [{elapsed}{postfix}]",
+            )
 
     def on_cell_execute(self, cell, cell_index: int, **_) -> None:
         """A code cell is about to run."""
@@ -266,7 +281,7 @@ class KernelLines:
         *complete, self.pending = self.pending.split("\n")
         for line in complete:
             if line.startswith(LINE_PREFIX):
-                self.relay(line[len(LINE_PREFIX):].rstrip())
+                self.relay(line[len(LINE_PREFIX) :].rstrip())
         return len(text)
 
     def flush(self) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 BADGE_MARK = "[![Open In Colab]"
 SETUP_MARK = "# Setup:"
@@ -20,7 +21,7 @@ KAGGLE_BADGE = "https://kaggle.com/static/images/open-in-kaggle.svg"
 
 # The setup cell, identical in every notebook but for the two stamped values. Only the standard library runs
 # before the clone exists; ftlib.hosted does the rest.
-SETUP_CELL = '''\
+SETUP_CELL = """\
 # Setup: on Colab or Kaggle this clones the course at its pinned ref, installs the pinned stack around the
 # runtime's own torch and numpy, and shows the GPU. On your own machine (after `make setup`) it does nothing.
 COURSE_REPOSITORY = {repository!r}  # stamped by `python -m ftlib publish`
@@ -35,7 +36,7 @@ if "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ: 
     sys.path.insert(0, course)
     from ftlib import hosted
 
-    hosted.setup(course, COURSE_REF)'''
+    hosted.setup(course, COURSE_REF)"""
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,14 @@ def stamp_notebook(notebook: dict, name: str, publication: Publication, setup_so
     lines = [line for line in "".join(title["source"]).splitlines() if not line.startswith(BADGE_MARK)]
     lines.insert(1, publication.badges(name))
     title["source"] = _lines("\n".join(lines))
-    setup = {"cell_type": "code", "execution_count": None, "id": "course-setup", "metadata": {"tags": ["setup"]},
-             "outputs": [], "source": _lines(setup_source or publication.setup_cell())}
+    setup = {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "course-setup",
+        "metadata": {"tags": ["setup"]},
+        "outputs": [],
+        "source": _lines(setup_source or publication.setup_cell()),
+    }
     index = next((i for i, c in enumerate(cells) if "setup" in c.get("metadata", {}).get("tags", [])), None)
     if index is None:
         index = next(i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])) + 1

@@ -42,8 +42,9 @@ def output_id(index: int, prediction: dict, run: str) -> str:
     The same answer keeps its id when the sheet is exported again; a changed answer gets a new one, so a
     rating never moves to an answer it was not given for.
     """
-    content = json.dumps([index, prediction.get("id"), prediction["input"], run, prediction["prediction"]],
-                         ensure_ascii=False)
+    content = json.dumps(
+        [index, prediction.get("id"), prediction["input"], run, prediction["prediction"]], ensure_ascii=False
+    )
     return "o" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:10]
 
 
@@ -69,7 +70,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str
             start = reader.line_num + 1
             for cells in reader:
                 if any(cell.strip() for cell in cells):
-                    if any(cell.strip() for cell in cells[len(header):]):
+                    if any(cell.strip() for cell in cells[len(header) :]):
                         raise DataError(path, start, None, f"{len(cells)} cells for {len(header)} columns")
                     rows.append((start, dict(zip(header, cells + [""] * (len(header) - len(cells))))))
                 start = reader.line_num + 1
@@ -106,8 +107,9 @@ def sheet_has_ratings(path: str | Path) -> bool:
     return any(row.get("rating", "").strip() or row.get("note", "").strip() for _, row in _read_csv(path, ()))
 
 
-def export_review_sheet(results: dict[str, dict], path: str | Path, n: int | None = 20, seed: int = 0,
-                        overwrite: bool = False) -> Path:
+def export_review_sheet(
+    results: dict[str, dict], path: str | Path, n: int | None = 20, seed: int = 0, overwrite: bool = False
+) -> Path:
     """A blinded review sheet (CSV) of ``n`` test examples with every run's answer, and its key file.
 
     One row per (example, answer): ``item`` (the example's number on the sheet), ``output_id`` (opaque),
@@ -128,8 +130,10 @@ def export_review_sheet(results: dict[str, dict], path: str | Path, n: int | Non
     """
     path = Path(path)
     if not overwrite and sheet_has_ratings(path):
-        raise FileExistsError(f"{path} already holds ratings or notes, so it was not overwritten: rate on it, "
-                              "move it away, or pass overwrite=True")
+        raise FileExistsError(
+            f"{path} already holds ratings or notes, so it was not overwritten: rate on it, "
+            "move it away, or pass overwrite=True"
+        )
     if not results:
         raise ValueError("no runs to put on a review sheet")
     examples = common_examples(results)
@@ -143,9 +147,18 @@ def export_review_sheet(results: dict[str, dict], path: str | Path, n: int | Non
         for run in runs:
             prediction = results[run]["predictions"][index]
             identifier = output_id(index, prediction, run)
-            rows.append({"item": item, "output_id": identifier, "example_id": example.get("id") or "",
-                         "input": example["input"], "reference": reference_text(example["reference"]),
-                         "output": prediction["prediction"], "rating": "", "note": ""})
+            rows.append(
+                {
+                    "item": item,
+                    "output_id": identifier,
+                    "example_id": example.get("id") or "",
+                    "input": example["input"],
+                    "reference": reference_text(example["reference"]),
+                    "output": prediction["prediction"],
+                    "rating": "",
+                    "note": "",
+                }
+            )
             key[identifier] = {"run": run, "example": index, "example_id": example.get("id")}
     write_csv(rows, SHEET_COLUMNS, path, CSV_ENCODING)
     write_json({"sheet": path.name, "seed": seed, "outputs": key}, key_path(path))
@@ -165,8 +178,9 @@ def load_review_key(path: str | Path) -> dict[str, dict]:
         outputs = json.loads(path.read_text(encoding="utf-8")).get("outputs")
     except (json.JSONDecodeError, AttributeError):
         raise DataError(path, None, None, "not a review key (a JSON object with 'outputs')") from None
-    if not isinstance(outputs, dict) or not all(isinstance(v, dict) and {"run", "example"} <= set(v)
-                                                for v in outputs.values()):
+    if not isinstance(outputs, dict) or not all(
+        isinstance(v, dict) and {"run", "example"} <= set(v) for v in outputs.values()
+    ):
         raise DataError(path, None, "outputs", "expected {output_id: {run, example, example_id}}")
     return outputs
 
@@ -222,10 +236,14 @@ class RatingsStore:
         if not output_id:
             raise ValueError("a rating needs the id of the answer it rates")
         merged = load_ratings(self.path) if self.path.exists() else {}
-        merged[output_id] = {"rating": rating, "note": note.strip(),
-                             "rated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        write_csv([{"output_id": identifier, **entry} for identifier, entry in merged.items()],
-                              RATINGS_COLUMNS, self.path)
+        merged[output_id] = {
+            "rating": rating,
+            "note": note.strip(),
+            "rated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_csv(
+            [{"output_id": identifier, **entry} for identifier, entry in merged.items()], RATINGS_COLUMNS, self.path
+        )
         self.ratings = merged
         return merged[output_id]
 
@@ -281,17 +299,22 @@ def review_panel(sheet_path: str | Path, ratings_path: str | Path):
     session = ReviewSession(sheet_path, ratings_path)
     heading, status = widgets.HTML(), widgets.HTML()
     texts = {name: widgets.HTML() for name in ("input", "reference", "output")}
-    note = widgets.Textarea(placeholder="note (optional): what is wrong or missing?",
-                            layout=widgets.Layout(width="100%"))
+    note = widgets.Textarea(
+        placeholder="note (optional): what is wrong or missing?", layout=widgets.Layout(width="100%")
+    )
     progress = widgets.IntProgress(min=0, max=len(session.rows))
-    rate_buttons = [widgets.Button(description=rating, button_style=style)
-                    for rating, style in zip(RATING_SCORES, ("success", "warning", "danger"))]
+    rate_buttons = [
+        widgets.Button(description=rating, button_style=style)
+        for rating, style in zip(RATING_SCORES, ("success", "warning", "danger"))
+    ]
     previous_button, next_button = widgets.Button(description="◀ prev"), widgets.Button(description="next ▶")
 
     def show(message: str = "") -> None:
         row, existing = session.current, session.current_rating
-        heading.value = (f"<b>Item {html.escape(row['item'])}</b>, answer {session.position + 1} of "
-                         f"{len(session.rows)} <small>(output {html.escape(row['output_id'])})</small>")
+        heading.value = (
+            f"<b>Item {html.escape(row['item'])}</b>, answer {session.position + 1} of "
+            f"{len(session.rows)} <small>(output {html.escape(row['output_id'])})</small>"
+        )
         for name, widget in texts.items():
             widget.value = f"<b>{name}</b><pre style='white-space: pre-wrap'>{html.escape(row[name])}</pre>"
         note.value = existing["note"] if existing else ""
@@ -319,8 +342,15 @@ def review_panel(sheet_path: str | Path, ratings_path: str | Path):
     previous_button.on_click(on_move)
     next_button.on_click(on_move)
     show()
-    return widgets.VBox([heading, *texts.values(), note, widgets.HBox(rate_buttons),
-                         widgets.HBox([previous_button, next_button, progress, status])])
+    return widgets.VBox(
+        [
+            heading,
+            *texts.values(),
+            note,
+            widgets.HBox(rate_buttons),
+            widgets.HBox([previous_button, next_button, progress, status]),
+        ]
+    )
 
 
 def interactive_frontend() -> bool:
@@ -351,16 +381,19 @@ def aggregate_ratings(ratings: dict[str, dict], key: dict[str, dict], seed: int 
         if identifier in key:
             by_run[key[identifier]["run"]].append(entry["rating"])
     if ratings and not by_run:
-        raise ValueError(f"none of the {len(ratings)} ratings is of an answer in this key: "
-                         "were they made on another review sheet?")
+        raise ValueError(
+            f"none of the {len(ratings)} ratings is of an answer in this key: were they made on another review sheet?"
+        )
     summary = {}
     for run in dict.fromkeys(place["run"] for place in key.values()):
         labels = by_run.get(run, [])
         scores = [RATING_SCORES[label] for label in labels]
         low, high = bootstrap_interval(scores, seed=seed)
-        summary[run] = {"rated": len(labels), **{rating: labels.count(rating) for rating in RATING_SCORES},
-                        "score": {"value": sum(scores) / len(scores) if scores else float("nan"),
-                                  "low": low, "high": high}}
+        summary[run] = {
+            "rated": len(labels),
+            **{rating: labels.count(rating) for rating in RATING_SCORES},
+            "score": {"value": sum(scores) / len(scores) if scores else float("nan"), "low": low, "high": high},
+        }
     return summary
 
 
@@ -399,12 +432,13 @@ def cohens_kappa(first: Sequence, second: Sequence) -> float:
         return float("nan")
     observed = sum(a == b for a, b in zip(first, second)) / n
     first_counts, second_counts = Counter(first), Counter(second)
-    expected = sum(first_counts[label] * second_counts[label] for label in first_counts) / n ** 2
+    expected = sum(first_counts[label] * second_counts[label] for label in first_counts) / n**2
     return float("nan") if expected == 1 else (observed - expected) / (1 - expected)
 
 
-def rating_agreement(ratings: dict[str, dict], key: dict[str, dict], results: dict[str, dict], task: Task,
-                     rouge_threshold: float = 0.5) -> dict:
+def rating_agreement(
+    ratings: dict[str, dict], key: dict[str, dict], results: dict[str, dict], task: Task, rouge_threshold: float = 0.5
+) -> dict:
     """How often people and the metrics agree on which answers are correct.
 
     A person says correct when the rating is ``correct`` (partly counts as not correct); the metrics say it by
@@ -425,8 +459,10 @@ def rating_agreement(ratings: dict[str, dict], key: dict[str, dict], results: di
             continue
         place = key[identifier]
         predictions = results.get(place["run"], {}).get("predictions", [])
-        if place["example"] >= len(predictions) or output_id(place["example"], predictions[place["example"]],
-                                                               place["run"]) != identifier:
+        if (
+            place["example"] >= len(predictions)
+            or output_id(place["example"], predictions[place["example"]], place["run"]) != identifier
+        ):
             stale += 1
             continue
         prediction = predictions[place["example"]]
@@ -441,9 +477,12 @@ def rating_agreement(ratings: dict[str, dict], key: dict[str, dict], results: di
         "compared": len(human),
         "agreement": (pairs[True, True] + pairs[False, False]) / len(human) if human else float("nan"),
         "kappa": cohens_kappa(human, automatic),
-        "both_correct": pairs[True, True], "human_only": pairs[True, False],
-        "automatic_only": pairs[False, True], "neither": pairs[False, False],
-        "stale": stale, "rule": describe_judgement(task, rouge_threshold),
+        "both_correct": pairs[True, True],
+        "human_only": pairs[True, False],
+        "automatic_only": pairs[False, True],
+        "neither": pairs[False, False],
+        "stale": stale,
+        "rule": describe_judgement(task, rouge_threshold),
     }
 
 
@@ -451,12 +490,23 @@ def human_vs_automatic(human: dict[str, dict], results: dict[str, dict], metrics
     """Rows per run: the people's ratings (``aggregate_ratings``) next to the automatic ``metrics``' values."""
     rows = []
     for run, result in results.items():
-        rated = human.get(run, {"rated": 0, **dict.fromkeys(RATING_SCORES, 0),
-                                "score": dict.fromkeys(("value", "low", "high"), float("nan"))})
+        rated = human.get(
+            run,
+            {
+                "rated": 0,
+                **dict.fromkeys(RATING_SCORES, 0),
+                "score": dict.fromkeys(("value", "low", "high"), float("nan")),
+            },
+        )
         score = rated["score"]
-        rows.append({"run": run, "rated": rated["rated"], **{r: rated[r] for r in RATING_SCORES},
-                     "human score": round(score["value"], 3),
-                     "interval": f"[{score['low']:.2f}, {score['high']:.2f}]" if rated["rated"] else "",
-                     **{name: round(result["metrics"][name]["value"], 3) for name in metrics
-                        if name in result["metrics"]}})
+        rows.append(
+            {
+                "run": run,
+                "rated": rated["rated"],
+                **{r: rated[r] for r in RATING_SCORES},
+                "human score": round(score["value"], 3),
+                "interval": f"[{score['low']:.2f}, {score['high']:.2f}]" if rated["rated"] else "",
+                **{name: round(result["metrics"][name]["value"], 3) for name in metrics if name in result["metrics"]},
+            }
+        )
     return rows

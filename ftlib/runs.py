@@ -106,9 +106,15 @@ class EstimatedMemory:
     @classmethod
     def from_estimate(cls, estimate: Any, digits: int = 3) -> EstimatedMemory:
         """From a ``ftlib.memory.MemoryEstimate`` (bytes), rounded as its ``as_row`` rounds."""
-        return cls(estimate.method, estimate.device, estimate.batch, estimate.seq_len,
-                   {name: round(estimate.gb(name), digits) for name in estimate.COMPONENTS},
-                   round(estimate.gb(), digits), estimate.peak_phase)
+        return cls(
+            estimate.method,
+            estimate.device,
+            estimate.batch,
+            estimate.seq_len,
+            {name: round(estimate.gb(name), digits) for name in estimate.COMPONENTS},
+            round(estimate.gb(), digits),
+            estimate.peak_phase,
+        )
 
 
 @dataclass(frozen=True)
@@ -154,11 +160,17 @@ class RunRecord:
     def as_row(self, name: str) -> dict[str, Any]:
         """A table row: parameters, final validation loss, speed, and estimated vs measured peak memory."""
         estimated, measured = self.memory.estimate.total_gb, self.memory.measured.peak_gb
-        return {"run": name, "trainable params": f"{self.parameters.trainable:,}",
-                "total params": f"{self.parameters.total:,}", "final val loss": self.metrics.final_val_loss,
-                "train tokens/s": self.metrics.train_tokens_per_second, "train s": self.metrics.train_seconds,
-                "estimated peak GB": estimated, "measured peak GB": round(measured, 3),
-                "estimate / measured": round(estimated / measured, 2)}
+        return {
+            "run": name,
+            "trainable params": f"{self.parameters.trainable:,}",
+            "total params": f"{self.parameters.total:,}",
+            "final val loss": self.metrics.final_val_loss,
+            "train tokens/s": self.metrics.train_tokens_per_second,
+            "train s": self.metrics.train_seconds,
+            "estimated peak GB": estimated,
+            "measured peak GB": round(measured, 3),
+            "estimate / measured": round(estimated / measured, 2),
+        }
 
     @property
     def weights_folder(self) -> str:
@@ -186,12 +198,19 @@ def _memory_from_v1(memory: dict, where: str) -> dict:
     if not isinstance(row, dict):
         raise ManifestError(f"{where}: version 1 memory without an estimate")
     measured = {key: memory[key] for key in ("peak_rss_mb", "cuda_max_allocated_mb") if key in memory}
-    components = {key.removesuffix(" GB"): value for key, value in row.items()
-                  if key.endswith(" GB") and key != "total GB"}
+    components = {
+        key.removesuffix(" GB"): value for key, value in row.items() if key.endswith(" GB") and key != "total GB"
+    }
     try:
-        estimate = {"method": row["method"], "device": row["device"], "batch": row["batch"],
-                    "seq_len": row["seq_len"], "components_gb": components, "total_gb": row["total GB"],
-                    "peak_phase": row.get("peak phase", "backward")}
+        estimate = {
+            "method": row["method"],
+            "device": row["device"],
+            "batch": row["batch"],
+            "seq_len": row["seq_len"],
+            "components_gb": components,
+            "total_gb": row["total GB"],
+            "peak_phase": row.get("peak phase", "backward"),
+        }
     except KeyError as error:
         raise ManifestError(f"{where}: version 1 memory estimate without {error}") from None
     return {"measured": measured, "estimate": estimate}
@@ -207,14 +226,21 @@ def record_from_dict(values: dict, source: str = "<manifest>") -> RunRecord:
         raise ManifestError(f"{source}: expected a JSON object, got {type(values).__name__}")
     version = values.get("version", 1)  # written before the field existed: version 1
     if version not in READABLE_VERSIONS:
-        raise ManifestError(f"{source}: manifest version {version!r} is not one this ftlib reads "
-                            f"({', '.join(map(str, READABLE_VERSIONS))}); a newer ftlib wrote it: upgrade ftlib")
+        raise ManifestError(
+            f"{source}: manifest version {version!r} is not one this ftlib reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))}); a newer ftlib wrote it: upgrade ftlib"
+        )
     values = dict(values, version=SCHEMA_VERSION)
     memory = values.get("memory")
     if version == 1 and isinstance(memory, dict):
         values["memory"] = _memory_from_v1(memory, f"{source}, field 'memory'")
-    nested = {"config": TrainConfig, "data": DataSummary, "parameters": ParameterCounts,
-              "checkpoints": CheckpointSummary, "metrics": RunMetrics}
+    nested = {
+        "config": TrainConfig,
+        "data": DataSummary,
+        "parameters": ParameterCounts,
+        "checkpoints": CheckpointSummary,
+        "metrics": RunMetrics,
+    }
     for name, kind in nested.items():
         if name in values:
             values[name] = _build(kind, values[name], f"{source}, field '{name}'")
@@ -223,9 +249,14 @@ def record_from_dict(values: dict, source: str = "<manifest>") -> RunRecord:
         where = f"{source}, field 'memory'"
         if not isinstance(memory, dict):
             raise ManifestError(f"{where}: expected an object, got {type(memory).__name__}")
-        values["memory"] = _build(RunMemory, {
-            "measured": _build(MeasuredMemory, memory.get("measured"), where + ".measured"),
-            "estimate": _build(EstimatedMemory, memory.get("estimate"), where + ".estimate")}, where)
+        values["memory"] = _build(
+            RunMemory,
+            {
+                "measured": _build(MeasuredMemory, memory.get("measured"), where + ".measured"),
+                "estimate": _build(EstimatedMemory, memory.get("estimate"), where + ".estimate"),
+            },
+            where,
+        )
     return _build(RunRecord, values, source)
 
 

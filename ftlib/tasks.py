@@ -31,7 +31,11 @@ class Task:
         """The metrics lesson 05 compares runs on."""
         if self.answer_format == "text":
             return (["attribute_coverage"] if self.input_is_object else []) + [f"{self.answer_fields[0]}_rougeL"]
-        return ["json_valid"] + [f"{f}_accuracy" for f in self.label_fields] + [f"{f}_rougeL" for f in self.text_answer_fields]
+        return (
+            ["json_valid"]
+            + [f"{f}_accuracy" for f in self.label_fields]
+            + [f"{f}_rougeL" for f in self.text_answer_fields]
+        )
 
     @property
     def quality_field(self) -> str:
@@ -59,7 +63,9 @@ class Task:
     def input_text(self, record: dict) -> str:
         value = record[self.input_field]
         if self.input_is_object:
-            return "\n".join(f"{key}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for key, v in value.items())
+            return "\n".join(
+                f"{key}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for key, v in value.items()
+            )
         return str(value)
 
     def stratum(self, record: dict) -> str:
@@ -76,9 +82,14 @@ class Task:
         Args:
             examples: solved records shown first as user/assistant pairs (a few-shot prompt); none by default.
         """
-        shots = [message for example in examples
-                 for message in ({"role": "user", "content": self.input_text(example)},
-                                 {"role": "assistant", "content": self.answer_text(example)})]
+        shots = [
+            message
+            for example in examples
+            for message in (
+                {"role": "user", "content": self.input_text(example)},
+                {"role": "assistant", "content": self.answer_text(example)},
+            )
+        ]
         return [
             {"role": "system", "content": self.instruction},
             *shots,
@@ -105,8 +116,12 @@ SUPPORT_TICKETS = Task(
         '"reply": a one- or two-sentence first response}.'
     ),
     label_values={"category": CATEGORIES, "urgency": URGENCIES},
-    field_aliases={"ticket": ("text", "message", "body", "customer_message"), "category": ("cat", "topic", "type"),
-                   "urgency": ("priority", "severity"), "reply": ("response", "answer", "first_reply")},
+    field_aliases={
+        "ticket": ("text", "message", "body", "customer_message"),
+        "category": ("cat", "topic", "type"),
+        "urgency": ("priority", "severity"),
+        "reply": ("response", "answer", "first_reply"),
+    },
     nested_keys=("label", "labels", "meta"),
     language_filter=True,
     stratify_field="category",

@@ -165,8 +165,9 @@ class StepProgress(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:  # a resumed run starts at its checkpoint's step
-            self.progress = Progress(state.max_steps, "train", "step", initial=state.global_step, mode=self.mode,
-                                     interval=self.interval)
+            self.progress = Progress(
+                state.max_steps, "train", "step", initial=state.global_step, mode=self.mode, interval=self.interval
+            )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.progress is not None and logs and "loss" in logs:  # ftlib logs every step (logging_steps=1)
@@ -191,19 +192,33 @@ def forward_with_shared_prefix(model, inputs: dict, prefix: int):
     input_ids = inputs["input_ids"]
     cache = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1).past_key_values
     cache.batch_repeat_interleave(input_ids.shape[0])
-    return model(input_ids=input_ids[:, prefix:], attention_mask=inputs["attention_mask"], past_key_values=cache,
-                 logits_to_keep=inputs["logits_to_keep"][:, prefix:], use_cache=False)
+    return model(
+        input_ids=input_ids[:, prefix:],
+        attention_mask=inputs["attention_mask"],
+        past_key_values=cache,
+        logits_to_keep=inputs["logits_to_keep"][:, prefix:],
+        use_cache=False,
+    )
 
 
-def estimate_run_memory(model_config, tokenizer, train_records: list[dict], config: TrainConfig,
-                        task: Task | None, device: DeviceChoice):
+def estimate_run_memory(
+    model_config, tokenizer, train_records: list[dict], config: TrainConfig, task: Task | None, device: DeviceChoice
+):
     """``ftlib.memory.estimate_memory`` for this run: its method, batch, and the token shape of its data."""
     workload = workload_from_records(train_records, tokenizer, task, config.max_length)
     shares_prefix = not config.gradient_checkpointing
     return estimate_memory(
-        model_config, config.method, config.batch_size, workload.seq_len, device=device.device.split(":")[0],
-        lora_r=config.lora_r, target_modules=config.target_modules, gradient_checkpointing=config.gradient_checkpointing,
-        answer_fraction=workload.answer_fraction, shared_prefix=workload.shared_prefix if shares_prefix else 0)
+        model_config,
+        config.method,
+        config.batch_size,
+        workload.seq_len,
+        device=device.device.split(":")[0],
+        lora_r=config.lora_r,
+        target_modules=config.target_modules,
+        gradient_checkpointing=config.gradient_checkpointing,
+        answer_fraction=workload.answer_fraction,
+        shared_prefix=workload.shared_prefix if shares_prefix else 0,
+    )
 
 
 def gpu_preflight(estimate, device: DeviceChoice) -> None:
@@ -216,7 +231,8 @@ def gpu_preflight(estimate, device: DeviceChoice) -> None:
         raise MemoryError(
             f"this run needs about {estimate.gb():.1f} GB ({parts}) but {device.name} has {free / 1e9:.1f} GB free: "
             "use method='qlora', gradient_checkpointing=True, a smaller batch_size with grad_accum, or a shorter "
-            "max_length")
+            "max_length"
+        )
 
 
 def training_seconds(log_history: list[dict], train_runtime: float) -> float:
@@ -234,7 +250,9 @@ def peft_target_modules(preset: str) -> str | list[str]:
 
 
 def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
-    """Wrap a base model with fresh LoRA adapters, or a saved one to keep training (QLoRA: after preparing the 4-bit base).
+    """Wrap a base model with fresh LoRA adapters, or a saved one to keep training.
+
+    For QLoRA this comes after preparing the 4-bit base.
 
     For ``method="full"`` the model itself is returned with every parameter trainable.
     """
@@ -251,7 +269,10 @@ def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
     if adapter is not None:  # a trained adapter: never get_peft_model, which would start a fresh one
         return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
     lora = LoraConfig(
-        task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
         target_modules=peft_target_modules(config.target_modules),
     )
     return get_peft_model(model, lora)
@@ -305,8 +326,12 @@ def training_arguments(config: TrainConfig, scratch_dir: Path, device: DeviceCho
 
 def run_key(base_model: str, config: TrainConfig, train_records: list[dict], val_records: list[dict]) -> dict:
     """What must not change between an interrupted run and its resumption."""
-    return {"base_model": base_model, "config": asdict(config), "train_sha256": records_hash(train_records),
-            "val_sha256": records_hash(val_records)}
+    return {
+        "base_model": base_model,
+        "config": asdict(config),
+        "train_sha256": records_hash(train_records),
+        "val_sha256": records_hash(val_records),
+    }
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
@@ -347,8 +372,10 @@ def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
         saved = json.loads(key_file.read_text())
         changed = [name for name in key if saved.get(name) != key[name]]
         if changed:
-            raise ValueError(f"cannot resume from {checkpoint}: {', '.join(changed)} changed since it was written "
-                             f"({key_file}); run without resume to start over")
+            raise ValueError(
+                f"cannot resume from {checkpoint}: {', '.join(changed)} changed since it was written "
+                f"({key_file}); run without resume to start over"
+            )
         return checkpoint
     if scratch.exists():
         shutil.rmtree(scratch)
@@ -397,9 +424,18 @@ class FitResult:
     train_seconds: float
 
 
-def preflight(base_model: str, train_records: list[dict], val_records: list[dict], output_dir: str | Path,
-              config: TrainConfig, task: Task | None, device: DeviceChoice | None, source: str, resume: bool,
-              adapter: str | Path | None) -> RunPlan:
+def preflight(
+    base_model: str,
+    train_records: list[dict],
+    val_records: list[dict],
+    output_dir: str | Path,
+    config: TrainConfig,
+    task: Task | None,
+    device: DeviceChoice | None,
+    source: str,
+    resume: bool,
+    adapter: str | Path | None,
+) -> RunPlan:
     """Check the config and the data and estimate memory, so a run that cannot work fails before any model loads.
 
     Raises:
@@ -417,18 +453,19 @@ def preflight(base_model: str, train_records: list[dict], val_records: list[dict
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
     tokenizer = load_tokenizer(base_model, source)  # the data's token lengths: the estimate's sequence length
-    estimate = estimate_run_memory(model_config_for(base_model, source), tokenizer, train_records, config, task,
-                                   device)
+    estimate = estimate_run_memory(model_config_for(base_model, source), tokenizer, train_records, config, task, device)
     gpu_preflight(estimate, device)
-    return RunPlan(base_model, train_records, val_records, output_dir, config, task, device, source, resume, adapter,
-                   estimate)
+    return RunPlan(
+        base_model, train_records, val_records, output_dir, config, task, device, source, resume, adapter, estimate
+    )
 
 
 def prepare(plan: RunPlan) -> PreparedRun:
     """Load the model and tokenizer, attach LoRA, tokenize the datasets, set up the scratch folder and Trainer."""
     config = plan.config
-    model, tokenizer = load_model(plan.base_model, "nf4" if config.method == "qlora" else None, plan.device,
-                                  plan.source)
+    model, tokenizer = load_model(
+        plan.base_model, "nf4" if config.method == "qlora" else None, plan.device, plan.source
+    )
     model = attach_lora(model, config, plan.adapter)
     train_set = SupervisedDataset(plan.train_records, tokenizer, config.max_length, plan.task)
     val_set = SupervisedDataset(plan.val_records, tokenizer, config.max_length, plan.task)
@@ -444,11 +481,14 @@ def prepare(plan: RunPlan) -> PreparedRun:
     # The prefix needs a KV cache, which activation checkpointing turns off; DDP wants one forward per step.
     share_prefix = not config.gradient_checkpointing and args.world_size == 1
     trainer = FtlibTrainer(
-        model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
         data_collator=PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=share_prefix),
         compute_loss_func=answer_only_loss,
-        callbacks=[StepProgress()] + (
-            [EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []),
+        callbacks=[StepProgress()]
+        + ([EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []),
     )
     trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every step's log dict
     return PreparedRun(model, tokenizer, train_set, val_set, trainer, scratch, checkpoint)
@@ -459,12 +499,17 @@ def fit(run: PreparedRun) -> FitResult:
     train_output = run.trainer.train(resume_from_checkpoint=run.checkpoint)
     final_eval = run.trainer.evaluate()
     log_history = run.trainer.state.log_history
-    return FitResult(train_output, final_eval, history_from_log(log_history),
-                     training_seconds(log_history, train_output.metrics["train_runtime"]))
+    return FitResult(
+        train_output,
+        final_eval,
+        history_from_log(log_history),
+        training_seconds(log_history, train_output.metrics["train_runtime"]),
+    )
 
 
-def run_record(plan: RunPlan, run: PreparedRun, fitted: FitResult, measured: MeasuredMemory,
-               wall_seconds: float) -> RunRecord:
+def run_record(
+    plan: RunPlan, run: PreparedRun, fitted: FitResult, measured: MeasuredMemory, wall_seconds: float
+) -> RunRecord:
     """The manifest of a finished run: its inputs, data, parameters, checkpoints, metrics, memory and versions."""
     config, state, args = plan.config, run.trainer.state, run.trainer.args
     train_set, val_set = run.train_set, run.val_set
@@ -477,29 +522,40 @@ def run_record(plan: RunPlan, run: PreparedRun, fitted: FitResult, measured: Mea
         world_size=args.world_size,  # processes that trained together (DDP); memory below is the main one's
         global_batch_size=config.batch_size * config.grad_accum * args.world_size,
         torch_threads=torch.get_num_threads(),
-        data=DataSummary(train_sha256=records_hash(plan.train_records), val_sha256=records_hash(plan.val_records),
-                         train_examples=len(train_set), val_examples=len(val_set),
-                         train_truncated=train_set.truncated, val_truncated=val_set.truncated,
-                         dropped_without_answer_tokens=train_set.dropped_no_answer + val_set.dropped_no_answer),
+        data=DataSummary(
+            train_sha256=records_hash(plan.train_records),
+            val_sha256=records_hash(plan.val_records),
+            train_examples=len(train_set),
+            val_examples=len(val_set),
+            train_truncated=train_set.truncated,
+            val_truncated=val_set.truncated,
+            dropped_without_answer_tokens=train_set.dropped_no_answer + val_set.dropped_no_answer,
+        ),
         parameters=ParameterCounts(**count_parameters(run.model)),
-        checkpoints=CheckpointSummary(resumed_from=Path(run.checkpoint).name if run.checkpoint else None,
-                                      best_step=state.best_global_step,
-                                      best_val_loss=state.best_metric, steps_run=state.global_step,
-                                      stopped_early=state.global_step < args.max_steps),
-        metrics=RunMetrics(train_loss=fitted.train_output.training_loss,
-                           final_val_loss=fitted.final_eval["eval_loss"],
-                           train_tokens=int(state.num_input_tokens_seen),
-                           train_seconds=round(fitted.train_seconds, 2),
-                           train_tokens_per_second=round(state.num_input_tokens_seen / fitted.train_seconds, 1),
-                           computed_tokens=run.trainer.computed_tokens),
+        checkpoints=CheckpointSummary(
+            resumed_from=Path(run.checkpoint).name if run.checkpoint else None,
+            best_step=state.best_global_step,
+            best_val_loss=state.best_metric,
+            steps_run=state.global_step,
+            stopped_early=state.global_step < args.max_steps,
+        ),
+        metrics=RunMetrics(
+            train_loss=fitted.train_output.training_loss,
+            final_val_loss=fitted.final_eval["eval_loss"],
+            train_tokens=int(state.num_input_tokens_seen),
+            train_seconds=round(fitted.train_seconds, 2),
+            train_tokens_per_second=round(state.num_input_tokens_seen / fitted.train_seconds, 1),
+            computed_tokens=run.trainer.computed_tokens,
+        ),
         memory=RunMemory(measured, EstimatedMemory.from_estimate(plan.estimate)),
         wall_seconds=round(wall_seconds, 2),
         versions=library_versions(),
     )
 
 
-def publish(plan: RunPlan, run: PreparedRun, fitted: FitResult, measured: MeasuredMemory,
-            wall_seconds: float) -> TrainResult:
+def publish(
+    plan: RunPlan, run: PreparedRun, fitted: FitResult, measured: MeasuredMemory, wall_seconds: float
+) -> TrainResult:
     """Write weights, history and the ``RunRecord`` into the scratch folder, which then replaces the run folder."""
     record = run_record(plan, run, fitted, measured, wall_seconds)
     if run.trainer.is_world_process_zero():  # under DDP every rank holds the same weights: one writes them
@@ -553,15 +609,31 @@ def train(
     """
     started = time.perf_counter()
     with PeakMemory() as peak:  # the measured peak covers loading as well as training
-        plan = preflight(base_model, train_records, val_records, output_dir, config or TrainConfig(), task, device,
-                         source, resume, adapter)
+        plan = preflight(
+            base_model,
+            train_records,
+            val_records,
+            output_dir,
+            config or TrainConfig(),
+            task,
+            device,
+            source,
+            resume,
+            adapter,
+        )
         run = prepare(plan)
         fitted = fit(run)
     return publish(plan, run, fitted, MeasuredMemory(**peak.as_dict()), wall_seconds=time.perf_counter() - started)
 
 
-def load_adapter(base_model: str, adapter_dir: str | Path, quantization: str | None = None,
-                 device: DeviceChoice | None = None, source: str = "auto", trainable: bool = False):
+def load_adapter(
+    base_model: str,
+    adapter_dir: str | Path,
+    quantization: str | None = None,
+    device: DeviceChoice | None = None,
+    source: str = "auto",
+    trainable: bool = False,
+):
     """Load a base model and put a trained adapter on it (never ``get_peft_model`` on a trained one).
 
     Returns:
@@ -589,8 +661,13 @@ def load_for_eval(run: str, source: str = "auto", quantization: str | None = Non
     return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
 
 
-def merge_and_export(base_model: str, adapter_dir: str | Path, output_dir: str | Path,
-                     device: DeviceChoice | None = None, source: str = "auto") -> Path:
+def merge_and_export(
+    base_model: str,
+    adapter_dir: str | Path,
+    output_dir: str | Path,
+    device: DeviceChoice | None = None,
+    source: str = "auto",
+) -> Path:
     """Fold a LoRA adapter into a full-precision copy of its base and save it as a plain model.
 
     The base is always loaded unquantized, also for a QLoRA adapter: merging into 4-bit weights
@@ -605,7 +682,14 @@ def merge_and_export(base_model: str, adapter_dir: str | Path, output_dir: str |
         shutil.rmtree(partial)
     merged.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    write_json({"base_model": base_model, "adapter": str(adapter_dir), "dtype": str(merged.dtype).removeprefix("torch."),
-                "versions": library_versions()}, partial / "merge.json")
+    write_json(
+        {
+            "base_model": base_model,
+            "adapter": str(adapter_dir),
+            "dtype": str(merged.dtype).removeprefix("torch."),
+            "versions": library_versions(),
+        },
+        partial / "merge.json",
+    )
     replace_dir(partial, output_dir)
     return output_dir

@@ -11,14 +11,34 @@ from ftlib.runtime import pick_device  # noqa: E402
 from ftlib.tasks import SUPPORT_TICKETS  # noqa: E402
 
 TICKETS = [
-    {"id": "a", "ticket": "My internet is down since 6am!", "category": "outage", "urgency": "high",
-     "reply": "Sorry, a technician is on the way."},
-    {"id": "b", "ticket": "how do I change my email?", "category": "account", "urgency": "low",
-     "reply": "Go to Settings > Profile."},
-    {"id": "c", "ticket": "charged twice for May", "category": "billing", "urgency": "medium",
-     "reply": "I've opened a billing review."},
-    {"id": "d", "ticket": "router smoking!!", "category": "hardware", "urgency": "high",
-     "reply": "Unplug it now, a replacement is coming."},
+    {
+        "id": "a",
+        "ticket": "My internet is down since 6am!",
+        "category": "outage",
+        "urgency": "high",
+        "reply": "Sorry, a technician is on the way.",
+    },
+    {
+        "id": "b",
+        "ticket": "how do I change my email?",
+        "category": "account",
+        "urgency": "low",
+        "reply": "Go to Settings > Profile.",
+    },
+    {
+        "id": "c",
+        "ticket": "charged twice for May",
+        "category": "billing",
+        "urgency": "medium",
+        "reply": "I've opened a billing review.",
+    },
+    {
+        "id": "d",
+        "ticket": "router smoking!!",
+        "category": "hardware",
+        "urgency": "high",
+        "reply": "Unplug it now, a replacement is coming.",
+    },
 ]
 
 
@@ -53,9 +73,13 @@ def pytest_collection_modifyitems(config, items):
     the run that would have missed it.
     """
     here = Path(__file__).resolve().parent
-    wrong = [f"{item.nodeid}: {sorted(tiers) or 'no tier'}" for item in items
-             if here in Path(item.path).resolve().parents
-             and len(tiers := {mark.name for mark in item.iter_markers() if mark.name in TIERS}) != 1]
+    wrong = [
+        f"{item.nodeid}: {sorted(tiers) or 'no tier'}"
+        for item in items
+        if here in Path(item.path).resolve().parents
+        and len(tiers := {mark.name for mark in item.iter_markers() if mark.name in TIERS}) != 1
+    ]
     if wrong:
-        raise pytest.UsageError("each test needs exactly one of the markers unit or integration:\n  "
-                                + "\n  ".join(wrong))
+        raise pytest.UsageError(
+            "each test needs exactly one of the markers unit or integration:\n  " + "\n  ".join(wrong)
+        )

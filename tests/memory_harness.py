@@ -14,9 +14,10 @@ import resource
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,17 +50,27 @@ def measure_training_peak(
         ``{"peak_rss_bytes", "manifest"}``: the kernel's RSS high-water mark and the run's manifest.
     """
     with tempfile.TemporaryDirectory(prefix="ftlib-memory-") as folder:
-        spec = {"base_model": str(base_model), "train": train_records,
-                "val": val_records if val_records is not None else train_records[: config.eval_batch_size],
-                "config": asdict(config), "task": task.name if task is not None else None,
-                "output_dir": str(Path(folder) / "run")}
+        spec = {
+            "base_model": str(base_model),
+            "train": train_records,
+            "val": val_records if val_records is not None else train_records[: config.eval_batch_size],
+            "config": asdict(config),
+            "task": task.name if task is not None else None,
+            "output_dir": str(Path(folder) / "run"),
+        }
         spec_path = Path(folder) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         # A script's own folder leads sys.path, not the working one: put this checkout's ftlib first.
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=path)
-        result = subprocess.run([sys.executable, __file__, str(spec_path)], capture_output=True,
-                                text=True, env=env, timeout=timeout, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, __file__, str(spec_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=ROOT,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"the measured training run failed:\n{result.stderr[-3000:]}")
         return json.loads(result.stdout.strip().splitlines()[-1])
@@ -74,8 +85,15 @@ def _measure_in_this_process(spec_path: str) -> dict[str, Any]:
     spec = json.loads(Path(spec_path).read_text())
     config = TrainConfig(**spec["config"])
     task = get_task(spec["task"]) if spec["task"] else None
-    run = train(spec["base_model"], spec["train"], spec["val"], spec["output_dir"], config=config, task=task,
-                device=pick_device("cpu"))
+    run = train(
+        spec["base_model"],
+        spec["train"],
+        spec["val"],
+        spec["output_dir"],
+        config=config,
+        task=task,
+        device=pick_device("cpu"),
+    )
     return {"peak_rss_bytes": peak_rss_bytes(), "manifest": json.loads(run.record.to_json())}
 
 
@@ -102,8 +120,11 @@ def saved_activation_bytes(model, inputs: Mapping[str, Any], prefix: int = 0) ->
         if prefix:
             outputs = forward_with_shared_prefix(model, dict(inputs), prefix)
         else:
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                            logits_to_keep=inputs["logits_to_keep"])
+            outputs = model(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                logits_to_keep=inputs["logits_to_keep"],
+            )
         loss = answer_only_loss(outputs, inputs["labels"])
     del loss, outputs
     return sum(saved.values())

@@ -37,8 +37,16 @@ PREPARE = ["02_data_curation", "03_lora", "04_qlora"]  # what lesson 05 reads: t
 NOTEBOOK = "notebooks/05_evaluation.ipynb"
 CHROMIUM = Path(os.environ.get("FTLIB_BROWSER", "/usr/bin/chromium"))
 # Playwright's own browser download needs the internet; Debian's chromium needs only the apt mirror.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # JupyterLab answers in a few seconds on an idle machine; the CPU is shared with training runs, so allow more.
 SERVER_START_S = 180
 # Lesson 05 scores four runs in the smoke profile; a busy 2-core machine can take many times an idle one's time.
@@ -78,10 +86,14 @@ def run_dir() -> Path:
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     (RUN_DIR / "executed").mkdir(parents=True)
     for name in PREPARE:
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"),
-                                   str(RUN_DIR / "executed" / f"{name}.ipynb"),
-                                   cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False,
-                                   parameters={"profile": "smoke", "run_dir": str(RUN_DIR)})
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / f"{name}.ipynb"),
+            str(RUN_DIR / "executed" / f"{name}.ipynb"),
+            cwd=str(ROOT / "notebooks"),
+            kernel_name="python3",
+            progress_bar=False,
+            parameters={"profile": "smoke", "run_dir": str(RUN_DIR)},
+        )
     return RUN_DIR
 
 
@@ -98,8 +110,10 @@ def _lab_settings(settings_dir: Path) -> None:
     Autosave off: the test opens the course's own notebook, which must never be saved with outputs.
     No news prompt: its toast would cover part of the screenshots.
     """
-    for plugin, settings in {"@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-                             "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}.items():
+    for plugin, settings in {
+        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"},
+    }.items():
         path = settings_dir / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings))
@@ -119,19 +133,33 @@ def lab(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
     port, token = free_port(), secrets.token_hex(16)
     home = tmp_path_factory.mktemp("lab")
     _lab_settings(home / "settings")
-    env = os.environ | {"FTLIB_PROFILE": "smoke", "FTLIB_RUN_DIR": str(run_dir), "TQDM_DISABLE": "1",
-                        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-                        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+    env = os.environ | {
+        "FTLIB_PROFILE": "smoke",
+        "FTLIB_RUN_DIR": str(run_dir),
+        "TQDM_DISABLE": "1",
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+    }
     log = run_dir / "jupyterlab.log"
     checkpoint = ROOT / "notebooks" / ".ipynb_checkpoints" / f"{Path(NOTEBOOK).stem}-checkpoint.ipynb"
     had_checkpoint, had_folder = checkpoint.exists(), checkpoint.parent.exists()
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--IdentityProvider.token={token}",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-               f"--ServerApp.root_dir={ROOT}", "--ServerApp.allow_root=True"]  # CI runs as root
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={ROOT}",
+        "--ServerApp.allow_root=True",
+    ]  # CI runs as root
     with open(log, "w") as handle:
         # Its own process group, so the fallback kill below also reaches the kernels it started.
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + SERVER_START_S
@@ -154,8 +182,9 @@ def lab(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
 def _shut_down(server: subprocess.Popen, base: str, token: str) -> None:
     """Ask the server to stop (it shuts its kernels down), then terminate, then kill its process group."""
     if server.poll() is None:
-        request = urllib.request.Request(f"{base}/api/shutdown", method="POST",
-                                         headers={"Authorization": f"token {token}"})
+        request = urllib.request.Request(
+            f"{base}/api/shutdown", method="POST", headers={"Authorization": f"token {token}"}
+        )
         try:
             urllib.request.urlopen(request, timeout=10).close()
         except (urllib.error.URLError, OSError):
@@ -202,8 +231,11 @@ def error_outputs(notebook: Locator) -> list[str]:
     apart: a traceback header or an exception's last line.
     """
     stderr = notebook.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
-    return [text for text in stderr.all_text_contents()
-            if "Traceback (most recent call last)" in text or ERROR_LINE.search(text)]
+    return [
+        text
+        for text in stderr.all_text_contents()
+        if "Traceback (most recent call last)" in text or ERROR_LINE.search(text)
+    ]
 
 
 def test_lesson_05_runs_in_jupyterlab_and_a_click_saves_a_rating(lab: Lab, run_dir: Path):
@@ -229,8 +261,7 @@ def test_lesson_05_runs_in_jupyterlab_and_a_click_saves_a_rating(lab: Lab, run_d
             page.locator(".lm-Menu-item:visible", has_text=re.compile(r"^Run All Cells")).click()
             # Run All queues every cell at once; wait for the first one to start before waiting for idle.
             expect(notebook.locator(".jp-CodeCell .jp-InputPrompt").first).not_to_have_text("[ ]:")
-            page.wait_for_function(ALL_RUN_JS, arg=code_cells(ROOT / NOTEBOOK), timeout=RUN_ALL_S * 1000,
-                                   polling=1000)
+            page.wait_for_function(ALL_RUN_JS, arg=code_cells(ROOT / NOTEBOOK), timeout=RUN_ALL_S * 1000, polling=1000)
             page.screenshot(path=str(shots / "01_after_run_all.png"), full_page=True)
 
             errors = error_outputs(notebook)

@@ -15,14 +15,21 @@ def measured(score):
     return {"few-shot": {"metrics": {"json_valid": {"value": score, "low": score, "high": score}}}}
 
 
-MEMORY = [row("smollm2-135m-instruct", "qlora", "yes"), row("qwen2.5-7b-instruct", "qlora", "yes"),
-          row("qwen2.5-7b-instruct", "full", "no"), row("llama-3.1-8b-instruct", "qlora", "yes"),
-          row("smollm2-1.7b-instruct", "qlora", "yes")]
+MEMORY = [
+    row("smollm2-135m-instruct", "qlora", "yes"),
+    row("qwen2.5-7b-instruct", "qlora", "yes"),
+    row("qwen2.5-7b-instruct", "full", "no"),
+    row("llama-3.1-8b-instruct", "qlora", "yes"),
+    row("smollm2-1.7b-instruct", "qlora", "yes"),
+]
 
 
 def test_best_measured_candidate_that_fits_and_is_allowed_wins():
-    scores = {"smollm2-135m-instruct": measured(0.2), "smollm2-1.7b-instruct": measured(0.7),
-              "llama-3.1-8b-instruct": measured(0.9)}  # best score, but its licence is not allowed below
+    scores = {
+        "smollm2-135m-instruct": measured(0.2),
+        "smollm2-1.7b-instruct": measured(0.7),
+        "llama-3.1-8b-instruct": measured(0.9),
+    }  # best score, but its licence is not allowed below
     name, reason = choice.recommend(MEMORY, scores, choice.RecommendationRule())
     assert name == "smollm2-1.7b-instruct"
     assert "0.70" in reason and "qwen2.5-7b-instruct" in reason  # fits, allowed, but not measured here

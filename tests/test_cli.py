@@ -12,32 +12,97 @@ pytestmark = pytest.mark.unit
 def test_evaluate_on_a_file_outside_the_repo(tmp_path, tickets, capsys):
     data_file = write_jsonl([{k: v for k, v in t.items() if k != "reply"} for t in tickets], tmp_path / "mine.jsonl")
     output = tmp_path / "out" / "metrics.json"
-    code = cli.main(["evaluate", "--run", "tiny-random-llama", "--data", str(data_file), "--output", str(output),
-                     "--max-new-tokens", "8"])
+    code = cli.main(
+        [
+            "evaluate",
+            "--run",
+            "tiny-random-llama",
+            "--data",
+            str(data_file),
+            "--output",
+            str(output),
+            "--max-new-tokens",
+            "8",
+        ]
+    )
     assert code == 0
     result = json.loads(output.read_text())
-    assert set(result["metrics"]) == {"json_valid", "category_accuracy", "urgency_accuracy", "labels_exact_match",
-                                      "category_macro_f1", "urgency_macro_f1"}
+    assert set(result["metrics"]) == {
+        "json_valid",
+        "category_accuracy",
+        "urgency_accuracy",
+        "labels_exact_match",
+        "category_macro_f1",
+        "urgency_macro_f1",
+    }
     assert len(result["predictions"]) == 4
     assert "json_valid" in capsys.readouterr().out
 
 
 def test_evaluate_and_generate_a_trained_run(tmp_path, tickets, task, cpu):
     run = tmp_path / "run"
-    train.train("tiny-random-llama", tickets, tickets, run,
-                config=train.TrainConfig(max_steps=1, warmup_steps=0, eval_steps=1, batch_size=2, max_length=512),
-                task=task, device=cpu)
+    train.train(
+        "tiny-random-llama",
+        tickets,
+        tickets,
+        run,
+        config=train.TrainConfig(max_steps=1, warmup_steps=0, eval_steps=1, batch_size=2, max_length=512),
+        task=task,
+        device=cpu,
+    )
     data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
-    assert cli.main(["evaluate", "--run", str(run), "--data", str(data_file), "--output", str(tmp_path / "m.json"),
-                     "--max-new-tokens", "4"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--run",
+                str(run),
+                "--data",
+                str(data_file),
+                "--output",
+                str(tmp_path / "m.json"),
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert "reply_rougeL" in json.loads((tmp_path / "m.json").read_text())["metrics"]
-    assert cli.main(["generate", "--run", str(run), "--data", str(data_file), "--output", str(tmp_path / "p.jsonl"),
-                     "--max-new-tokens", "4"]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                "--run",
+                str(run),
+                "--data",
+                str(data_file),
+                "--output",
+                str(tmp_path / "p.jsonl"),
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
     assert cli.main(["merge", "--run", str(run), "--output", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "merged" / "merge.json").exists()
-    assert cli.main(["evaluate", "--run", str(tmp_path / "merged"), "--data", str(data_file),
-                     "--output", str(tmp_path / "merged.json"), "--max-new-tokens", "4"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--run",
+                str(tmp_path / "merged"),
+                "--data",
+                str(data_file),
+                "--output",
+                str(tmp_path / "merged.json"),
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
 
 
 def test_merge_needs_a_run_folder(tmp_path, capsys):
@@ -48,14 +113,19 @@ def test_merge_needs_a_run_folder(tmp_path, capsys):
 def test_bad_input_file_gives_a_located_error(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"ticket": "ok"}\n{"ticket": \n')
-    assert cli.main(["evaluate", "--run", "tiny-random-llama", "--data", str(bad), "--output", str(tmp_path / "m.json")]) == 2
+    assert (
+        cli.main(["evaluate", "--run", "tiny-random-llama", "--data", str(bad), "--output", str(tmp_path / "m.json")])
+        == 2
+    )
     assert f"{bad}, line 2: not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
 
 def test_missing_input_field_is_reported_before_loading_a_model(tmp_path, capsys):
     data_file = write_jsonl([{"text": "hello"}], tmp_path / "x.jsonl")
-    assert cli.main(["evaluate", "--run", "no-such-model", "--data", str(data_file), "--output", str(tmp_path / "m")]) == 2
+    assert (
+        cli.main(["evaluate", "--run", "no-such-model", "--data", str(data_file), "--output", str(tmp_path / "m")]) == 2
+    )
     assert "line 1, field 'ticket': missing field" in capsys.readouterr().err
 
 
@@ -65,16 +135,34 @@ def train_command(tmp_path, *extra: str) -> list[str]:
 
     data = write_jsonl(TICKETS * 2, tmp_path / "train.jsonl")
     val = write_jsonl(TICKETS, tmp_path / "val.jsonl")
-    return ["train", "--data", str(data), "--val", str(val), "--output", str(tmp_path / "run"),
-            "--base-model", "tiny-random-llama", "--device", "cpu", "--max-length", "512", "--warmup-steps", "0",
-            "--eval-steps", "2", "--eval-batch-size", "4", *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--val",
+        str(val),
+        "--output",
+        str(tmp_path / "run"),
+        "--base-model",
+        "tiny-random-llama",
+        "--device",
+        "cpu",
+        "--max-length",
+        "512",
+        "--warmup-steps",
+        "0",
+        "--eval-steps",
+        "2",
+        "--eval-batch-size",
+        "4",
+        *extra,
+    ]
 
 
 def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps({"lora_r": 4, "max_steps": 3, "batch_size": 4, "data_order": "random"}))
-    code = cli.main(train_command(tmp_path, "--config", str(config_file), "--max-steps", "2",
-                                  "--no-save-checkpoints"))
+    code = cli.main(train_command(tmp_path, "--config", str(config_file), "--max-steps", "2", "--no-save-checkpoints"))
     assert code == 0
     record = runs.load_run(tmp_path / "run")
     assert record.config.lora_r == 4  # from the file
@@ -100,8 +188,21 @@ def test_every_train_config_field_has_a_flag():
     flags = {option for action in train_parser._actions for option in action.option_strings}
     for spec in fields(train.TrainConfig):
         assert "--" + spec.name.replace("_", "-") in flags, spec.name
-    args = train_parser.parse_args(["--data", "d", "--val", "v", "--output", "o", "--max-steps", "none",
-                                    "--num-epochs", "2", "--gradient-checkpointing"])
+    args = train_parser.parse_args(
+        [
+            "--data",
+            "d",
+            "--val",
+            "v",
+            "--output",
+            "o",
+            "--max-steps",
+            "none",
+            "--num-epochs",
+            "2",
+            "--gradient-checkpointing",
+        ]
+    )
     assert args.max_steps is None and args.num_epochs == 2.0 and args.gradient_checkpointing is True
     assert not hasattr(args, "lora_r")  # flags left out leave the file's or the dataclass's value
 
@@ -114,14 +215,17 @@ def test_data_order_sets_trainer_sampling(tmp_path, cpu, order):
     assert arguments.train_sampling_strategy == train.DATA_ORDERS[order]
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("bad-json", "train.jsonl, line 3: not valid JSON"),
-    ("missing-field", "val.jsonl, line 2, field 'urgency': missing field"),
-    ("config-key", "config.json, field 'rank': not a TrainConfig field"),
-    ("config-type", "config.json, field 'batch_size': expected int, got \"8\""),
-    ("config-value", "data_order must be one of length-grouped, random, sequential, not 'shuffled'"),
-    ("flag-value", "lora_r must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("bad-json", "train.jsonl, line 3: not valid JSON"),
+        ("missing-field", "val.jsonl, line 2, field 'urgency': missing field"),
+        ("config-key", "config.json, field 'rank': not a TrainConfig field"),
+        ("config-type", "config.json, field 'batch_size': expected int, got \"8\""),
+        ("config-value", "data_order must be one of length-grouped, random, sequential, not 'shuffled'"),
+        ("flag-value", "lora_r must be >= 1, got 0"),
+    ],
+)
 def test_train_rejects_bad_input_before_loading_a_model(tmp_path, capsys, problem, message):
     command = train_command(tmp_path)
     command[command.index("--base-model") + 1] = "no-such-model"  # reaching the model would fail differently
@@ -133,8 +237,11 @@ def test_train_rejects_bad_input_before_loading_a_model(tmp_path, capsys, proble
         del records[1]["urgency"]
         write_jsonl(records, tmp_path / "val.jsonl")
     elif problem.startswith("config"):
-        values = {"config-key": {"rank": 8}, "config-type": {"batch_size": "8"},
-                  "config-value": {"data_order": "shuffled"}}[problem]
+        values = {
+            "config-key": {"rank": 8},
+            "config-type": {"batch_size": "8"},
+            "config-value": {"data_order": "shuffled"},
+        }[problem]
         (tmp_path / "config.json").write_text(json.dumps(values))
         command += ["--config", str(tmp_path / "config.json")]
     else:
@@ -159,8 +266,13 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         pytest.fail("a model or tokenizer was loaded")
 
-    for module, name in ((models, "load_model"), (models, "load_tokenizer"), (train, "load_model"),
-                         (train, "load_tokenizer"), (train, "load_adapter")):
+    for module, name in (
+        (models, "load_model"),
+        (models, "load_tokenizer"),
+        (train, "load_model"),
+        (train, "load_tokenizer"),
+        (train, "load_adapter"),
+    ):
         monkeypatch.setattr(module, name, refuse)
 
 
@@ -185,25 +297,32 @@ def test_train_drops_out_of_schema_labels_when_asked(tmp_path, capsys):
     with_weather(tmp_path / "train.jsonl")
     assert cli.main(command) == 0
     assert "train.jsonl: dropped 1 of 8 record(s) with a label outside the support_tickets label sets" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
     assert runs.load_run(tmp_path / "run").data.train_examples == 7
 
 
 def test_evaluate_refuses_an_out_of_schema_label(tmp_path, tickets, capsys, no_model_loads):
     data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
     with_weather(data_file)
-    assert cli.main(["evaluate", "--run", "tiny-random-llama", "--data", str(data_file),
-                     "--output", str(tmp_path / "m.json")]) == 2
+    assert (
+        cli.main(
+            ["evaluate", "--run", "tiny-random-llama", "--data", str(data_file), "--output", str(tmp_path / "m.json")]
+        )
+        == 2
+    )
     assert "t.jsonl, line 3, field 'category': 'weather' is not one of" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["evaluate", "generate", "merge"])
 @pytest.mark.parametrize("run", ["runs/nothing", "./nothing", "nobody/no-such-model"])
-def test_a_missing_run_is_one_line_before_any_model_loads(tmp_path, tickets, capsys, monkeypatch, no_model_loads,
-                                                         command, run):
+def test_a_missing_run_is_one_line_before_any_model_loads(
+    tmp_path, tickets, capsys, monkeypatch, no_model_loads, command, run
+):
     from ftlib import models
 
     monkeypatch.chdir(tmp_path)
+
     def offline_hub(*args, **kwargs):
         if run != "nobody/no-such-model":
             pytest.fail(f"asked the hub about the path {run}")
@@ -214,7 +333,9 @@ def test_a_missing_run_is_one_line_before_any_model_loads(tmp_path, tickets, cap
     args = ["--run", run, "--output", str(tmp_path / "out")]
     assert cli.main([command, *args] + ([] if command == "merge" else ["--data", str(data_file)])) == 2
     err = capsys.readouterr().err
-    expected = f"no run folder named {Path(run)}" if command == "merge" else f"no run folder or registry model named {run}"
+    expected = (
+        f"no run folder named {Path(run)}" if command == "merge" else f"no run folder or registry model named {run}"
+    )
     assert err == f"error: {expected}\n"
 
 
@@ -222,7 +343,12 @@ def test_a_run_folder_of_an_unknown_version_is_refused_before_loading(tmp_path, 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "manifest.json").write_text(json.dumps({"version": 9, "base_model": "x"}))
     data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
-    assert cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(data_file),
-                     "--output", str(tmp_path / "m.json")]) == 2
+    assert (
+        cli.main(
+            ["evaluate", "--run", str(tmp_path / "run"), "--data", str(data_file), "--output", str(tmp_path / "m.json")]
+        )
+        == 2
+    )
     assert f"{tmp_path / 'run' / 'manifest.json'}: manifest version 9 is not one this ftlib reads" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )

@@ -51,10 +51,33 @@ def runtime_venv(folder: Path) -> Path:
     pins = hosted.read_pins(ROOT)
     run([sys.executable, "-m", "venv", str(folder)])
     python = folder / "bin" / "python"
-    run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"torch=={pins['torch']}",
-         f"numpy=={RUNTIME_NUMPY}", f"ipykernel=={pins['ipykernel']}"])
-    run([str(python), "-m", "ipykernel", "install", "--prefix", str(folder), "--name", "colab-sim",
-         "--display-name", "simulated Colab"])
+    run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            f"torch=={pins['torch']}",
+            f"numpy=={RUNTIME_NUMPY}",
+            f"ipykernel=={pins['ipykernel']}",
+        ]
+    )
+    run(
+        [
+            str(python),
+            "-m",
+            "ipykernel",
+            "install",
+            "--prefix",
+            str(folder),
+            "--name",
+            "colab-sim",
+            "--display-name",
+            "simulated Colab",
+        ]
+    )
     return python
 
 
@@ -69,7 +92,9 @@ def test_a_notebook_opened_alone_on_colab_sets_itself_up_and_runs(tmp_path, monk
     commit = published_repository(remote)
     python = runtime_venv(tmp_path / "runtime")
     torch_before = version(python, "torch")
-    assert run([str(python), "-c", "import importlib.util as u; print(u.find_spec('ftlib'))"], cwd="/").strip() == "None"
+    assert (
+        run([str(python), "-c", "import importlib.util as u; print(u.find_spec('ftlib'))"], cwd="/").strip() == "None"
+    )
 
     # Only the notebook arrives, as when Colab opens it from GitHub; its setup cell points at the local repository.
     notebook = json.loads((ROOT / "notebooks" / NOTEBOOK).read_text())
@@ -85,12 +110,19 @@ def test_a_notebook_opened_alone_on_colab_sets_itself_up_and_runs(tmp_path, monk
     for name in ("FTLIB_RUN_DIR", "FTLIB_PROFILE", "PYTHONPATH", "VIRTUAL_ENV"):
         monkeypatch.delenv(name, raising=False)
     executed = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(str(content / NOTEBOOK), str(executed), cwd=str(content), kernel_name="colab-sim",
-                               parameters={"profile": "smoke"}, progress_bar=False)
+    papermill.execute_notebook(
+        str(content / NOTEBOOK),
+        str(executed),
+        cwd=str(content),
+        kernel_name="colab-sim",
+        parameters={"profile": "smoke"},
+        progress_bar=False,
+    )
 
     cells = json.loads(executed.read_text())["cells"]
-    setup_output = "".join("".join(o.get("text", "")) for c in cells if "setup" in c["metadata"].get("tags", [])
-                           for o in c["outputs"])
+    setup_output = "".join(
+        "".join(o.get("text", "")) for c in cells if "setup" in c["metadata"].get("tags", []) for o in c["outputs"]
+    )
     assert f"course at {REF} ({commit[:10]})" in setup_output
     assert "No GPU" in setup_output
     clone = content / "published-course"

@@ -52,10 +52,37 @@ runpy.run_module("ftlib", run_name="__main__", alter_sys=True)
 
 def train_flags(data: Path, val: Path, output: Path) -> list[str]:
     """Six steps with a checkpoint every two, as in test_training_loop's in-process resume test."""
-    return ["train", "--data", str(data), "--val", str(val), "--output", str(output),
-            "--base-model", "tiny-random-llama", "--max-steps", "6", "--warmup-steps", "0", "--eval-steps", "2",
-            "--batch-size", "4", "--eval-batch-size", "4", "--learning-rate", "1e-2", "--lora-r", "8",
-            "--max-length", "512", "--seed", "0", "--device", "cpu"]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--val",
+        str(val),
+        "--output",
+        str(output),
+        "--base-model",
+        "tiny-random-llama",
+        "--max-steps",
+        "6",
+        "--warmup-steps",
+        "0",
+        "--eval-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-batch-size",
+        "4",
+        "--learning-rate",
+        "1e-2",
+        "--lora-r",
+        "8",
+        "--max-length",
+        "512",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -96,9 +123,14 @@ def test_sigkill_leaves_the_previous_run_and_resume_continues_the_curve(uninterr
     # Mid-step: every step sleeps 1 s, and the kill comes 0.3 s after checkpoint-2 is whole, inside step 3.
     # Mid-save: checkpoint-4 gets weights, optimizer and RNG state, then waits before its trainer_state.json.
     step_sleep = 1.0 if moment == "mid-step" else 0.0
-    process = subprocess.Popen([sys.executable, "-c", SLOWED_CLI, str(step_sleep), "checkpoint-4",
-                                *train_flags(data, val, run)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOWED_CLI, str(step_sleep), "checkpoint-4", *train_flags(data, val, run)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if moment == "mid-step":
         wait_for(scratch / "checkpoint-2" / "trainer_state.json", process)
         time.sleep(0.3)

@@ -47,16 +47,19 @@ def test_other_layouts_are_normalized_not_dropped_and_raw_is_untouched(tokenizer
     assert raw == data.read_jsonl(sample_path("support_tickets"))  # the pipeline copies, never edits
 
 
-@pytest.mark.parametrize("text, kinds", [
-    ("mail me at jane.doe+isp@mail.example.co.uk now", {"EMAIL"}),
-    ("call (555) 123-4567 or +44 7700 900123", {"PHONE"}),
-    ("my number is 07700 900123", {"PHONE"}),
-    ("card 4539 1488 0343 6467 was charged", {"CARD"}),
-    ("card 4539-1488-0343-6467", {"CARD"}),
-    ("I live at 221 Baker Street, Apt 4", {"ADDRESS"}),
-    ("Regards, Sean O'Brien", {"NAME"}),
-    ("My name is Ana Lopez-Garcia and", {"NAME"}),
-])
+@pytest.mark.parametrize(
+    "text, kinds",
+    [
+        ("mail me at jane.doe+isp@mail.example.co.uk now", {"EMAIL"}),
+        ("call (555) 123-4567 or +44 7700 900123", {"PHONE"}),
+        ("my number is 07700 900123", {"PHONE"}),
+        ("card 4539 1488 0343 6467 was charged", {"CARD"}),
+        ("card 4539-1488-0343-6467", {"CARD"}),
+        ("I live at 221 Baker Street, Apt 4", {"ADDRESS"}),
+        ("Regards, Sean O'Brien", {"NAME"}),
+        ("My name is Ana Lopez-Garcia and", {"NAME"}),
+    ],
+)
 @pytest.mark.unit
 def test_pii_is_replaced_by_typed_placeholders(text, kinds):
     scrubbed, counts = curate.scrub_pii(text)
@@ -64,14 +67,17 @@ def test_pii_is_replaced_by_typed_placeholders(text, kinds):
     assert all(f"<{kind}>" in scrubbed for kind in kinds)
 
 
-@pytest.mark.parametrize("text", [
-    "charged $180.50 twice, account number 32156634",
-    "log [2026-11-05 13:45] WAN link state down, attempt 3 of 10",
-    "card 4539 1488 0343 6468 is not a valid number",  # fails the Luhn check
-    "I'm paying for 900 Mbps but getting 12 Mbps since 6am",
-    "This is the third time I'm reporting this. Thanks, I appreciate it",
-    "moving on the 15th to 3 Park",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "charged $180.50 twice, account number 32156634",
+        "log [2026-11-05 13:45] WAN link state down, attempt 3 of 10",
+        "card 4539 1488 0343 6468 is not a valid number",  # fails the Luhn check
+        "I'm paying for 900 Mbps but getting 12 Mbps since 6am",
+        "This is the third time I'm reporting this. Thanks, I appreciate it",
+        "moving on the 15th to 3 Park",
+    ],
+)
 @pytest.mark.unit
 def test_pii_scrubber_leaves_ordinary_text_alone(text):
     assert curate.scrub_pii(text) == (text, {})
@@ -84,11 +90,22 @@ def test_luhn():
 
 @pytest.mark.unit
 def test_layouts_and_labels_are_normalized(tickets):
-    nested = {"id": "x", "text": "my router is smoking badly", "labels": {"category": "Hardware ", "urgency": "URGENT"},
-              "response": "Unplug it."}
+    nested = {
+        "id": "x",
+        "text": "my router is smoking badly",
+        "labels": {"category": "Hardware ", "urgency": "URGENT"},
+        "response": "Unplug it.",
+    }
     result = curate.curate([nested], SUPPORT_TICKETS)
-    assert result.records == [{"id": "x", "ticket": "my router is smoking badly", "category": "hardware", "urgency": "high",
-                               "reply": "Unplug it."}]
+    assert result.records == [
+        {
+            "id": "x",
+            "ticket": "my router is smoking badly",
+            "category": "hardware",
+            "urgency": "high",
+            "reply": "Unplug it.",
+        }
+    ]
     assert result.outcomes[0].changes == ["layout", "labels"]
 
 
@@ -118,9 +135,11 @@ def test_markup_junk_and_language(tickets):
 
 @pytest.mark.unit
 def test_near_duplicates_are_grouped_and_distinct_texts_are_not():
-    texts = ["my router light is blinking red and the wifi keeps dropping all day",
-             "my router light is blinking red and the wifi keeps dropping all day long",
-             "please cancel my tv package from next month, I am moving abroad"]
+    texts = [
+        "my router light is blinking red and the wifi keeps dropping all day",
+        "my router light is blinking red and the wifi keeps dropping all day long",
+        "please cancel my tv package from next month, I am moving abroad",
+    ]
     assert curate.near_duplicate_groups(texts, threshold=0.7) == [[0, 1]]
 
 
@@ -156,17 +175,25 @@ def test_leakage_check_on_listings_compares_descriptions_not_rendered_attributes
 
 # ---------------------------------------------------------------- each step alone, on hand-made records
 
+
 def ticket(text: str = "my internet keeps dropping every evening since monday", **fields) -> dict:
     return {"ticket": text, "category": "outage", "urgency": "high", "reply": "Sorry, we are on it."} | fields
 
 
 @pytest.mark.unit
 def test_step_layout_maps_an_alternative_layout_and_keeps_lines():
-    nested = {"text": "my router is smoking badly", "labels": {"category": "hardware", "urgency": "high"},
-              "response": "Unplug it."}
+    nested = {
+        "text": "my router is smoking badly",
+        "labels": {"category": "hardware", "urgency": "high"},
+        "response": "Unplug it.",
+    }
     result = curate.step_layout(data.Records([nested, ticket()], [4, 9]), SUPPORT_TICKETS)
-    assert result.kept[0] == {"ticket": "my router is smoking badly", "category": "hardware", "urgency": "high",
-                              "reply": "Unplug it."}
+    assert result.kept[0] == {
+        "ticket": "my router is smoking badly",
+        "category": "hardware",
+        "urgency": "high",
+        "reply": "Unplug it.",
+    }
     assert result.kept[1] == ticket() and result.kept.lines == [4, 9]
     assert (result.dropped, result.changed) == ({}, {0})
 
@@ -190,8 +217,7 @@ def test_step_schema_drops_a_record_missing_a_field():
 
 @pytest.mark.unit
 def test_step_markup_cleans_text_fields_only_where_there_is_markup():
-    result = curate.step_markup([ticket(), ticket(text="<p>my wifi &amp; tv are down</p> since noon")],
-                                SUPPORT_TICKETS)
+    result = curate.step_markup([ticket(), ticket(text="<p>my wifi &amp; tv are down</p> since noon")], SUPPORT_TICKETS)
     assert [r["ticket"] for r in result.kept] == [ticket()["ticket"], "my wifi & tv are down since noon"]
     assert (result.dropped, result.changed) == ({}, {1})
 
@@ -222,9 +248,13 @@ def test_step_pii_replaces_and_counts_placeholders():
 @pytest.mark.unit
 def test_step_duplicates_finds_exact_near_and_conflicting_duplicates():
     text = "my router light is blinking red and the wifi keeps dropping all day"
-    records = [ticket(text=text), ticket(text=text.upper() + "!"), ticket(text=text + " long"),
-               ticket(text="please cancel my tv package from next month, I am moving abroad"),
-               ticket(text="please cancel my tv package from next month, I am moving abroad", urgency="low")]
+    records = [
+        ticket(text=text),
+        ticket(text=text.upper() + "!"),
+        ticket(text=text + " long"),
+        ticket(text="please cancel my tv package from next month, I am moving abroad"),
+        ticket(text="please cancel my tv package from next month, I am moving abroad", urgency="low"),
+    ]
     found = curate.step_duplicates(records, SUPPORT_TICKETS, source="in.jsonl")
     assert found.exact == {1: "in.jsonl, line 2: exact duplicate of line 1"}
     assert found.near == {2: "in.jsonl, line 3: near duplicate of line 1"}

@@ -20,12 +20,15 @@ def test_read_jsonl_reads_objects_and_skips_blank_lines(tmp_path):
     assert data.read_jsonl(path) == [{"a": 1}, {"a": 2}]
 
 
-@pytest.mark.parametrize("content, expected", [
-    ('{"a": 1}\n{"a": \n', "line 2"),
-    ('[1, 2]\n', "expected a JSON object"),
-    ("", "holds no records"),
-    ("\n  \n", "holds no records"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"a": 1}\n{"a": \n', "line 2"),
+        ("[1, 2]\n", "expected a JSON object"),
+        ("", "holds no records"),
+        ("\n  \n", "holds no records"),
+    ],
+)
 def test_read_jsonl_errors_name_file_and_line(tmp_path, content, expected):
     path = write(tmp_path, content)
     with pytest.raises(DataError, match=expected) as info:
@@ -50,7 +53,10 @@ def test_three_shapes_become_messages():
     alpaca = {"instruction": "Say", "input": "hi", "output": "yo"}
     assert data.to_messages(chat) == chat["messages"]
     assert data.to_messages(prompt) == chat["messages"]
-    assert data.to_messages(alpaca) == [{"role": "user", "content": "Say\n\nhi"}, {"role": "assistant", "content": "yo"}]
+    assert data.to_messages(alpaca) == [
+        {"role": "user", "content": "Say\n\nhi"},
+        {"role": "assistant", "content": "yo"},
+    ]
 
 
 def test_task_record_becomes_json_answer(tickets, task):
@@ -59,11 +65,14 @@ def test_task_record_becomes_json_answer(tickets, task):
     assert json.loads(messages[-1]["content"]) == {k: tickets[0][k] for k in ("category", "urgency", "reply")}
 
 
-@pytest.mark.parametrize("record, field, message", [
-    ({"ticket": "x", "category": "billing", "urgency": "low"}, "reply", "missing field"),
-    ({"ticket": 5, "category": "billing", "urgency": "low", "reply": "r"}, "ticket", "expected a string, got int"),
-    ({"prompt": "p"}, "completion", "missing field"),
-])
+@pytest.mark.parametrize(
+    "record, field, message",
+    [
+        ({"ticket": "x", "category": "billing", "urgency": "low"}, "reply", "missing field"),
+        ({"ticket": 5, "category": "billing", "urgency": "low", "reply": "r"}, "ticket", "expected a string, got int"),
+        ({"prompt": "p"}, "completion", "missing field"),
+    ],
+)
 def test_field_errors_name_line_and_field(task, record, field, message):
     with pytest.raises(DataError, match=f"line 7, field '{field}': {message}"):
         data.to_messages(record, task, source="x.jsonl", line=7)
@@ -88,10 +97,12 @@ def test_truncation_is_reported(tiny, tickets, task):
 
 
 def test_padding_collator_pads_right_and_masks():
-    batch = data.PaddingCollator(pad_token_id=0)([
-        {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]},
-        {"input_ids": [8], "labels": [8]},
-    ])
+    batch = data.PaddingCollator(pad_token_id=0)(
+        [
+            {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]},
+            {"input_ids": [8], "labels": [8]},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
@@ -128,8 +139,10 @@ def test_write_jsonl_round_trips_and_leaves_no_partial(tmp_path, tickets):
 
 def test_errors_after_blank_lines_name_the_real_line(tmp_path, task):
     path = tmp_path / "gappy.jsonl"
-    path.write_text('{"ticket": "a", "category": "billing", "urgency": "low", "reply": "ok"}\n\n\n'
-                    '{"ticket": "b", "urgency": "low", "reply": "ok"}\n')
+    path.write_text(
+        '{"ticket": "a", "category": "billing", "urgency": "low", "reply": "ok"}\n\n\n'
+        '{"ticket": "b", "urgency": "low", "reply": "ok"}\n'
+    )
     records = data.read_jsonl(path)
     assert records.lines == [1, 4]
     kept, rejected = data.validate_records(records, task, str(path))

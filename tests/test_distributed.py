@@ -27,10 +27,39 @@ def free_port() -> int:
 
 def train_flags(data: Path, val: Path, output: Path, batch_size: int) -> list[str]:
     """Same seed, data, order and steps for both runs; only the per-process batch differs."""
-    return ["train", "--data", str(data), "--val", str(val), "--output", str(output),
-            "--base-model", "tiny-random-llama", "--max-steps", "4", "--warmup-steps", "0", "--eval-steps", "2",
-            "--batch-size", str(batch_size), "--eval-batch-size", "4", "--data-order", "sequential",
-            "--learning-rate", "1e-2", "--lora-r", "8", "--max-length", "512", "--seed", "0", "--device", "cpu"]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--val",
+        str(val),
+        "--output",
+        str(output),
+        "--base-model",
+        "tiny-random-llama",
+        "--max-steps",
+        "4",
+        "--warmup-steps",
+        "0",
+        "--eval-steps",
+        "2",
+        "--batch-size",
+        str(batch_size),
+        "--eval-batch-size",
+        "4",
+        "--data-order",
+        "sequential",
+        "--learning-rate",
+        "1e-2",
+        "--lora-r",
+        "8",
+        "--max-length",
+        "512",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.mark.integration
@@ -40,11 +69,28 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     assert cli.main(train_flags(data, val, tmp_path / "single", batch_size=4)) == 0
 
     port = free_port()
-    env = os.environ | {"FTLIB_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
-                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env = os.environ | {
+        "FTLIB_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "TQDM_DISABLE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
     runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "ftlib", *train_flags(data, val, runs / "ddp", batch_size=2)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "ftlib",
+        *train_flags(data, val, runs / "ddp", batch_size=2),
+    ]
     finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert finished.stdout.count("final val loss") == 1  # the summary comes from rank 0 only

@@ -26,7 +26,9 @@ def test_scores_on_fixed_predictions(tickets, task):
     assert metrics["category_accuracy"]["value"] == 0.5
     assert metrics["urgency_accuracy"]["value"] == 0.25
     assert metrics["labels_exact_match"]["value"] == 0.25
-    assert metrics["reply_rougeL"]["value"] == pytest.approx((1.0 + 0.4 + 0 + 0) / 4)  # "Settings" vs "go to settings profile": P=1, R=1/4, F=0.4
+    assert metrics["reply_rougeL"]["value"] == pytest.approx(
+        (1.0 + 0.4 + 0 + 0) / 4
+    )  # "Settings" vs "go to settings profile": P=1, R=1/4, F=0.4
 
 
 def test_labels_are_compared_case_insensitively(tickets, task):
@@ -84,8 +86,11 @@ def test_verdict_is_computed_from_intervals():
     def result(value, low, high):
         return {"metrics": {"json_valid": {"value": value, "low": low, "high": high}}}
 
-    text = evaluate.verdict({"base": result(0.0, 0.0, 0.05), "LoRA": result(0.9, 0.85, 0.95),
-                             "worse": result(0.02, 0.0, 0.1)}, "base", ["json_valid"])
+    text = evaluate.verdict(
+        {"base": result(0.0, 0.0, 0.05), "LoRA": result(0.9, 0.85, 0.95), "worse": result(0.02, 0.0, 0.1)},
+        "base",
+        ["json_valid"],
+    )
     assert "LoRA beats base." in text and "better: json_valid 0.90 [0.85, 0.95] vs 0.00" in text
     assert "worse is not clearly better than base." in text
 
@@ -123,8 +128,10 @@ def test_reference_labels_outside_the_schema_are_a_clear_error(tickets, task):
 def train_records():
     """Twelve solved tickets, three in each of four categories."""
     categories = ["outage", "account", "billing", "hardware"]
-    return [{"id": f"t{i}", "ticket": f"ticket {i}", "category": categories[i % 4], "urgency": "low",
-             "reply": f"reply {i}"} for i in range(12)]
+    return [
+        {"id": f"t{i}", "ticket": f"ticket {i}", "category": categories[i % 4], "urgency": "low", "reply": f"reply {i}"}
+        for i in range(12)
+    ]
 
 
 def test_few_shot_examples_are_diverse_seeded_and_complete(task):
@@ -133,7 +140,11 @@ def test_few_shot_examples_are_diverse_seeded_and_complete(task):
     assert len(picked) == 3 and len({r["category"] for r in picked}) == 3
     assert evaluate.few_shot_examples(records, task, k=3, seed=0) == picked
     assert {r["category"] for r in evaluate.few_shot_examples(records, task, k=4, seed=1)} == {
-        "outage", "account", "billing", "hardware"}
+        "outage",
+        "account",
+        "billing",
+        "hardware",
+    }
     six = evaluate.few_shot_examples(records, task, k=6, seed=2)
     assert max(sum(r["category"] == c for r in six) for c in {r["category"] for r in six}) == 2
     assert all("reply" in r for r in evaluate.few_shot_examples(records, task, k=12))  # incomplete record never picked
@@ -168,13 +179,24 @@ def test_evaluate_model_prompts_with_the_few_shot_examples(tickets, task, monkey
     assert result["heldout"] is None  # the zero-shot row's perplexity already; not repeated
     assert result["metrics"]["labels_exact_match"]["value"] == 1.0
     assert result["predictions"][0]["scores"] == evaluate.per_example_scores(
-        result["predictions"][0]["prediction"], tickets[0], task)
+        result["predictions"][0]["prediction"], tickets[0], task
+    )
 
 
 def comparison_results(base_scores, lora_scores):
     def run(scores, tag):
-        return {"predictions": [{"id": f"e{i}", "input": f"input {i}", "reference": {"category": "outage", "reply": "r"},
-                                 "prediction": f"{tag} answer {i}", "scores": {"m": s}} for i, s in enumerate(scores)]}
+        return {
+            "predictions": [
+                {
+                    "id": f"e{i}",
+                    "input": f"input {i}",
+                    "reference": {"category": "outage", "reply": "r"},
+                    "prediction": f"{tag} answer {i}",
+                    "scores": {"m": s},
+                }
+                for i, s in enumerate(scores)
+            ]
+        }
 
     return {"base": run(base_scores, "base"), "LoRA": run(lora_scores, "lora")}
 
@@ -183,10 +205,23 @@ def test_sample_comparison_leads_with_the_best_runs_failures():
     results = comparison_results([0, 0, 0, 0, 0, 1], [1, 0, 1, 0.5, 1, 1])  # LoRA is the best run
     rows = evaluate.sample_comparison(results, n_best=2, n_worst=3, metric="m")
     assert [(row["case"], row["id"]) for row in rows] == [
-        ("worst", "e1"), ("worst", "e3"), ("worst", "e0"),  # LoRA's lowest; among its 1.0s, where base disagrees
-        ("disagree", "e2"), ("disagree", "e4"), ("best", "e5")]
-    assert rows[0] == {"case": "worst", "id": "e1", "input": "input 1", "reference": '{"category":"outage","reply":"r"}',
-                       "base": "base answer 1", "base score": 0, "LoRA": "lora answer 1", "LoRA score": 0}
+        ("worst", "e1"),
+        ("worst", "e3"),
+        ("worst", "e0"),  # LoRA's lowest; among its 1.0s, where base disagrees
+        ("disagree", "e2"),
+        ("disagree", "e4"),
+        ("best", "e5"),
+    ]
+    assert rows[0] == {
+        "case": "worst",
+        "id": "e1",
+        "input": "input 1",
+        "reference": '{"category":"outage","reply":"r"}',
+        "base": "base answer 1",
+        "base score": 0,
+        "LoRA": "lora answer 1",
+        "LoRA score": 0,
+    }
     only_best = evaluate.sample_comparison(results, n_best=2, n_worst=1, n_disagree=0)  # default: mean of the scores
     assert [(row["case"], row["id"]) for row in only_best] == [("worst", "e1"), ("best", "e0"), ("best", "e2")]
 
@@ -209,8 +244,10 @@ def test_metric_comparison_draws_each_interval_as_an_error_bar():
 
     from ftlib.plots import plot_metric_comparison
 
-    results = {"base": {"metrics": {"a": {"value": 0.5, "low": 0.4, "high": 0.7}}},
-               "LoRA": {"metrics": {"a": {"value": 0.9, "low": 0.6, "high": 0.8}}}}  # point estimate above its interval
+    results = {
+        "base": {"metrics": {"a": {"value": 0.5, "low": 0.4, "high": 0.7}}},
+        "LoRA": {"metrics": {"a": {"value": 0.9, "low": 0.6, "high": 0.8}}},
+    }  # point estimate above its interval
     fig = plot_metric_comparison(results, ["a"])
     bars = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]
     segments = [container.errorbar.lines[2][0].get_segments()[0] for container in bars]

@@ -38,15 +38,34 @@ TOLERANCE = 1e-2
 
 def qlora_config() -> train.TrainConfig:
     """The same four tickets every step (sequential, one batch of four), so each step should lower the loss."""
-    return train.TrainConfig(method="qlora", max_steps=STEPS, batch_size=4, eval_steps=STEPS, eval_batch_size=4,
-                             warmup_steps=0, learning_rate=1e-2, lr_scheduler="constant", lora_r=8,
-                             max_length=512, seed=0, data_order="sequential", save_checkpoints=False)
+    return train.TrainConfig(
+        method="qlora",
+        max_steps=STEPS,
+        batch_size=4,
+        eval_steps=STEPS,
+        eval_batch_size=4,
+        warmup_steps=0,
+        learning_rate=1e-2,
+        lr_scheduler="constant",
+        lora_r=8,
+        max_length=512,
+        seed=0,
+        data_order="sequential",
+        save_checkpoints=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def qlora_run(tmp_path_factory):
-    return train.train("tiny-random-llama", TICKETS, TICKETS, tmp_path_factory.mktemp("gpu") / "qlora",
-                       config=qlora_config(), task=SUPPORT_TICKETS, device=pick_device("cuda"))
+    return train.train(
+        "tiny-random-llama",
+        TICKETS,
+        TICKETS,
+        tmp_path_factory.mktemp("gpu") / "qlora",
+        config=qlora_config(),
+        task=SUPPORT_TICKETS,
+        device=pick_device("cuda"),
+    )
 
 
 def train_losses(result: train.TrainResult) -> list[float]:
@@ -87,7 +106,10 @@ def test_first_losses_match_the_recorded_ones(qlora_run):
             f"no recorded QLoRA losses for {dtype} in {GOLDEN.name} yet. Measured on {device.name}: {measured}. "
             f"If the test above passed (finite, falling, 4-bit base, adapters only), record and commit them:\n"
             f"  {RECORD}=1 TQDM_DISABLE=1 .venv/bin/python -m pytest tests/test_gpu.py -p no:cacheprovider\n"
-            f"  git add {GOLDEN.relative_to(GOLDEN.parents[2])}", pytrace=False)
+            f"  git add {GOLDEN.relative_to(GOLDEN.parents[2])}",
+            pytrace=False,
+        )
     assert measured == pytest.approx(entry["losses"], rel=TOLERANCE), (
         f"recorded on {entry['gpu']} with {entry['versions']}; measured on {device.name} with "
-        f"{train.library_versions()}")
+        f"{train.library_versions()}"
+    )

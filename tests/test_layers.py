@@ -39,14 +39,18 @@ def _is_type_checking_block(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
     return isinstance(node, ast.If) and (
         (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def _imported_modules(node: ast.AST) -> list[str]:
     """The ftlib modules one import statement names (``from ftlib import x`` names ``x`` when it is a module)."""
     if isinstance(node, ast.Import):
-        return [alias.name.split(".")[1] for alias in node.names
-                if alias.name.startswith("ftlib.") and len(alias.name.split(".")) > 1]
+        return [
+            alias.name.split(".")[1]
+            for alias in node.names
+            if alias.name.startswith("ftlib.") and len(alias.name.split(".")) > 1
+        ]
     if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
         parts = node.module.split(".")
         if parts[0] != "ftlib":
@@ -62,10 +66,20 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for module in MODULES:
         tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
-        skipped = {id(inner) for block in ast.walk(tree) if _is_type_checking_block(block)
-                   for statement in block.body for inner in ast.walk(statement)}
-        graph[module] = {target for node in ast.walk(tree) if id(node) not in skipped
-                         for target in _imported_modules(node) if target != module}
+        skipped = {
+            id(inner)
+            for block in ast.walk(tree)
+            if _is_type_checking_block(block)
+            for statement in block.body
+            for inner in ast.walk(statement)
+        }
+        graph[module] = {
+            target
+            for node in ast.walk(tree)
+            if id(node) not in skipped
+            for target in _imported_modules(node)
+            if target != module
+        }
     return graph
 
 
@@ -79,7 +93,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(module)
         for target in sorted(graph.get(module, ())):
             if state.get(target) == "open":
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()
@@ -121,14 +135,21 @@ def test_ftlib_has_no_import_cycle():
 
 @pytest.mark.unit
 def test_no_module_imports_a_layer_above_its_own():
-    upward = [f"{module} (layer {LAYER_OF[module]}) imports {target} (layer {LAYER_OF[target]})"
-              for module, targets in import_graph().items() for target in sorted(targets)
-              if LAYER_OF[target] > LAYER_OF[module]]
+    upward = [
+        f"{module} (layer {LAYER_OF[module]}) imports {target} (layer {LAYER_OF[target]})"
+        for module, targets in import_graph().items()
+        for target in sorted(targets)
+        if LAYER_OF[target] > LAYER_OF[module]
+    ]
     assert upward == [], "\n".join(upward)
 
 
 @pytest.mark.unit
 def test_nothing_imports_the_front_ends():
-    importers = [f"{module} imports {target}" for module, targets in import_graph().items()
-                 for target in sorted(targets & {"lesson", "cli"}) if module != "__main__"]
+    importers = [
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for target in sorted(targets & {"lesson", "cli"})
+        if module != "__main__"
+    ]
     assert importers == [], "\n".join(importers)

@@ -30,7 +30,10 @@ def test_unknown_profile_is_rejected():
 @pytest.mark.unit
 def test_run_paths_default_under_repo_runs(tmp_path):
     smoke = profiles.resolve_profile("smoke")
-    assert profiles.run_paths(None, smoke, "support_tickets")["root"] == profiles.project_root() / "runs" / "support_tickets-smoke"
+    assert (
+        profiles.run_paths(None, smoke, "support_tickets")["root"]
+        == profiles.project_root() / "runs" / "support_tickets-smoke"
+    )
     assert profiles.run_paths(tmp_path, smoke, "x")["lora"] == tmp_path / "lora"
 
 
@@ -51,9 +54,14 @@ def test_a_notebook_run_alone_rebuilds_lesson_02s_splits(tmp_path, capsys):
     started = lesson.start("smoke", run_dir=str(tmp_path))
     train = started.split("train")
     assert "rebuilding them from support_tickets.jsonl as lesson 02 does" in capsys.readouterr().out
-    expected = curated_splits(read_jsonl(started.raw_data), started.task, load_tokenizer(started.profile.base_model),
-                              started.profile.max_length, source=started.raw_data.name)
-    assert train == expected["train"][:started.profile.n_train]
+    expected = curated_splits(
+        read_jsonl(started.raw_data),
+        started.task,
+        load_tokenizer(started.profile.base_model),
+        started.profile.max_length,
+        source=started.raw_data.name,
+    )
+    assert train == expected["train"][: started.profile.n_train]
     assert read_jsonl(tmp_path / "data" / "test.jsonl") == expected["test"]
     started.split("val")
     assert "rebuilding" not in capsys.readouterr().out  # written once, then read
@@ -81,7 +89,9 @@ def test_plots_write_files(tmp_path):
     history = {"train": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}], "val": [{"step": 2, "loss": 1.7}]}
     plots.plot_loss_curves({"LoRA": history}, tmp_path / "loss.png")
     metric = {"value": 0.5, "low": 0.4, "high": 0.6}
-    plots.plot_metric_comparison({"a": {"metrics": {"m": metric}}, "b": {"metrics": {"m": metric}}}, ["m"], tmp_path / "m.png")
+    plots.plot_metric_comparison(
+        {"a": {"metrics": {"m": metric}}, "b": {"metrics": {"m": metric}}}, ["m"], tmp_path / "m.png"
+    )
     plots.plot_label_distribution({"train": {"x": 3, "y": 1}}, tmp_path / "d.png")
     plots.plot_token_lengths([10, 20, 30], 25, tmp_path / "t.png")
     for name in ("loss.png", "m.png", "d.png", "t.png"):

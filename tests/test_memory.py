@@ -1,15 +1,22 @@
 import pytest
 import torch
+from memory_harness import measure_training_peak, saved_activation_bytes  # tests/, on pytest's path
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from ftlib import memory, models
 from ftlib.data import PaddingCollator, SupervisedDataset
 from ftlib.train import TrainConfig, attach_lora
-from memory_harness import measure_training_peak, saved_activation_bytes  # tests/, on pytest's path
 
 # hidden 64, intermediate 128, 2 layers, 4 heads of 16, 2 key/value heads, 259 tokens, tied embeddings.
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=259, tie_word_embeddings=True)
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=259,
+    tie_word_embeddings=True,
+)
 
 
 @pytest.mark.unit
@@ -61,6 +68,7 @@ def test_model_config_for_reads_a_folder_and_rejects_unknown_names(tmp_path):
 def test_model_config_for_reads_an_unknown_name_from_its_source_only_when_given_one(tmp_path, monkeypatch):
     LlamaConfig(**TINY).save_pretrained(tmp_path)
     asked = []
+
     def resolve(name, source):
         asked.append((name, source))
         return str(tmp_path)
@@ -79,8 +87,15 @@ def test_model_config_for_reads_an_unknown_name_from_its_source_only_when_given_
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_estimate_grows_with_batch_and_length(device, method, checkpointing):
     def total(batch, seq_len):
-        return memory.estimate_memory("smollm2-135m-instruct", method, batch, seq_len, device=device,
-                                      gradient_checkpointing=checkpointing, shared_prefix=16).total
+        return memory.estimate_memory(
+            "smollm2-135m-instruct",
+            method,
+            batch,
+            seq_len,
+            device=device,
+            gradient_checkpointing=checkpointing,
+            shared_prefix=16,
+        ).total
 
     # Non-decreasing: where full fine-tuning peaks at the optimizer step, the batch does not matter.
     assert total(1, 256) <= total(2, 256) <= total(8, 256) <= total(32, 256)
@@ -96,20 +111,30 @@ def test_lora_needs_less_than_full_and_qlora_weights_less_than_lora(device):
         assert estimates["lora"].total < estimates["full"].total
         assert estimates["qlora"].weights < estimates["lora"].weights
         assert estimates["lora"].optimizer < estimates["full"].optimizer / 10
-    big = {method: memory.estimate_memory("llama-3.1-8b-instruct", method, 1, 2048, device="cuda",
-                                          gradient_checkpointing=True) for method in memory.METHODS}
+    big = {
+        method: memory.estimate_memory(
+            "llama-3.1-8b-instruct", method, 1, 2048, device="cuda", gradient_checkpointing=True
+        )
+        for method in memory.METHODS
+    }
     assert big["qlora"].total < big["lora"].total < big["full"].total
 
 
 @pytest.mark.unit
 def test_checkpointing_and_the_shared_prefix_save_activations():
     plain = memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 512)
-    assert memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 512, gradient_checkpointing=True).activations \
+    assert (
+        memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 512, gradient_checkpointing=True).activations
         < plain.activations / 4
-    assert memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 512, shared_prefix=256).activations \
+    )
+    assert (
+        memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 512, shared_prefix=256).activations
         < 0.7 * plain.activations
-    assert memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 512, answer_fraction=0.1).activations \
+    )
+    assert (
+        memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 512, answer_fraction=0.1).activations
         < plain.activations
+    )
 
 
 @pytest.mark.unit
@@ -129,7 +154,10 @@ def test_as_row_reports_gigabytes_that_add_up():
     parts = sum(value for key, value in row.items() if key.endswith(" GB") and key != "total GB")
     assert row["total GB"] == pytest.approx(parts, abs=1e-5) == pytest.approx(estimate.total / 1e9, abs=1e-5)
     assert estimate.mapped_checkpoint > 0 and estimate.workspace > 0  # CPU QLoRA of an fp32 checkpoint
-    assert memory.estimate_memory("smollm2-135m-instruct", "qlora", 8, 160, checkpoint_dtype_bytes=2).mapped_checkpoint == 0
+    assert (
+        memory.estimate_memory("smollm2-135m-instruct", "qlora", 8, 160, checkpoint_dtype_bytes=2).mapped_checkpoint
+        == 0
+    )
 
 
 @pytest.mark.unit
@@ -161,8 +189,14 @@ def test_activation_formula_matches_what_autograd_saves(tiny, tickets, task, met
     answers = int(batch["logits_to_keep"].sum())
     prefix = int(batch.get("shared_prefix_length", 0))
     saved = saved_activation_bytes(model, batch, prefix)
-    estimate = memory.estimate_memory(memory.model_config_for("tiny-random-llama"), method, rows, length,
-                                      answer_fraction=answers / (rows * length), shared_prefix=prefix)
+    estimate = memory.estimate_memory(
+        memory.model_config_for("tiny-random-llama"),
+        method,
+        rows,
+        length,
+        answer_fraction=answers / (rows * length),
+        shared_prefix=prefix,
+    )
     # The estimate's logit term holds three copies; autograd saves one (the log-softmax).
     logit_copy = 4 * answers * model.config.vocab_size
     assert estimate.activations - 2 * logit_copy == pytest.approx(saved, rel=0.03)
@@ -170,11 +204,17 @@ def test_activation_formula_matches_what_autograd_saves(tiny, tickets, task, met
 
 def ticket_records(count: int) -> list[dict]:
     """Ticket records of two lengths (a batch mixing them is padded), each starting differently."""
-    return [{"id": f"r{k}", "category": "outage", "urgency": "high",
-             "ticket": f"Order {k:03d}: my router stopped working this morning and the internet keeps dropping "
-                       f"every few minutes, please send someone" + (" today!" if k % 2 else ""),
-             "reply": "Sorry about the drops; I've reset your line and booked a technician for tomorrow morning."}
-            for k in range(count)]
+    return [
+        {
+            "id": f"r{k}",
+            "category": "outage",
+            "urgency": "high",
+            "ticket": f"Order {k:03d}: my router stopped working this morning and the internet keeps dropping "
+            f"every few minutes, please send someone" + (" today!" if k % 2 else ""),
+            "reply": "Sorry about the drops; I've reset your line and booked a technician for tomorrow morning.",
+        }
+        for k in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +222,18 @@ def random_llama(tmp_path_factory):
     """A random Llama of 20M parameters (hidden 256, 8 layers, SmolLM2's 49152-token vocabulary), saved in fp32."""
     folder = tmp_path_factory.mktemp("random-llama")
     tokenizer = models.load_tokenizer(models.DEFAULT_MODEL, source="embedded")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=1024, num_hidden_layers=8,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=8,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -200,10 +249,24 @@ def test_estimate_is_within_25_percent_of_measured_cpu_peak(random_llama, task, 
     batch, steps = 8, 2
     records = ticket_records(batch * steps)
     workload = memory.workload_from_records(records, tokenizer, task)
-    config = TrainConfig(method=method, max_steps=steps, batch_size=batch, eval_batch_size=batch, warmup_steps=0,
-                         eval_steps=100, gradient_checkpointing=checkpointing, max_length=256)
+    config = TrainConfig(
+        method=method,
+        max_steps=steps,
+        batch_size=batch,
+        eval_batch_size=batch,
+        warmup_steps=0,
+        eval_steps=100,
+        gradient_checkpointing=checkpointing,
+        max_length=256,
+    )
     measured = measure_training_peak(str(folder), records, config, task)["peak_rss_bytes"]
-    estimate = memory.estimate_memory(memory.model_config_for(str(folder)), method, batch, workload.seq_len,
-                                      answer_fraction=workload.answer_fraction, shared_prefix=workload.shared_prefix,
-                                      gradient_checkpointing=checkpointing)
+    estimate = memory.estimate_memory(
+        memory.model_config_for(str(folder)),
+        method,
+        batch,
+        workload.seq_len,
+        answer_fraction=workload.answer_fraction,
+        shared_prefix=workload.shared_prefix,
+        gradient_checkpointing=checkpointing,
+    )
     assert estimate.total == pytest.approx(measured, rel=0.25), (estimate.as_row(), measured / 1e9)

@@ -108,6 +108,8 @@ def test_embedded_default_model_is_converted_with_chat_template():
     gguf = models.cache_dir() / "downloads" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert models.sha256_of(gguf) == models.REGISTRY[models.DEFAULT_MODEL].embedded.sha256
     tokenizer = models.load_tokenizer(str(folder))
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     assert tokenizer.eos_token == "<|im_end|>"

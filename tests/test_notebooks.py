@@ -54,8 +54,9 @@ def test_no_training_or_metric_logic_and_no_stray_outputs(path):
 
 @pytest.mark.unit
 def test_deterministic_cells_are_checked_by_nbval():
-    checked = {path.stem: sum("NBVAL_CHECK_OUTPUT" in source(c) and bool(c["outputs"]) for c in cells(path))
-               for path in PATHS}
+    checked = {
+        path.stem: sum("NBVAL_CHECK_OUTPUT" in source(c) and bool(c["outputs"]) for c in cells(path)) for path in PATHS
+    }
     assert checked["01_base_model"] >= 1 and checked["02_data_curation"] >= 2
     assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1
 
@@ -79,9 +80,14 @@ def smoke_run(tmp_path_factory):
     outcomes = {}
     for path in PATHS:
         try:
-            papermill.execute_notebook(str(path), str(run_dir / path.name), cwd=str(path.parent),
-                                       parameters={"profile": "smoke", "run_dir": str(run_dir), "dataset": "listings"},
-                                       kernel_name="python3", progress_bar=False)
+            papermill.execute_notebook(
+                str(path),
+                str(run_dir / path.name),
+                cwd=str(path.parent),
+                parameters={"profile": "smoke", "run_dir": str(run_dir), "dataset": "listings"},
+                kernel_name="python3",
+                progress_bar=False,
+            )
             outcomes[path.stem] = None
         except Exception as error:  # reported by the notebook's own test
             outcomes[path.stem] = error
@@ -90,15 +96,35 @@ def smoke_run(tmp_path_factory):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name, artifacts", [
-    ("01_base_model", ["base/zero_shot_probe.json"]),
-    ("02_data_curation", ["data/train.jsonl", "data/val.jsonl", "data/test.jsonl", "data/curation_report.json",
-                          "data/token_lengths.png", "data/label_distribution.png"]),
-    ("03_lora", ["lora/adapter/adapter_model.safetensors", "lora/manifest.json", "lora/loss.png"]),
-    ("04_qlora", ["qlora/adapter/adapter_model.safetensors", "qlora/manifest.json", "qlora/loss.png"]),
-    ("05_evaluation", ["eval/metrics.json", "eval/metrics.png", "eval/loss_curves.png", "eval/review_sheet.csv",
-                       "eval/review_sheet.key.json"]),
-])
+@pytest.mark.parametrize(
+    "name, artifacts",
+    [
+        ("01_base_model", ["base/zero_shot_probe.json"]),
+        (
+            "02_data_curation",
+            [
+                "data/train.jsonl",
+                "data/val.jsonl",
+                "data/test.jsonl",
+                "data/curation_report.json",
+                "data/token_lengths.png",
+                "data/label_distribution.png",
+            ],
+        ),
+        ("03_lora", ["lora/adapter/adapter_model.safetensors", "lora/manifest.json", "lora/loss.png"]),
+        ("04_qlora", ["qlora/adapter/adapter_model.safetensors", "qlora/manifest.json", "qlora/loss.png"]),
+        (
+            "05_evaluation",
+            [
+                "eval/metrics.json",
+                "eval/metrics.png",
+                "eval/loss_curves.png",
+                "eval/review_sheet.csv",
+                "eval/review_sheet.key.json",
+            ],
+        ),
+    ],
+)
 def test_notebook_runs_under_papermill(smoke_run, name, artifacts):
     run_dir, outcomes, _ = smoke_run
     if outcomes[name] is not None:

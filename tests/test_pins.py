@@ -2,11 +2,11 @@
 
 import json
 import re
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,9 +43,11 @@ def test_hosted_setup_installs_exactly_the_pins():
     from ftlib import hosted
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    expected = {canonical(m.group(1)): m.group(2)
-                for line in project["dependencies"] + project["optional-dependencies"]["notebooks"]
-                if (m := PIN.fullmatch(line))}
+    expected = {
+        canonical(m.group(1)): m.group(2)
+        for line in project["dependencies"] + project["optional-dependencies"]["notebooks"]
+        if (m := PIN.fullmatch(line))
+    }
     assert hosted.read_pins(ROOT) == expected
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         source = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])

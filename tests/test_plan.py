@@ -30,9 +30,16 @@ def mock_class(monkeypatch, label: str) -> None:
 
 def estimated_peak(chosen: plan.GpuPlan, profile: profiles.Profile) -> int:
     """The plan's peak recomputed from its choices alone, straight from the estimator."""
-    return estimate_memory(model_config_for(chosen.base_model), chosen.method, chosen.batch_size, profile.max_length,
-                           device="cuda", lora_r=profile.lora_r, gradient_checkpointing=chosen.gradient_checkpointing,
-                           answer_fraction=plan.PLAN_ANSWER_FRACTION).total
+    return estimate_memory(
+        model_config_for(chosen.base_model),
+        chosen.method,
+        chosen.batch_size,
+        profile.max_length,
+        device="cuda",
+        lora_r=profile.lora_r,
+        gradient_checkpointing=chosen.gradient_checkpointing,
+        answer_fraction=plan.PLAN_ANSWER_FRACTION,
+    ).total
 
 
 @pytest.mark.unit
@@ -54,9 +61,13 @@ def test_every_gpu_class_gets_a_plan_that_fits(monkeypatch, label, lesson_method
     assert estimated_peak(chosen, profile) == chosen.estimate.total <= plan.SAFETY_FRACTION * total
     assert chosen.batch_size * chosen.grad_accum == profiles.PROFILES["gpu"].batch_size  # effective batch kept
     assert lesson_method in (None, chosen.method)
-    assert (profile.base_model, profile.method, profile.batch_size, profile.grad_accum,
-            profile.gradient_checkpointing) == (chosen.base_model, chosen.method, chosen.batch_size,
-                                                chosen.grad_accum, chosen.gradient_checkpointing)
+    assert (
+        profile.base_model,
+        profile.method,
+        profile.batch_size,
+        profile.grad_accum,
+        profile.gradient_checkpointing,
+    ) == (chosen.base_model, chosen.method, chosen.batch_size, chosen.grad_accum, chosen.gradient_checkpointing)
     assert profile.eval_batch_size <= chosen.batch_size
 
 
@@ -111,8 +122,9 @@ def test_an_explicit_choice_that_cannot_fit_names_what_would(monkeypatch, tmp_pa
 @pytest.mark.unit
 def test_explicit_choices_that_fit_win(monkeypatch, tmp_path):
     mock_class(monkeypatch, "A100 80 GB")
-    L = lesson.start("gpu", run_dir=str(tmp_path), base_model="qwen2.5-1.5b-instruct", method="qlora",
-                     lesson_method="lora")
+    L = lesson.start(
+        "gpu", run_dir=str(tmp_path), base_model="qwen2.5-1.5b-instruct", method="qlora", lesson_method="lora"
+    )
     assert (L.profile.base_model, L.profile.method, L.plan.method) == ("qwen2.5-1.5b-instruct", "qlora", "qlora")
     assert L.profile.max_steps == profiles.PROFILES["gpu"].max_steps
 
@@ -128,7 +140,10 @@ def test_cpu_path_is_unchanged(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("FTLIB_PROFILE", raising=False)
     assert profiles.resolve_run("auto") == (profiles.PROFILES["cpu"], None)
-    assert profiles.resolve_run("auto", lesson_method="lora") == (replace(profiles.PROFILES["cpu"], method="lora"), None)
+    assert profiles.resolve_run("auto", lesson_method="lora") == (
+        replace(profiles.PROFILES["cpu"], method="lora"),
+        None,
+    )
     assert profiles.resolve_run("gpu")[1] is None  # the gpu profile without CUDA: no plan, as before
     rows, note = plan.run_summary(profiles.PROFILES["cpu"], None, "CPU x2")
     assert note.startswith("No CUDA GPU was found") and rows[0]["model"] == profiles.PROFILES["cpu"].base_model

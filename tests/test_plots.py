@@ -17,12 +17,17 @@ def test_the_memory_stack_is_every_component_of_the_estimate():
 @pytest.mark.unit
 def test_memory_breakdown_bars_reach_the_estimates_total():
     # CPU runs have every kind of component, the allocator's retained blocks and QLoRA's mapped checkpoint too.
-    estimates = {method: memory.estimate_memory("smollm2-135m-instruct", method, 8, 160, shared_prefix=63)
-                 for method in ("lora", "qlora")}
+    estimates = {
+        method: memory.estimate_memory("smollm2-135m-instruct", method, 8, 160, shared_prefix=63)
+        for method in ("lora", "qlora")
+    }
     assert all(estimate.allocator > 0 for estimate in estimates.values())
-    records = {method: SimpleNamespace(memory=RunMemory(MeasuredMemory(peak_rss_mb=1000.0),
-                                                        EstimatedMemory.from_estimate(estimate)))
-               for method, estimate in estimates.items()}  # the plot reads a RunRecord's memory alone
+    records = {
+        method: SimpleNamespace(
+            memory=RunMemory(MeasuredMemory(peak_rss_mb=1000.0), EstimatedMemory.from_estimate(estimate))
+        )
+        for method, estimate in estimates.items()
+    }  # the plot reads a RunRecord's memory alone
     figure = plots.plot_memory_breakdown(records)
     tops = {}
     for bar in figure.axes[0].patches:  # one rectangle per run and component, stacked

@@ -41,17 +41,20 @@ def progress_env(monkeypatch):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("environ, tty, notebook, expected", [
-    ({}, True, False, "bar"),
-    ({}, False, False, "lines"),  # a pipe, a file, a CI log
-    ({}, False, True, "bar"),  # a Jupyter front end: tqdm.auto draws widgets
-    ({"TQDM_DISABLE": "1"}, True, False, "off"),
-    ({"TQDM_DISABLE": "1"}, False, True, "off"),
-    ({"FTLIB_PROGRESS": "lines"}, True, False, "lines"),
-    ({"FTLIB_PROGRESS": "bar"}, False, False, "bar"),
-    ({"FTLIB_PROGRESS": "Off"}, True, True, "off"),
-    ({"FTLIB_PROGRESS": "lines", "TQDM_DISABLE": "1"}, False, False, "lines"),  # the explicit choice wins
-])
+@pytest.mark.parametrize(
+    "environ, tty, notebook, expected",
+    [
+        ({}, True, False, "bar"),
+        ({}, False, False, "lines"),  # a pipe, a file, a CI log
+        ({}, False, True, "bar"),  # a Jupyter front end: tqdm.auto draws widgets
+        ({"TQDM_DISABLE": "1"}, True, False, "off"),
+        ({"TQDM_DISABLE": "1"}, False, True, "off"),
+        ({"FTLIB_PROGRESS": "lines"}, True, False, "lines"),
+        ({"FTLIB_PROGRESS": "bar"}, False, False, "bar"),
+        ({"FTLIB_PROGRESS": "Off"}, True, True, "off"),
+        ({"FTLIB_PROGRESS": "lines", "TQDM_DISABLE": "1"}, False, False, "lines"),  # the explicit choice wins
+    ],
+)
 def test_mode_choice(environ, tty, notebook, expected):
     assert choose_mode(environ, Stream(tty), notebook) == expected
 
@@ -104,8 +107,10 @@ def test_lines_close_prints_the_last_state_once():
         bar.update(2)
         bar.update(3)  # inside the interval: shown by close(), as an early stop would be
     lines = stream.getvalue().splitlines()
-    assert [line.split(",")[0] for line in lines] == ["[ftlib] train: step 2/10 (20%)",
-                                                      "[ftlib] train: step 5/10 (50%)"]
+    assert [line.split(",")[0] for line in lines] == [
+        "[ftlib] train: step 2/10 (20%)",
+        "[ftlib] train: step 5/10 (50%)",
+    ]
     with Progress(0, "generate", "batch", mode="lines", stream=stream):
         pass  # nothing to do: no line
     assert stream.getvalue().splitlines() == lines
@@ -123,19 +128,26 @@ def test_off_prints_nothing(capsys):
 def test_kernel_lines_relays_whole_progress_lines_once():
     relayed = []
     sink = KernelLines(relayed.append)
-    for chunk in ["a table row\n[ftl", "ib] train: step 1/2, loss 1\nmore", " text\n[ftlib] train: step 2/2\n",
-                  "Warning: not progress\n"]:
+    for chunk in [
+        "a table row\n[ftl",
+        "ib] train: step 1/2, loss 1\nmore",
+        " text\n[ftlib] train: step 2/2\n",
+        "Warning: not progress\n",
+    ]:
         sink.write(chunk)
     assert relayed == ["train: step 1/2, loss 1", "train: step 2/2"]
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("source, expected", [
-    ("\n# NBVAL_CHECK_OUTPUT\nprint(plan)\n", "print(plan)"),
-    ("# Parameters\nprofile = 'smoke'", "# Parameters"),
-    ("# NBVAL_SKIP", "# NBVAL_SKIP"),  # nothing else to show
-    ("x = " + "1" * 80, "x = " + "1" * 63 + "..."),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("\n# NBVAL_CHECK_OUTPUT\nprint(plan)\n", "print(plan)"),
+        ("# Parameters\nprofile = 'smoke'", "# Parameters"),
+        ("# NBVAL_SKIP", "# NBVAL_SKIP"),  # nothing else to show
+        ("x = " + "1" * 80, "x = " + "1" * 63 + "..."),
+    ],
+)
 def test_cell_first_line(source, expected):
     assert progress.first_line(source) == expected
 
@@ -147,10 +159,19 @@ def test_training_prints_step_lines(tmp_path, cpu, progress_env, capsys):
     from tests.conftest import TICKETS
 
     progress_env("lines")
-    config = train.TrainConfig(max_steps=6, batch_size=4, eval_steps=3, warmup_steps=0, learning_rate=1e-2, lora_r=4,
-                               max_length=512, eval_batch_size=4)
-    train.train("tiny-random-llama", TICKETS * 2, TICKETS, tmp_path / "run", config=config, task=SUPPORT_TICKETS,
-                device=cpu)
+    config = train.TrainConfig(
+        max_steps=6,
+        batch_size=4,
+        eval_steps=3,
+        warmup_steps=0,
+        learning_rate=1e-2,
+        lora_r=4,
+        max_length=512,
+        eval_batch_size=4,
+    )
+    train.train(
+        "tiny-random-llama", TICKETS * 2, TICKETS, tmp_path / "run", config=config, task=SUPPORT_TICKETS, device=cpu
+    )
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("[ftlib] train:")]
     assert lines[0].startswith("[ftlib] train: step 1/6 (17%), loss ")
@@ -182,8 +203,10 @@ def test_kernels_hub_message_is_filtered_and_other_warnings_are_not(caplog):
 
     logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
     with caplog.at_level(logging.WARNING):
-        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure ...",
-                       "No module named 'kernels'")
+        logger.warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure ...",
+            "No module named 'kernels'",
+        )
         logger.warning("some other bitsandbytes warning")
     assert [record.getMessage() for record in caplog.records] == ["some other bitsandbytes warning"]
 
@@ -198,11 +221,35 @@ def test_cli_call_that_imports_bitsandbytes_is_quiet(tmp_path):
     # A one-step `train` on the tiny model imports ftlib.train -> peft -> bitsandbytes, as every real run does.
     data = tmp_path / "tickets.jsonl"
     data.write_text("".join(json.dumps(ticket) + "\n" for ticket in TICKETS))
-    command = [sys.executable, "-X", "importtime", "-m", "ftlib", "train", "--data", str(data), "--val", str(data),
-               "--output", str(tmp_path / "run"), "--base-model", "tiny-random-llama", "--device", "cpu",
-               "--max-steps", "1", "--warmup-steps", "0", "--batch-size", "2", "--eval-steps", "1"]
-    result = subprocess.run(command, cwd=ROOT, env=cli_env(FTLIB_NUM_THREADS="1"), capture_output=True, text=True,
-                            timeout=300)
+    command = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "ftlib",
+        "train",
+        "--data",
+        str(data),
+        "--val",
+        str(data),
+        "--output",
+        str(tmp_path / "run"),
+        "--base-model",
+        "tiny-random-llama",
+        "--device",
+        "cpu",
+        "--max-steps",
+        "1",
+        "--warmup-steps",
+        "0",
+        "--batch-size",
+        "2",
+        "--eval-steps",
+        "1",
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=cli_env(FTLIB_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"\|\s+bitsandbytes$", result.stderr, re.MULTILINE)  # -X importtime: it was imported
     assert "kernels-community" not in result.stdout + result.stderr
@@ -214,11 +261,14 @@ def throwaway_notebook(path: Path) -> Path:
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.cells = [
         nbformat.v4.new_markdown_cell("# A throwaway lesson"),
-        nbformat.v4.new_code_cell('profile = "auto"\ndataset = "support_tickets"\nrun_dir = None',
-                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            'profile = "auto"\ndataset = "support_tickets"\nrun_dir = None', metadata={"tags": ["parameters"]}
+        ),
         nbformat.v4.new_code_cell("import time\n\ntime.sleep(1)"),
-        nbformat.v4.new_code_cell('from ftlib.progress import track\n\nfor _ in track(range(2), 2, "demo", "batch"):\n'
-                                  '    print("[ftlib]-looking output that is not a progress line")'),
+        nbformat.v4.new_code_cell(
+            'from ftlib.progress import track\n\nfor _ in track(range(2), 2, "demo", "batch"):\n'
+            '    print("[ftlib]-looking output that is not a progress line")'
+        ),
         nbformat.v4.new_code_cell("import bitsandbytes  # its kernels-hub message must not show"),
     ]
     nbformat.write(notebook, path)
@@ -230,9 +280,24 @@ def test_curriculum_shows_cells_and_relays_kernel_progress(tmp_path):
     source = throwaway_notebook(tmp_path / "tiny_lesson.ipynb")
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "ftlib", "curriculum", "--profile", "smoke", "--run-dir", str(run_dir),
-         "--only", str(source)], cwd=ROOT, env=cli_env(FTLIB_PROGRESS="lines"), capture_output=True, text=True,
-        timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "ftlib",
+            "curriculum",
+            "--profile",
+            "smoke",
+            "--run-dir",
+            str(run_dir),
+            "--only",
+            str(source),
+        ],
+        cwd=ROOT,
+        env=cli_env(FTLIB_PROGRESS="lines"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     lines = result.stdout.splitlines()
     cells = [line for line in lines if line.startswith("   cell ")]

@@ -22,8 +22,10 @@ def test_badges_point_at_that_notebook_at_that_ref():
     publication = publish.Publication("https://github.com/me/course.git", "v1.2")
     badges = publication.badges("03_lora.ipynb")
     assert "](https://colab.research.google.com/github/me/course/blob/v1.2/notebooks/03_lora.ipynb)" in badges
-    assert "(https://kaggle.com/kernels/welcome?src=https://github.com/me/course/blob/v1.2/notebooks/03_lora.ipynb)" \
+    assert (
+        "(https://kaggle.com/kernels/welcome?src=https://github.com/me/course/blob/v1.2/notebooks/03_lora.ipynb)"
         in badges
+    )
     with pytest.raises(ValueError, match="github.com/OWNER/REPO"):
         publish.Publication("/tmp/local-clone", "main").badges("03_lora.ipynb")
 
@@ -34,8 +36,11 @@ def test_stamping_a_fork_rewrites_every_place_and_check_sees_a_stale_one(tmp_pat
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     pyproject = tmp_path / "pyproject.toml"
     original = publish.read_publication(ROOT)
-    pyproject.write_text(pyproject.read_text().replace(f'ref = "{original.ref}"', 'ref = "v9"')
-                         .replace(original.repository, "https://github.com/fork/course"))
+    pyproject.write_text(
+        pyproject.read_text()
+        .replace(f'ref = "{original.ref}"', 'ref = "v9"')
+        .replace(original.repository, "https://github.com/fork/course")
+    )
     problems = publish.check(tmp_path)
     assert len(problems) == 3 * len(list((tmp_path / "notebooks").glob("*.ipynb")))  # badges, setup, README
 
@@ -46,7 +51,9 @@ def test_stamping_a_fork_rewrites_every_place_and_check_sees_a_stale_one(tmp_pat
     cells = json.loads((tmp_path / "notebooks" / "05_evaluation.ipynb").read_text())["cells"]
     setup = [c for c in cells if "setup" in c["metadata"].get("tags", [])]
     assert len(setup) == 1 and "COURSE_REF = 'v9'" in "".join(setup[0]["source"])
-    assert cells.index(setup[0]) == 1 + next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    assert cells.index(setup[0]) == 1 + next(
+        i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", [])
+    )
     assert "blob/v9/notebooks/05_evaluation.ipynb" in (tmp_path / "README.md").read_text()
 
 
@@ -65,8 +72,15 @@ def test_setup_cell_does_nothing_off_colab(monkeypatch):
 
 
 def test_install_plan_holds_the_runtimes_torch_and_numpy():
-    pins = {"torch": "2.13.0", "numpy": "2.4.6", "transformers": "5.23.0", "ipywidgets": "8.1.9",
-            "ipykernel": "7.4.0", "jupyterlab": "4.6.6", "papermill": "2.7.0"}
+    pins = {
+        "torch": "2.13.0",
+        "numpy": "2.4.6",
+        "transformers": "5.23.0",
+        "ipywidgets": "8.1.9",
+        "ipykernel": "7.4.0",
+        "jupyterlab": "4.6.6",
+        "papermill": "2.7.0",
+    }
     colab = {"torch": "2.8.0+cu126", "numpy": "2.0.2", "ipywidgets": "7.7.1", "ipykernel": "6.17.1"}
     plan = hosted.install_plan(pins, colab)
     assert plan.requirements == ["transformers==5.23.0"]
@@ -104,7 +118,9 @@ def test_hosted_runtime_and_drive(monkeypatch, tmp_path):
     assert hosted.hosted_runtime() == "kaggle"
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")
     mounted = []
-    drive = types.SimpleNamespace(mount=lambda path: (mounted.append(path), (Path(path) / "MyDrive").mkdir(parents=True)))
+    drive = types.SimpleNamespace(
+        mount=lambda path: (mounted.append(path), (Path(path) / "MyDrive").mkdir(parents=True))
+    )
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(drive=drive))
     monkeypatch.setattr(hosted, "DRIVE_MOUNT", tmp_path / "drive")

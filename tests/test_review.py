@@ -16,8 +16,10 @@ RUNS = ("base (zero-shot)", "base (few-shot)", "LoRA")
 
 def make_results(tickets, task, n=12):
     """Three runs on the same ``n`` tickets: LoRA always right, the base runs right on every third example."""
-    records = [dict(tickets[i % len(tickets)], id=f"e{i}", ticket=f"{tickets[i % len(tickets)]['ticket']} #{i}")
-               for i in range(n)]
+    records = [
+        dict(tickets[i % len(tickets)], id=f"e{i}", ticket=f"{tickets[i % len(tickets)]['ticket']} #{i}")
+        for i in range(n)
+    ]
     results = {}
     for run in RUNS:
         predictions = []
@@ -25,9 +27,15 @@ def make_results(tickets, task, n=12):
             right = run == "LoRA" or i % 3 == 0
             category = record["category"] if right else "cancellation"
             text = json.dumps({"category": category, "urgency": record["urgency"], "reply": f"{run} says hi"})
-            predictions.append({"id": record["id"], "input": task.input_text(record),
-                                "reference": {f: record[f] for f in task.answer_fields}, "prediction": text,
-                                "scores": evaluate.per_example_scores(text, record, task)})
+            predictions.append(
+                {
+                    "id": record["id"],
+                    "input": task.input_text(record),
+                    "reference": {f: record[f] for f in task.answer_fields},
+                    "prediction": text,
+                    "scores": evaluate.per_example_scores(text, record, task),
+                }
+            )
         results[run] = {"predictions": predictions}
     return results
 
@@ -56,7 +64,9 @@ def test_review_sheet_is_blinded_and_keyed(tmp_path, tickets, task):
     for row in rows:
         place = key[row["output_id"]]
         prediction = results[place["run"]]["predictions"][place["example"]]
-        assert row["output"] == prediction["prediction"] and row["example_id"] == place["example_id"] == prediction["id"]
+        assert (
+            row["output"] == prediction["prediction"] and row["example_id"] == place["example_id"] == prediction["id"]
+        )
         assert row["reference"] == evaluate.reference_text(prediction["reference"])
         assert not any(word in row["output_id"].lower() for word in ("base", "lora", "shot"))
     orders = {tuple(key[row["output_id"]]["run"] for row in rows if row["item"] == str(item)) for item in range(1, 9)}
@@ -89,8 +99,10 @@ def test_ratings_filled_in_a_spreadsheet_are_loaded(tmp_path, tickets, task):
     rows[2].update(rating="WRONG")
     write_sheet(path, rows)
     ratings = review.load_ratings(path)
-    assert ratings == {rows[0]["output_id"]: {"rating": "correct", "note": "fine", "rated_at": ""},
-                       rows[2]["output_id"]: {"rating": "wrong", "note": "", "rated_at": ""}}
+    assert ratings == {
+        rows[0]["output_id"]: {"rating": "correct", "note": "fine", "rated_at": ""},
+        rows[2]["output_id"]: {"rating": "wrong", "note": "", "rated_at": ""},
+    }
 
 
 def test_bad_rows_name_the_file_line_and_field(tmp_path):
@@ -120,8 +132,10 @@ def test_ratings_store_saves_every_rating_atomically_and_merges(tmp_path):
     second.rate("o2", "partly")  # opened before o1 was rated: must not drop it
     first.rate("o1", "wrong", "missed the outage")  # a new rating replaces the old one
     ratings = review.load_ratings(path)
-    assert {k: (v["rating"], v["note"]) for k, v in ratings.items()} == {"o1": ("wrong", "missed the outage"),
-                                                                         "o2": ("partly", "")}
+    assert {k: (v["rating"], v["note"]) for k, v in ratings.items()} == {
+        "o1": ("wrong", "missed the outage"),
+        "o2": ("partly", ""),
+    }
     assert all(v["rated_at"] for v in ratings.values())
     assert review.RatingsStore(path).ratings == ratings  # re-opening loses nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.csv"]  # no temporary files left
@@ -174,7 +188,10 @@ def test_review_panel_buttons_write_ratings(tmp_path, tickets, task):
     buttons["◀ prev"].click()
     assert note.value == "wrong category"
     ratings = review.load_ratings(ratings_path)
-    assert {k: v["rating"] for k, v in ratings.items()} == {rows[0]["output_id"]: "wrong", rows[1]["output_id"]: "correct"}
+    assert {k: v["rating"] for k, v in ratings.items()} == {
+        rows[0]["output_id"]: "wrong",
+        rows[1]["output_id"]: "correct",
+    }
 
 
 def test_interactive_frontend_needs_a_kernel_that_accepts_input(monkeypatch):
@@ -194,11 +211,20 @@ def test_interactive_frontend_needs_a_kernel_that_accepts_input(monkeypatch):
 
 def test_aggregate_ratings_counts_and_scores_per_run():
     key = {f"a{i}": {"run": "A", "example": i} for i in range(4)} | {"b0": {"run": "B", "example": 0}}
-    ratings = {"a0": {"rating": "correct"}, "a1": {"rating": "correct"}, "a2": {"rating": "partly"},
-               "a3": {"rating": "wrong"}, "old": {"rating": "wrong"}}  # "old": not on this sheet, left out
+    ratings = {
+        "a0": {"rating": "correct"},
+        "a1": {"rating": "correct"},
+        "a2": {"rating": "partly"},
+        "a3": {"rating": "wrong"},
+        "old": {"rating": "wrong"},
+    }  # "old": not on this sheet, left out
     summary = review.aggregate_ratings(ratings, key)
     assert {k: summary["A"][k] for k in ("rated", "correct", "partly", "wrong")} == {
-        "rated": 4, "correct": 2, "partly": 1, "wrong": 1}
+        "rated": 4,
+        "correct": 2,
+        "partly": 1,
+        "wrong": 1,
+    }
     score = summary["A"]["score"]
     assert score["value"] == pytest.approx(0.625) and 0 <= score["low"] <= 0.625 <= score["high"] <= 1
     assert (score["low"], score["high"]) == evaluate.bootstrap_interval([1, 1, 0.5, 0])
@@ -224,12 +250,23 @@ def test_rating_agreement_between_people_and_the_metrics(tmp_path, tickets, task
     # The base run is right (by the metrics) on examples 0, 3, 6, 9; people say correct on 0, 1, 2, 6, 8, 9.
     # Pairs: both yes 0, 6, 9; person only 1, 2, 8; metrics only 3; neither 4, 5, 7 -> p_o = 0.6,
     # p_e = 0.6*0.4 + 0.4*0.6 = 0.48, kappa = 0.12 / 0.52.
-    people = {0: "correct", 1: "correct", 2: "correct", 3: "partly", 4: "wrong", 5: "partly", 6: "correct",
-              7: "wrong", 8: "correct", 9: "correct"}
+    people = {
+        0: "correct",
+        1: "correct",
+        2: "correct",
+        3: "partly",
+        4: "wrong",
+        5: "partly",
+        6: "correct",
+        7: "wrong",
+        8: "correct",
+        9: "correct",
+    }
     ratings = {ids["base (zero-shot)", i]: {"rating": rating, "note": ""} for i, rating in people.items()}
     agreement = review.rating_agreement(ratings, key, results, task)
-    assert {k: agreement[k] for k in ("compared", "both_correct", "human_only", "automatic_only", "neither", "stale")} == {
-        "compared": 10, "both_correct": 3, "human_only": 3, "automatic_only": 1, "neither": 3, "stale": 0}
+    assert {
+        k: agreement[k] for k in ("compared", "both_correct", "human_only", "automatic_only", "neither", "stale")
+    } == {"compared": 10, "both_correct": 3, "human_only": 3, "automatic_only": 1, "neither": 3, "stale": 0}
     assert agreement["agreement"] == pytest.approx(0.6) and agreement["kappa"] == pytest.approx(0.12 / 0.52)
     assert agreement["rule"] == "valid JSON and every label right (category, urgency)"
     results["base (zero-shot)"]["predictions"][4]["prediction"] = "a new answer"  # re-generated since the export
@@ -244,11 +281,22 @@ def test_automatic_judgement_of_text_answers_uses_the_rouge_threshold():
 
 
 def test_human_vs_automatic_rows():
-    human = {"LoRA": {"rated": 2, "correct": 1, "partly": 1, "wrong": 0,
-                      "score": {"value": 0.75, "low": 0.5, "high": 1.0}}}
-    results = {"base": {"metrics": {"json_valid": {"value": 0.1234}}},
-               "LoRA": {"metrics": {"json_valid": {"value": 0.98}}}}
+    human = {
+        "LoRA": {"rated": 2, "correct": 1, "partly": 1, "wrong": 0, "score": {"value": 0.75, "low": 0.5, "high": 1.0}}
+    }
+    results = {
+        "base": {"metrics": {"json_valid": {"value": 0.1234}}},
+        "LoRA": {"metrics": {"json_valid": {"value": 0.98}}},
+    }
     rows = review.human_vs_automatic(human, results, ["json_valid"])
-    assert rows[1] == {"run": "LoRA", "rated": 2, "correct": 1, "partly": 1, "wrong": 0, "human score": 0.75,
-                       "interval": "[0.50, 1.00]", "json_valid": 0.98}
+    assert rows[1] == {
+        "run": "LoRA",
+        "rated": 2,
+        "correct": 1,
+        "partly": 1,
+        "wrong": 0,
+        "human score": 0.75,
+        "interval": "[0.50, 1.00]",
+        "json_valid": 0.98,
+    }
     assert rows[0]["rated"] == 0 and rows[0]["interval"] == "" and rows[0]["json_valid"] == 0.123

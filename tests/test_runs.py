@@ -13,22 +13,55 @@ pytestmark = pytest.mark.unit
 
 # What train.train wrote before the version field (commit 7ccf5a8): measured peaks beside a display-row estimate.
 V1_MANIFEST = {
-    "base_model": "tiny-random-llama", "method": "lora", "continued_from": None,
+    "base_model": "tiny-random-llama",
+    "method": "lora",
+    "continued_from": None,
     "config": {"method": "lora", "lora_r": 8, "max_steps": 8, "batch_size": 4},
-    "device": "cpu (float32)", "world_size": 1, "global_batch_size": 4, "torch_threads": 1,
-    "data": {"train_sha256": "a" * 64, "val_sha256": "b" * 64, "train_examples": 16, "val_examples": 4,
-             "train_truncated": 0, "val_truncated": 0, "dropped_without_answer_tokens": 0},
+    "device": "cpu (float32)",
+    "world_size": 1,
+    "global_batch_size": 4,
+    "torch_threads": 1,
+    "data": {
+        "train_sha256": "a" * 64,
+        "val_sha256": "b" * 64,
+        "train_examples": 16,
+        "val_examples": 4,
+        "train_truncated": 0,
+        "val_truncated": 0,
+        "dropped_without_answer_tokens": 0,
+    },
     "parameters": {"trainable": 1000, "total": 101000, "trainable_percent": 0.9901},
-    "checkpoints": {"resumed_from": None, "best_step": 8, "best_val_loss": 3.5, "steps_run": 8,
-                    "stopped_early": False},
-    "metrics": {"train_loss": 4.2, "final_val_loss": 3.5, "train_tokens": 2000, "train_seconds": 2.0,
-                "train_tokens_per_second": 1000.0, "computed_tokens": 1500},
-    "memory": {"peak_rss_mb": 1000.0, "estimate": {
-        "method": "lora", "device": "cpu", "batch": 4, "seq_len": 120, "weights GB": 0.5, "adapters GB": 0.01,
-        "optimizer GB": 0.02, "gradients GB": 0.01, "activations GB": 0.2, "workspace GB": 0.0,
-        "mapped_checkpoint GB": 0.0, "allocator GB": 0.05, "baseline GB": 0.3, "total GB": 1.09,
-        "peak phase": "backward"}},
-    "wall_seconds": 5.0, "versions": {"python": "3.12", "torch": "2.8"},
+    "checkpoints": {"resumed_from": None, "best_step": 8, "best_val_loss": 3.5, "steps_run": 8, "stopped_early": False},
+    "metrics": {
+        "train_loss": 4.2,
+        "final_val_loss": 3.5,
+        "train_tokens": 2000,
+        "train_seconds": 2.0,
+        "train_tokens_per_second": 1000.0,
+        "computed_tokens": 1500,
+    },
+    "memory": {
+        "peak_rss_mb": 1000.0,
+        "estimate": {
+            "method": "lora",
+            "device": "cpu",
+            "batch": 4,
+            "seq_len": 120,
+            "weights GB": 0.5,
+            "adapters GB": 0.01,
+            "optimizer GB": 0.02,
+            "gradients GB": 0.01,
+            "activations GB": 0.2,
+            "workspace GB": 0.0,
+            "mapped_checkpoint GB": 0.0,
+            "allocator GB": 0.05,
+            "baseline GB": 0.3,
+            "total GB": 1.09,
+            "peak phase": "backward",
+        },
+    },
+    "wall_seconds": 5.0,
+    "versions": {"python": "3.12", "torch": "2.8"},
 }
 
 
@@ -73,10 +106,19 @@ def test_rows_and_memory_come_from_the_record(tmp_path):
     record = runs.load_run(write(tmp_path, V1_MANIFEST))
     measured = 1000.0 * 2**20 / 1e9
     assert plots.measured_peak_gb(record) == pytest.approx(measured)
-    assert lesson.run_rows({"LoRA": record}) == [{
-        "run": "LoRA", "trainable params": "1,000", "total params": "101,000", "final val loss": 3.5,
-        "train tokens/s": 1000.0, "train s": 2.0, "estimated peak GB": 1.09, "measured peak GB": round(measured, 3),
-        "estimate / measured": round(1.09 / measured, 2)}]
+    assert lesson.run_rows({"LoRA": record}) == [
+        {
+            "run": "LoRA",
+            "trainable params": "1,000",
+            "total params": "101,000",
+            "final val loss": 3.5,
+            "train tokens/s": 1000.0,
+            "train s": 2.0,
+            "estimated peak GB": 1.09,
+            "measured peak GB": round(measured, 3),
+            "estimate / measured": round(1.09 / measured, 2),
+        }
+    ]
     on_gpu = replace(record, memory=replace(record.memory, measured=runs.MeasuredMemory(1000.0, 500.0)))
     assert plots.measured_peak_gb(on_gpu) == pytest.approx(500.0 * 2**20 / 1e9)
     plots.plot_memory_breakdown({"LoRA": record, "GPU": on_gpu}, tmp_path / "memory.png")
@@ -86,16 +128,24 @@ def test_rows_and_memory_come_from_the_record(tmp_path):
 def test_profile_train_config_matches_what_the_notebooks_built():
     for profile in PROFILES.values():
         planned = replace(profile, method="qlora", grad_accum=4, gradient_checkpointing=True)
-        by_hand = TrainConfig(method=planned.method, lora_r=planned.lora_r, learning_rate=planned.learning_rate,
-                              max_steps=planned.max_steps, warmup_steps=planned.warmup_steps,
-                              batch_size=planned.batch_size, grad_accum=planned.grad_accum,
-                              gradient_checkpointing=planned.gradient_checkpointing,
-                              eval_steps=planned.eval_steps, eval_batch_size=planned.eval_batch_size,
-                              max_length=planned.max_length)
+        by_hand = TrainConfig(
+            method=planned.method,
+            lora_r=planned.lora_r,
+            learning_rate=planned.learning_rate,
+            max_steps=planned.max_steps,
+            warmup_steps=planned.warmup_steps,
+            batch_size=planned.batch_size,
+            grad_accum=planned.grad_accum,
+            gradient_checkpointing=planned.gradient_checkpointing,
+            eval_steps=planned.eval_steps,
+            eval_batch_size=planned.eval_batch_size,
+            max_length=planned.max_length,
+        )
         assert planned.train_config() == by_hand
     smoke = PROFILES["smoke"]
-    assert smoke.train_config("full", seed=3) == replace(replace(smoke, method="lora").train_config(), method="full",
-                                                          seed=3)
+    assert smoke.train_config("full", seed=3) == replace(
+        replace(smoke, method="lora").train_config(), method="full", seed=3
+    )
     with pytest.raises(ValueError, match="has no method"):
         smoke.train_config()
     with pytest.raises(ValueError, match="lora_r must be >= 1"):

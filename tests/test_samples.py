@@ -20,8 +20,9 @@ def test_generators_are_deterministic_and_seeded():
 def test_committed_samples_are_the_generators_output(tmp_path):
     samples.write_samples(tmp_path)
     for name in ("support_tickets.jsonl", "support_tickets.manifest.json", "listings.jsonl", "listings.manifest.json"):
-        assert (tmp_path / name).read_bytes() == (sample_path("support_tickets").parent / name).read_bytes(), \
+        assert (tmp_path / name).read_bytes() == (sample_path("support_tickets").parent / name).read_bytes(), (
             f"data/samples/{name} is stale: run `python -m ftlib make-samples` and commit"
+        )
 
 
 @pytest.mark.unit
@@ -67,7 +68,11 @@ def test_urgency_cues_raise_urgency():
 
     rng = random.Random(0)
     records = [samples.make_ticket(rng, i) for i in range(2000)]
-    cued = [r for r in records if any(cue.lower() in r["ticket"].lower() for cue in samples.REPEAT_CUES + samples.DEPENDENCY_CUES)]
+    cued = [
+        r
+        for r in records
+        if any(cue.lower() in r["ticket"].lower() for cue in samples.REPEAT_CUES + samples.DEPENDENCY_CUES)
+    ]
     assert len(cued) > 100 and all(r["urgency"] == "high" for r in cued)
 
 

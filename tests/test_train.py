@@ -10,19 +10,32 @@ pytestmark = pytest.mark.unit
 
 
 def tiny_config(**overrides):
-    settings = dict(max_steps=8, batch_size=4, eval_steps=4, warmup_steps=0, learning_rate=1e-2, lora_r=8,
-                    lora_dropout=0.0, max_length=512, eval_batch_size=4, seed=0)
+    settings = dict(
+        max_steps=8,
+        batch_size=4,
+        eval_steps=4,
+        warmup_steps=0,
+        learning_rate=1e-2,
+        lora_r=8,
+        lora_dropout=0.0,
+        max_length=512,
+        eval_batch_size=4,
+        seed=0,
+    )
     return train.TrainConfig(**(settings | overrides))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(method="dora"), "method must be"),
-    (dict(target_modules="mlp-only"), "target_modules must be one of"),
-    (dict(lora_r=0), "lora_r must be >= 1"),
-    (dict(warmup_steps=10, max_steps=5), r"warmup_steps \(10\) must be >= 0 and below max_steps \(5\)"),
-    (dict(lora_dropout=1.0), "lora_dropout"),
-    (dict(learning_rate=0.0), "learning_rate"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(method="dora"), "method must be"),
+        (dict(target_modules="mlp-only"), "target_modules must be one of"),
+        (dict(lora_r=0), "lora_r must be >= 1"),
+        (dict(warmup_steps=10, max_steps=5), r"warmup_steps \(10\) must be >= 0 and below max_steps \(5\)"),
+        (dict(lora_dropout=1.0), "lora_dropout"),
+        (dict(learning_rate=0.0), "learning_rate"),
+    ],
+)
 def test_impossible_configs_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**overrides).validate()
@@ -30,13 +43,14 @@ def test_impossible_configs_are_rejected(overrides, message):
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, cpu):
-    from tests.conftest import TICKETS
     from ftlib.tasks import SUPPORT_TICKETS
+    from tests.conftest import TICKETS
 
     folder = tmp_path_factory.mktemp("runs") / "lora"
     records = TICKETS * 4
-    return train.train("tiny-random-llama", records, TICKETS, folder, config=tiny_config(), task=SUPPORT_TICKETS,
-                       device=cpu)
+    return train.train(
+        "tiny-random-llama", records, TICKETS, folder, config=tiny_config(), task=SUPPORT_TICKETS, device=cpu
+    )
 
 
 def test_lora_run_learns_and_records_history(lora_run):
@@ -66,8 +80,9 @@ def test_run_folder_holds_adapter_history_and_manifest(lora_run):
     assert len(record.data.train_sha256) == 64
     assert record.versions["peft"] and record.versions["transformers"]
     assert record.memory.measured.peak_rss_mb > 0 and record.wall_seconds > 0
-    assert record.memory.estimate.total_gb == pytest.approx(sum(record.memory.estimate.components_gb.values()),
-                                                             abs=0.01)
+    assert record.memory.estimate.total_gb == pytest.approx(
+        sum(record.memory.estimate.components_gb.values()), abs=0.01
+    )
     assert record.metrics.train_tokens > 0
     assert 0 < record.parameters.trainable < record.parameters.total
     assert json.loads((folder / "history.json").read_text()) == lora_run.history
@@ -78,8 +93,9 @@ def test_train_refuses_labels_outside_the_schema(tmp_path, cpu, tickets, task, m
     monkeypatch.setattr(train, "load_tokenizer", lambda *a, **k: pytest.fail("a tokenizer loaded"))
     tickets[2]["category"] = "weather"
     with pytest.raises(ValueError, match="train_records, line 3, field 'category': 'weather' is not one of billing"):
-        train.train("tiny-random-llama", tickets, tickets[:1], tmp_path / "run", config=tiny_config(), task=task,
-                    device=cpu)
+        train.train(
+            "tiny-random-llama", tickets, tickets[:1], tmp_path / "run", config=tiny_config(), task=task, device=cpu
+        )
     assert not (tmp_path / "run").exists()
 
 
@@ -105,8 +121,15 @@ def test_rerun_keeps_previous_outputs(tmp_path, cpu, tickets, task):
 
 
 def test_qlora_step_on_cpu_lowers_the_loss(tmp_path, cpu, tickets, task):
-    result = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "qlora",
-                         config=tiny_config(method="qlora"), task=task, device=cpu)
+    result = train.train(
+        "tiny-random-llama",
+        tickets * 4,
+        tickets,
+        tmp_path / "qlora",
+        config=tiny_config(method="qlora"),
+        task=task,
+        device=cpu,
+    )
     losses = [point["loss"] for point in result.history["train"]]
     assert losses[-1] < 0.8 * losses[0]
     base = result.model.get_base_model()
@@ -115,9 +138,15 @@ def test_qlora_step_on_cpu_lowers_the_loss(tmp_path, cpu, tickets, task):
 
 
 def test_gradient_checkpointing_trains_with_peft(tmp_path, cpu, tickets, task):
-    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "gc",
-                         config=tiny_config(max_steps=2, eval_steps=2, gradient_checkpointing=True), task=task,
-                         device=cpu)
+    result = train.train(
+        "tiny-random-llama",
+        tickets * 2,
+        tickets,
+        tmp_path / "gc",
+        config=tiny_config(max_steps=2, eval_steps=2, gradient_checkpointing=True),
+        task=task,
+        device=cpu,
+    )
     # Without enable_input_require_grads this raises "element 0 of tensors does not require grad".
     assert result.model.get_base_model().model.gradient_checkpointing
     assert len(result.history["train"]) == 2
@@ -133,8 +162,14 @@ def test_attention_preset_targets_only_attention(cpu):
 
 
 def test_qlora_with_gradient_checkpointing(tmp_path, cpu, tickets, task):
-    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "gc4",
-                         config=tiny_config(method="qlora", max_steps=2, eval_steps=2, gradient_checkpointing=True),
-                         task=task, device=cpu)
+    result = train.train(
+        "tiny-random-llama",
+        tickets * 2,
+        tickets,
+        tmp_path / "gc4",
+        config=tiny_config(method="qlora", max_steps=2, eval_steps=2, gradient_checkpointing=True),
+        task=task,
+        device=cpu,
+    )
     assert result.model.get_base_model().model.gradient_checkpointing
     assert len(result.history["train"]) == 2

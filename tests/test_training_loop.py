@@ -14,8 +14,17 @@ pytestmark = pytest.mark.unit
 
 
 def config(**overrides):
-    settings = dict(max_steps=6, batch_size=4, eval_steps=2, warmup_steps=0, learning_rate=1e-2, lora_r=8,
-                    max_length=512, eval_batch_size=4, seed=0)
+    settings = dict(
+        max_steps=6,
+        batch_size=4,
+        eval_steps=2,
+        warmup_steps=0,
+        learning_rate=1e-2,
+        lora_r=8,
+        max_length=512,
+        eval_batch_size=4,
+        seed=0,
+    )
     return train.TrainConfig(**(settings | overrides))
 
 
@@ -46,8 +55,9 @@ def test_answer_only_logits_give_the_full_loss_and_gradients(lora_model, tickets
     full.backward()
     expected = gradients(model)
     model.zero_grad()
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    logits_to_keep=batch["logits_to_keep"])
+    outputs = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"]
+    )
     assert outputs.logits.shape[0] == int((batch["labels"][:, 1:] != -100).sum())
     loss = train.answer_only_loss(outputs, batch["labels"])
     loss.backward()
@@ -60,8 +70,9 @@ def test_shared_prefix_forward_matches_the_plain_forward(lora_model, tickets, ta
     batch = batch_of(tokenizer, tickets, task, answer_logits_only=True, share_prefix=True)
     prefix = batch.pop("shared_prefix_length")
     assert prefix > 10  # the system prompt and the user header
-    plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                  logits_to_keep=batch["logits_to_keep"])
+    plain = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"]
+    )
     train.answer_only_loss(plain, batch["labels"]).backward()
     expected = gradients(model)
     model.zero_grad()
@@ -87,8 +98,9 @@ def test_shared_prefix_rows_do_not_see_each_other(lora_model, tickets, task):
 
 def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task, monkeypatch):
     records = tickets * 4
-    whole = train.train("tiny-random-llama", records, tickets, tmp_path / "whole", config=config(), task=task,
-                        device=cpu)
+    whole = train.train(
+        "tiny-random-llama", records, tickets, tmp_path / "whole", config=config(), task=task, device=cpu
+    )
 
     original_step = train.FtlibTrainer.training_step
     calls = {"n": 0}
@@ -104,21 +116,32 @@ def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task,
         train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config=config(), task=task, device=cpu)
     assert not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.partial").exists()
     monkeypatch.setattr(train.FtlibTrainer, "training_step", original_step)
-    resumed = train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config=config(), task=task,
-                          device=cpu, resume=True)
+    resumed = train.train(
+        "tiny-random-llama", records, tickets, tmp_path / "resumed", config=config(), task=task, device=cpu, resume=True
+    )
 
     assert resumed.record.checkpoints.resumed_from == "checkpoint-2"
     assert [p["step"] for p in resumed.history["train"]] == list(range(1, 7))
-    assert [p["loss"] for p in resumed.history["train"]] == pytest.approx([p["loss"] for p in whole.history["train"]],
-                                                                        abs=1e-4)
-    assert [p["loss"] for p in resumed.history["val"]] == pytest.approx([p["loss"] for p in whole.history["val"]],
-                                                                      abs=1e-4)
+    assert [p["loss"] for p in resumed.history["train"]] == pytest.approx(
+        [p["loss"] for p in whole.history["train"]], abs=1e-4
+    )
+    assert [p["loss"] for p in resumed.history["val"]] == pytest.approx(
+        [p["loss"] for p in whole.history["val"]], abs=1e-4
+    )
 
 
 def test_resume_refuses_a_changed_config_and_a_missing_checkpoint(tmp_path, cpu, tickets, task):
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
-        train.train("tiny-random-llama", tickets, tickets, tmp_path / "none", config=config(), task=task, device=cpu,
-                    resume=True)
+        train.train(
+            "tiny-random-llama",
+            tickets,
+            tickets,
+            tmp_path / "none",
+            config=config(),
+            task=task,
+            device=cpu,
+            resume=True,
+        )
     scratch = tmp_path / ".run.partial"
     train.prepare_scratch(scratch, False, {"config": {"learning_rate": 0.01}})
     (scratch / "trainer" / "checkpoint-2").mkdir(parents=True)
@@ -131,8 +154,9 @@ def overfitting_run(tmp_path, cpu, tickets, task, **overrides):
     """Train on the right format with wrong replies: validation loss falls, then rises after step 10."""
     wrong = [dict(t, reply="zzzz qqqq " * 8) for t in tickets]
     settings = dict(max_steps=12, learning_rate=0.05, lr_scheduler="constant") | overrides
-    return train.train("tiny-random-llama", wrong * 4, tickets, tmp_path / "overfit", config=config(**settings),
-                       task=task, device=cpu)
+    return train.train(
+        "tiny-random-llama", wrong * 4, tickets, tmp_path / "overfit", config=config(**settings), task=task, device=cpu
+    )
 
 
 def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, cpu, tickets, task):
@@ -151,51 +175,75 @@ def test_early_stopping_ends_the_run(tmp_path, cpu, tickets, task):
     assert result.record.checkpoints.steps_run == 12
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(num_epochs=1), "set exactly one of max_steps"),
-    (dict(max_steps=None), "set exactly one of max_steps"),
-    (dict(lr_scheduler="triangle"), "lr_scheduler must be one of"),
-    (dict(weight_decay=-0.1), "weight_decay must be >= 0"),
-    (dict(early_stopping_patience=2, save_checkpoints=False), "early_stopping_patience needs save_checkpoints"),
-    (dict(method="full", lora_alpha=0), "lora_alpha must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(num_epochs=1), "set exactly one of max_steps"),
+        (dict(max_steps=None), "set exactly one of max_steps"),
+        (dict(lr_scheduler="triangle"), "lr_scheduler must be one of"),
+        (dict(weight_decay=-0.1), "weight_decay must be >= 0"),
+        (dict(early_stopping_patience=2, save_checkpoints=False), "early_stopping_patience needs save_checkpoints"),
+        (dict(method="full", lora_alpha=0), "lora_alpha must be >= 1"),
+    ],
+)
 def test_more_impossible_configs_are_rejected(overrides, message):
     with pytest.raises(ValueError, match=message):
         config(**overrides).validate()
 
 
 def test_epochs_instead_of_steps(tmp_path, cpu, tickets, task):
-    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "epochs",
-                         config=config(max_steps=None, num_epochs=2, batch_size=4), task=task, device=cpu)
+    result = train.train(
+        "tiny-random-llama",
+        tickets * 2,
+        tickets,
+        tmp_path / "epochs",
+        config=config(max_steps=None, num_epochs=2, batch_size=4),
+        task=task,
+        device=cpu,
+    )
     assert result.record.checkpoints.steps_run == 4  # 8 examples / 4 per step x 2 epochs
 
 
 def test_full_fine_tuning_trains_every_weight(tmp_path, cpu, tickets, task):
-    result = train.train("tiny-random-llama", tickets * 2, tickets, tmp_path / "full",
-                         config=config(method="full", max_steps=2, learning_rate=1e-3), task=task, device=cpu)
+    result = train.train(
+        "tiny-random-llama",
+        tickets * 2,
+        tickets,
+        tmp_path / "full",
+        config=config(method="full", max_steps=2, learning_rate=1e-3),
+        task=task,
+        device=cpu,
+    )
     assert result.record.parameters.trainable == result.record.parameters.total
     assert (tmp_path / "full" / "model" / "model.safetensors").exists()
 
 
 @pytest.fixture(scope="module")
 def trained_adapters(tmp_path_factory, cpu):
-    from tests.conftest import TICKETS
     from ftlib.tasks import SUPPORT_TICKETS
+    from tests.conftest import TICKETS
 
     folder = tmp_path_factory.mktemp("merge")
     runs = {}
     for method in ("lora", "qlora"):
-        runs[method] = train.train("tiny-random-llama", TICKETS * 4, TICKETS, folder / method,
-                                   config=config(method=method, save_checkpoints=False), task=SUPPORT_TICKETS,
-                                   device=cpu)
+        runs[method] = train.train(
+            "tiny-random-llama",
+            TICKETS * 4,
+            TICKETS,
+            folder / method,
+            config=config(method=method, save_checkpoints=False),
+            task=SUPPORT_TICKETS,
+            device=cpu,
+        )
     return folder, runs
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_merged_export_matches_base_plus_adapter(trained_adapters, cpu, method):
     folder, runs = trained_adapters
-    exported = train.merge_and_export("tiny-random-llama", runs[method].adapter_dir, folder / f"{method}-merged",
-                                      device=cpu)
+    exported = train.merge_and_export(
+        "tiny-random-llama", runs[method].adapter_dir, folder / f"{method}-merged", device=cpu
+    )
     merged = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32)
     assert not any("4bit" in type(m).__name__ or "lora" in type(m).__name__.lower() for m in merged.modules())
     assert merged.dtype == torch.float32
@@ -222,25 +270,53 @@ def test_shared_prefix_stops_before_the_first_scored_position(tiny, tickets, tas
 
 
 def test_batch_of_one_trains(tmp_path, cpu, tickets, task):
-    result = train.train("tiny-random-llama", tickets, tickets, tmp_path / "one",
-                         config=config(batch_size=1, max_steps=2), task=task, device=cpu)
+    result = train.train(
+        "tiny-random-llama",
+        tickets,
+        tickets,
+        tmp_path / "one",
+        config=config(batch_size=1, max_steps=2),
+        task=task,
+        device=cpu,
+    )
     assert len(result.history["train"]) == 2
 
 
 def test_training_continues_from_a_saved_adapter(tmp_path, cpu, tickets, task):
-    first = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "first",
-                        config=config(max_steps=4, save_checkpoints=False), task=task, device=cpu)
-    more = train.train("tiny-random-llama", tickets * 4, tickets, tmp_path / "more",
-                       config=config(max_steps=2, save_checkpoints=False), task=task, device=cpu,
-                       adapter=first.adapter_dir)
+    first = train.train(
+        "tiny-random-llama",
+        tickets * 4,
+        tickets,
+        tmp_path / "first",
+        config=config(max_steps=4, save_checkpoints=False),
+        task=task,
+        device=cpu,
+    )
+    more = train.train(
+        "tiny-random-llama",
+        tickets * 4,
+        tickets,
+        tmp_path / "more",
+        config=config(max_steps=2, save_checkpoints=False),
+        task=task,
+        device=cpu,
+        adapter=first.adapter_dir,
+    )
     fresh_first_loss = first.history["train"][0]["loss"]
     assert more.history["train"][0]["loss"] < 0.9 * fresh_first_loss  # it starts where the first run ended
     assert more.record.continued_from == str(first.adapter_dir)
     assert more.record.parameters.trainable == first.record.parameters.trainable
     with pytest.raises(ValueError, match="a full fine-tune has none"):
-        train.train("tiny-random-llama", tickets, tickets, tmp_path / "x", config=config(method="full"), task=task,
-                    device=cpu, adapter=first.adapter_dir)
-
+        train.train(
+            "tiny-random-llama",
+            tickets,
+            tickets,
+            tmp_path / "x",
+            config=config(method="full"),
+            task=task,
+            device=cpu,
+            adapter=first.adapter_dir,
+        )
 
 
 def test_resume_skips_checkpoints_a_kill_left_half_saved(tmp_path):

@@ -27,8 +27,14 @@ def main(names: list[str]) -> None:
         for name in names or NOTEBOOKS:
             path = ROOT / "notebooks" / f"{name}.ipynb"
             executed_path = Path(run_dir) / f"{name}.ipynb"
-            papermill.execute_notebook(str(path), str(executed_path), cwd=str(path.parent), kernel_name="python3",
-                                       parameters={"profile": "smoke", "run_dir": run_dir}, progress_bar=False)
+            papermill.execute_notebook(
+                str(path),
+                str(executed_path),
+                cwd=str(path.parent),
+                kernel_name="python3",
+                parameters={"profile": "smoke", "run_dir": run_dir},
+                progress_bar=False,
+            )
             executed = {c.source: c for c in nbformat.read(executed_path, as_version=4).cells if c.cell_type == "code"}
             notebook = nbformat.read(path, as_version=4)
             for cell in notebook.cells:
