@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CATEGORIES = ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
 URGENCIES = ("low", "medium", "high")
@@ -25,6 +29,8 @@ class Task:
     nested_keys: tuple[str, ...] = ()  # other layouts nest fields under these keys
     language_filter: bool = False
     stratify_field: str | None = None
+    data_file: Path | None = None  # the raw records the lessons read (a spec's ``data``)
+    spec_file: Path | None = None  # the spec file this task was loaded from
 
     @property
     def headline_metrics(self) -> list[str]:
@@ -156,3 +162,204 @@ def parse_answer(text: str) -> dict | None:
     except json.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+# Task spec files ---------------------------------------------------------------------------------------------
+
+BUILTIN_SPECS = Path(__file__).resolve().parent.parent / "data" / "tasks"  # <name>.yaml of the built-in tasks
+ANSWER_FORMATS = ("json", "text")
+INPUT_FORMATS = ("text", "object")
+REQUIRED_KEYS = ("name", "input_field", "answer_fields", "instruction")
+SPEC_KEYS = (
+    "name",
+    "data",
+    "input_field",
+    "input_format",
+    "answer_fields",
+    "answer_format",
+    "labels",
+    "instruction",
+    "stratify_field",
+    "field_aliases",
+    "nested_keys",
+    "language_filter",
+)
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it names the run folder
+
+
+class TaskSpecError(ValueError):
+    """A task spec file with problems; the message lists every one, each naming its key."""
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path = Path(path)
+        self.problems = list(problems)
+        listed = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"task spec {self.path}: {len(self.problems)} problem(s):\n{listed}")
+
+
+def _is_string_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+
+
+def _string_list_problem(key: str, value) -> str | None:
+    """Why ``value`` is not a list of non-empty strings (None when it is)."""
+    if not isinstance(value, list):
+        return f"{key}: expected a list of strings, got {type(value).__name__} {value!r}"
+    wrong = [item for item in value if not (isinstance(item, str) and item)]
+    if wrong:
+        hint = " (quote it: YAML reads yes/no/on/off as booleans and bare numbers as numbers)"
+        return f"{key}: every entry must be a non-empty string; {', '.join(map(repr, wrong))} is not{hint}"
+    duplicates = sorted({item for item in value if value.count(item) > 1})
+    if duplicates:
+        return f"{key}: listed twice: {', '.join(duplicates)}"
+    return None
+
+
+def spec_problems(spec: dict) -> list[str]:
+    """Every problem of a parsed task spec, each naming its key; empty when the spec is good."""
+    problems = []
+    for key in spec:
+        if key not in SPEC_KEYS:
+            close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(SPEC_KEYS)})"
+            problems.append(f"{key}: unknown key{hint}")
+    problems += [f"{key}: missing (required)" for key in REQUIRED_KEYS if key not in spec]
+
+    for key in ("name", "input_field", "instruction", "data", "stratify_field"):
+        if key in spec and not (isinstance(spec[key], str) and spec[key].strip()):
+            problems.append(f"{key}: expected a non-empty string, got {type(spec[key]).__name__} {spec[key]!r}")
+    name = spec.get("name")
+    if isinstance(name, str) and name.strip() and not NAME.fullmatch(name):
+        problems.append(f"name: {name!r} names the run folder: use letters, digits, '_', '-' and '.' only")
+    if "language_filter" in spec and not isinstance(spec["language_filter"], bool):
+        problems.append(f"language_filter: expected true or false, got {spec['language_filter']!r}")
+    for key, allowed in (("answer_format", ANSWER_FORMATS), ("input_format", INPUT_FORMATS)):
+        if key in spec and spec[key] not in allowed:
+            problems.append(f"{key}: {spec[key]!r} is not one of {', '.join(allowed)}")
+    if "nested_keys" in spec and (problem := _string_list_problem("nested_keys", spec["nested_keys"])):
+        problems.append(problem)
+
+    answers = spec.get("answer_fields")
+    if "answer_fields" in spec:
+        if problem := _string_list_problem("answer_fields", answers):
+            problems.append(problem)
+        elif not answers:
+            problems.append("answer_fields: empty (name at least one field the model answers)")
+    answers = answers if _is_string_list(answers) else []
+    input_field = spec.get("input_field")
+    if isinstance(input_field, str) and input_field in answers:
+        problems.append(f"input_field: {input_field!r} is also an answer field")
+    text_format = spec.get("answer_format") == "text"
+    if text_format and len(answers) > 1:
+        problems.append(
+            f"answer_format: text answers exactly one field, but answer_fields has {len(answers)} "
+            f"({', '.join(answers)}): use answer_format json"
+        )
+
+    labels = spec.get("labels", {})
+    if not isinstance(labels, dict):
+        problems.append(f"labels: expected a mapping of answer field -> list of values, got {labels!r}")
+        labels = {}
+    for label, values in labels.items():
+        if answers and label not in answers:
+            problems.append(f"labels.{label}: not an answer field (answer_fields: {', '.join(answers)})")
+        if text_format:
+            problems.append(f"labels.{label}: label sets need answer_format json (a text answer has no fields)")
+        if isinstance(values, list) and not values:
+            problems.append(f"labels.{label}: empty label set (list the values this field may take)")
+        elif problem := _string_list_problem(f"labels.{label}", values):
+            problems.append(problem)
+
+    stratify = spec.get("stratify_field")
+    object_input = spec.get("input_format") == "object"
+    if isinstance(stratify, str) and stratify.strip() and stratify not in labels and not object_input:
+        known = f"label fields: {', '.join(labels)}" if labels else "this spec has no labels"
+        problems.append(f"stratify_field: {stratify!r} is not a label field ({known})")
+
+    aliases = spec.get("field_aliases", {})
+    if not isinstance(aliases, dict):
+        problems.append(f"field_aliases: expected a mapping of field -> list of other names, got {aliases!r}")
+        aliases = {}
+    own_fields = [input_field, *answers]
+    for alias_field, names in aliases.items():
+        if answers and alias_field not in own_fields:
+            problems.append(
+                f"field_aliases.{alias_field}: not the input or an answer field ({', '.join(map(str, own_fields))})"
+            )
+        if problem := _string_list_problem(f"field_aliases.{alias_field}", names):
+            problems.append(problem)
+    return problems
+
+
+def load_task_spec(path: str | Path) -> Task:
+    """The ``Task`` a YAML spec file declares (its ``data`` path is relative to the spec file).
+
+    Raises:
+        FileNotFoundError: no such file.
+        TaskSpecError: the file is not valid YAML or the spec has problems (all of them, in one message).
+    """
+    import yaml
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"task spec {path}: no such file")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise TaskSpecError(path, [f"not valid YAML: {error}"]) from None
+    if not isinstance(spec, dict):
+        kind = "an empty file" if spec is None else f"a {type(spec).__name__}"
+        raise TaskSpecError(path, [f"expected a mapping of keys ({', '.join(REQUIRED_KEYS)}, ...), got {kind}"])
+    problems = spec_problems(spec)
+    if problems:
+        raise TaskSpecError(path, problems)
+    return Task(
+        name=spec["name"],
+        input_field=spec["input_field"],
+        answer_fields=tuple(spec["answer_fields"]),
+        instruction=spec["instruction"],
+        answer_format=spec.get("answer_format", "json"),
+        label_values={label: tuple(values) for label, values in spec.get("labels", {}).items()},
+        input_is_object=spec.get("input_format", "text") == "object",
+        field_aliases={name: tuple(aliases) for name, aliases in spec.get("field_aliases", {}).items()},
+        nested_keys=tuple(spec.get("nested_keys", ())),
+        language_filter=spec.get("language_filter", False),
+        stratify_field=spec.get("stratify_field"),
+        data_file=(path.parent / spec["data"]).resolve() if spec.get("data") else None,
+        spec_file=path,
+    )
+
+
+def task_spec(task: Task, folder: str | Path) -> dict:
+    """The spec of a task as written to a file in ``folder`` (``data`` relative to it); the inverse of loading."""
+    spec: dict = {"name": task.name}
+    if task.data_file is not None:
+        spec["data"] = os.path.relpath(task.data_file, Path(folder).resolve())
+    spec |= {
+        "input_field": task.input_field,
+        "input_format": "object" if task.input_is_object else "text",
+        "answer_fields": list(task.answer_fields),
+        "answer_format": task.answer_format,
+    }
+    if task.label_values:
+        spec["labels"] = {label: list(values) for label, values in task.label_values.items()}
+    spec["instruction"] = task.instruction
+    if task.stratify_field:
+        spec["stratify_field"] = task.stratify_field
+    if task.field_aliases:
+        spec["field_aliases"] = {name: list(aliases) for name, aliases in task.field_aliases.items()}
+    if task.nested_keys:
+        spec["nested_keys"] = list(task.nested_keys)
+    spec["language_filter"] = task.language_filter
+    return spec
+
+
+def save_task_spec(task: Task, path: str | Path) -> Path:
+    """Write a task as a YAML spec file that ``load_task_spec`` reads back to the same task."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(task_spec(task, path.parent), sort_keys=False, allow_unicode=True, width=120)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,223 @@
+"""Task spec files: the built-in tasks load from them, bad specs fail with every problem named, paths work."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from ftlib import tasks
+from ftlib.tasks import Task
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The built-in tasks exactly as ftlib/tasks.py hard-coded them before they became spec files.
+CATEGORIES = ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
+URGENCIES = ("low", "medium", "high")
+HARD_CODED = {
+    "support_tickets": Task(
+        name="support_tickets",
+        input_field="ticket",
+        answer_fields=("category", "urgency", "reply"),
+        instruction=(
+            "Triage the customer's ticket. Answer only with JSON: "
+            f'{{"category": {"|".join(CATEGORIES)}, "urgency": {"|".join(URGENCIES)}, '
+            '"reply": a one- or two-sentence first response}.'
+        ),
+        label_values={"category": CATEGORIES, "urgency": URGENCIES},
+        field_aliases={
+            "ticket": ("text", "message", "body", "customer_message"),
+            "category": ("cat", "topic", "type"),
+            "urgency": ("priority", "severity"),
+            "reply": ("response", "answer", "first_reply"),
+        },
+        nested_keys=("label", "labels", "meta"),
+        language_filter=True,
+        stratify_field="category",
+    ),
+    "listings": Task(
+        name="listings",
+        input_field="attributes",
+        answer_fields=("description",),
+        instruction=(
+            "Write a short, factual property listing description (two or three sentences) from these attributes."
+        ),
+        answer_format="text",
+        input_is_object=True,
+        field_aliases={
+            "attributes": ("features_table", "data", "facts"),
+            "description": ("text", "listing_text", "desc"),
+        },
+        stratify_field="type",
+    ),
+}
+LOCATION_FIELDS = ("data_file", "spec_file")  # where a spec was read from: not part of today's Task
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", list(HARD_CODED))
+def test_builtin_specs_equal_the_hard_coded_tasks(name):
+    loaded = tasks.load_task_spec(ROOT / "data" / "tasks" / f"{name}.yaml")
+    expected = HARD_CODED[name]
+    for spec in fields(Task):
+        if spec.name in LOCATION_FIELDS:
+            continue
+        assert getattr(loaded, spec.name) == getattr(expected, spec.name), spec.name
+        assert type(getattr(loaded, spec.name)) is type(getattr(expected, spec.name)), spec.name
+    for label, values in loaded.label_values.items():
+        assert type(values) is tuple, label
+    for alias_field, aliases in loaded.field_aliases.items():
+        assert type(aliases) is tuple, alias_field
+    assert loaded.headline_metrics == expected.headline_metrics
+    assert loaded.data_file == ROOT / "data" / "samples" / f"{name}.jsonl"
+    assert loaded.spec_file == ROOT / "data" / "tasks" / f"{name}.yaml"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", list(HARD_CODED))
+def test_spec_round_trip(name, tmp_path):
+    """A task written with save_task_spec reads back equal, its data path still pointing at the same file."""
+    task = tasks.load_task_spec(ROOT / "data" / "tasks" / f"{name}.yaml")
+    path = tasks.save_task_spec(task, tmp_path / "nested" / "task.yaml")
+    again = tasks.load_task_spec(path)
+    assert again.data_file == task.data_file
+    for spec in fields(Task):
+        if spec.name != "spec_file":
+            assert getattr(again, spec.name) == getattr(task, spec.name), spec.name
+    assert again.spec_file == path.resolve()
+
+
+GOOD = {
+    "name": "sentiment",
+    "data": "reviews.jsonl",
+    "input_field": "review",
+    "answer_fields": ["sentiment", "summary"],
+    "labels": {"sentiment": ["positive", "negative"]},
+    "instruction": "Classify the review.",
+    "stratify_field": "sentiment",
+}
+
+
+def write_spec(tmp_path, spec, name="task.yaml") -> Path:
+    import yaml
+
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False) if isinstance(spec, dict) else spec)
+    return path
+
+
+def problems_of(tmp_path, spec) -> list[str]:
+    path = write_spec(tmp_path, spec)
+    with pytest.raises(tasks.TaskSpecError) as caught:
+        tasks.load_task_spec(path)
+    message = str(caught.value)
+    assert str(path.resolve()) in message and f"{len(caught.value.problems)} problem(s)" in message
+    assert all(problem in message for problem in caught.value.problems)
+    return caught.value.problems
+
+
+@pytest.mark.unit
+def test_a_good_custom_spec_loads(tmp_path):
+    task = tasks.load_task_spec(write_spec(tmp_path, GOOD))
+    assert task.label_values == {"sentiment": ("positive", "negative")}
+    assert task.text_answer_fields == ("summary",) and task.answer_format == "json" and not task.input_is_object
+    assert task.data_file == (tmp_path / "reviews.jsonl").resolve() and task.spec_file == (tmp_path / "task.yaml")
+    assert task.headline_metrics == ["json_valid", "sentiment_accuracy", "summary_rougeL"]
+    assert task.answer_text({"sentiment": "positive", "summary": "Great.", "review": "x"}) == (
+        '{"sentiment":"positive","summary":"Great."}'
+    )
+
+
+@pytest.mark.unit
+def test_metrics_follow_the_spec(tmp_path):
+    """Label fields get accuracy and macro-F1, free-text fields ROUGE-L, with no code for the new task."""
+    from ftlib.evaluate import score_answers
+
+    task = tasks.load_task_spec(write_spec(tmp_path, GOOD))
+    references = [
+        {"review": "loved it", "sentiment": "positive", "summary": "Loved it."},
+        {"review": "broke", "sentiment": "negative", "summary": "It broke."},
+    ]
+    predictions = ['{"sentiment": "positive", "summary": "Loved it."}', "not json"]
+    metrics = score_answers(predictions, references, task)
+    assert set(metrics) == {"json_valid", "sentiment_accuracy", "summary_rougeL", "sentiment_macro_f1"}
+    assert metrics["json_valid"]["value"] == 0.5 and metrics["sentiment_accuracy"]["value"] == 0.5
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"labelz": {}}, "labelz: unknown key (did you mean 'labels'?)"),
+        ({"name": None}, "name: missing (required)"),
+        ({"instruction": None}, "instruction: missing (required)"),
+        ({"name": 3}, "name: expected a non-empty string, got int 3"),
+        ({"name": "my task"}, "name: 'my task' names the run folder"),
+        ({"answer_fields": "sentiment"}, "answer_fields: expected a list of strings, got str"),
+        ({"answer_fields": []}, "answer_fields: empty"),
+        ({"answer_fields": ["summary", "summary"], "labels": {}}, "answer_fields: listed twice: summary"),
+        ({"labels": {"mood": ["up"]}}, "labels.mood: not an answer field (answer_fields: sentiment, summary)"),
+        ({"labels": {"sentiment": []}}, "labels.sentiment: empty label set"),
+        ({"labels": {"sentiment": [True, False]}}, "labels.sentiment: every entry must be a non-empty string"),
+        ({"labels": ["sentiment"]}, "labels: expected a mapping"),
+        ({"stratify_field": "summary"}, "stratify_field: 'summary' is not a label field (label fields: sentiment)"),
+        ({"answer_format": "xml"}, "answer_format: 'xml' is not one of json, text"),
+        ({"input_format": "table"}, "input_format: 'table' is not one of text, object"),
+        ({"answer_format": "text"}, "answer_format: text answers exactly one field, but answer_fields has 2"),
+        ({"language_filter": "yes"}, "language_filter: expected true or false, got 'yes'"),
+        ({"nested_keys": "meta"}, "nested_keys: expected a list of strings"),
+        ({"field_aliases": {"mood": ["feeling"]}}, "field_aliases.mood: not the input or an answer field"),
+        ({"field_aliases": {"review": "text"}}, "field_aliases.review: expected a list of strings"),
+        ({"input_field": "summary"}, "input_field: 'summary' is also an answer field"),
+    ],
+)
+def test_each_problem_is_named(tmp_path, change, expected):
+    spec = {key: value for key, value in (GOOD | change).items() if value is not None}
+    problems = problems_of(tmp_path, spec)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+@pytest.mark.unit
+def test_every_problem_is_listed_at_once(tmp_path):
+    spec = {
+        "name": "x",
+        "input_field": "review",
+        "answer_fields": ["summary", "sentiment"],
+        "answer_format": "text",
+        "labels": {"sentiment": [], "mood": ["up"]},
+        "stratify_field": "summary",
+        "extra": 1,
+    }
+    problems = problems_of(tmp_path, spec)
+    keys = [problem.split(":")[0] for problem in problems]
+    assert keys == [
+        "extra",
+        "instruction",
+        "answer_format",
+        "labels.sentiment",
+        "labels.sentiment",
+        "labels.mood",
+        "labels.mood",
+        "stratify_field",
+    ], problems
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: [unclosed\n", "not valid YAML"),
+        ("", "expected a mapping of keys (name, input_field, answer_fields, instruction, ...), got an empty file"),
+        ("- a\n- b\n", "got a list"),
+    ],
+)
+def test_unreadable_spec_files(tmp_path, text, expected):
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+@pytest.mark.unit
+def test_missing_spec_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no-such.yaml: no such file"):
+        tasks.load_task_spec(tmp_path / "no-such.yaml")
