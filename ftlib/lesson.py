@@ -9,10 +9,10 @@ from pathlib import Path
 from ftlib.data import read_jsonl
 from ftlib.fileio import write_json
 from ftlib.plan import GpuPlan
-from ftlib.profiles import Profile, resolve_run, run_paths, sample_path
+from ftlib.profiles import Profile, resolve_run, run_paths
 from ftlib.runs import MANIFEST, RunRecord, load_run
 from ftlib.runtime import DeviceChoice, configure_cpu_threads, pick_device
-from ftlib.tasks import Task, get_task
+from ftlib.tasks import Task, get_task, raw_data_file
 
 SPLITS = ("train", "val", "test")
 
@@ -22,7 +22,7 @@ class Lesson:
     """What every notebook needs: the resolved profile, the task, the device and the run folders."""
 
     profile: Profile
-    dataset: str
+    dataset: str  # as given: a built-in task's name or a task spec file's path
     task: Task
     device: DeviceChoice
     paths: dict[str, Path]
@@ -38,7 +38,8 @@ class Lesson:
 
     @property
     def raw_data(self) -> Path:
-        return sample_path(self.dataset)
+        """The raw records the lessons curate: the task spec's ``data`` file."""
+        return raw_data_file(self.task)
 
     def split(self, name: str) -> list[dict]:
         """A curated split written by notebook 02, cut to the profile's size (rebuilt first if it is missing)."""
@@ -104,7 +105,7 @@ class Lesson:
 
 def start(
     profile: str = "auto",
-    dataset: str = "support_tickets",
+    dataset: str | Path = "support_tickets",
     run_dir: str | None = None,
     base_model: str | None = None,
     max_steps: int | None = None,
@@ -113,17 +114,21 @@ def start(
 ) -> Lesson:
     """Resolve the notebook's parameters into a ``Lesson`` and set the device up deliberately.
 
+    ``dataset`` is a built-in task's name or the path of a task spec file (``ftlib.tasks.load_task_spec``); the
+    default run folder is named after the task.
+
     ``method`` is the notebook parameter ("lora", "qlora" or None); ``lesson_method`` is the lesson's own method
     (03: "lora", 04: "qlora"), used when ``method`` is None. On a CUDA GPU the profile follows the GPU's plan
     (``ftlib.plan``), and a choice that cannot fit raises ``ftlib.plan.PlanDoesNotFit`` naming what would.
     """
+    task = get_task(dataset)  # a bad spec fails here, before any device or model work
     resolved, plan = resolve_run(
         profile, method or None, lesson_method, base_model=base_model or None, max_steps=max_steps or None
     )
     device = pick_device()
     threads = configure_cpu_threads() if device.device == "cpu" else None
     lesson = Lesson(
-        resolved, dataset, get_task(dataset), device, run_paths(run_dir or None, resolved, dataset), threads, plan
+        resolved, str(dataset), task, device, run_paths(run_dir or None, resolved, task.name), threads, plan
     )
     lesson.paths["root"].mkdir(parents=True, exist_ok=True)
     return lesson

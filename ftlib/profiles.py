@@ -10,6 +10,7 @@ import torch
 
 from ftlib.config import TrainConfig
 from ftlib.plan import NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
+from ftlib.tasks import get_task, raw_data_file
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def resolve_run(
 
 
 def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:
-    """Where each notebook reads and writes.
+    """Where each notebook reads and writes (``dataset``: the task's name, which names the default folder).
 
     ``run_dir`` wins (``"drive"``: a folder on Google Drive, mounted on Colab); else ``$FTLIB_RUN_DIR`` (one folder
     for a whole session, e.g. a JupyterLab server started by a test); else a git-ignored
@@ -202,6 +203,10 @@ def project_root(start: str | Path | None = None) -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def sample_path(dataset: str) -> Path:
-    """The committed raw sample file of a dataset (read-only for the notebooks)."""
-    return project_root() / "data" / "samples" / f"{dataset}.jsonl"
+def sample_path(dataset: str | Path) -> Path:
+    """The raw data file of a task (its spec's ``data``), by built-in name or spec file path.
+
+    Raises:
+        FileNotFoundError: the spec names no data file, or it does not exist.
+    """
+    return raw_data_file(get_task(dataset))

@@ -10,9 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CATEGORIES = ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
-URGENCIES = ("low", "medium", "high")
-
 
 @dataclass(frozen=True)
 class Task:
@@ -110,48 +107,6 @@ class Task:
 
     def to_messages(self, record: dict) -> list[dict]:
         return self.prompt_messages(record) + [{"role": "assistant", "content": self.answer_text(record)}]
-
-
-SUPPORT_TICKETS = Task(
-    name="support_tickets",
-    input_field="ticket",
-    answer_fields=("category", "urgency", "reply"),
-    instruction=(
-        "Triage the customer's ticket. Answer only with JSON: "
-        f'{{"category": {"|".join(CATEGORIES)}, "urgency": {"|".join(URGENCIES)}, '
-        '"reply": a one- or two-sentence first response}.'
-    ),
-    label_values={"category": CATEGORIES, "urgency": URGENCIES},
-    field_aliases={
-        "ticket": ("text", "message", "body", "customer_message"),
-        "category": ("cat", "topic", "type"),
-        "urgency": ("priority", "severity"),
-        "reply": ("response", "answer", "first_reply"),
-    },
-    nested_keys=("label", "labels", "meta"),
-    language_filter=True,
-    stratify_field="category",
-)
-
-LISTINGS = Task(
-    name="listings",
-    input_field="attributes",
-    answer_fields=("description",),
-    instruction="Write a short, factual property listing description (two or three sentences) from these attributes.",
-    answer_format="text",
-    input_is_object=True,
-    field_aliases={"attributes": ("features_table", "data", "facts"), "description": ("text", "listing_text", "desc")},
-    stratify_field="type",
-)
-
-TASKS = {task.name: task for task in [SUPPORT_TICKETS, LISTINGS]}
-
-
-def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"Unknown dataset/task '{name}'. Known: {', '.join(TASKS)}") from None
 
 
 def parse_answer(text: str) -> dict | None:
@@ -363,3 +318,44 @@ def save_task_spec(task: Task, path: str | Path) -> Path:
     text = yaml.safe_dump(task_spec(task, path.parent), sort_keys=False, allow_unicode=True, width=120)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# The built-in tasks: spec files like any other (data/tasks/<name>.yaml), loaded once.
+TASKS = {name: load_task_spec(BUILTIN_SPECS / f"{name}.yaml") for name in ("support_tickets", "listings")}
+SUPPORT_TICKETS = TASKS["support_tickets"]
+LISTINGS = TASKS["listings"]
+CATEGORIES = SUPPORT_TICKETS.label_values["category"]
+URGENCIES = SUPPORT_TICKETS.label_values["urgency"]
+
+
+def raw_data_file(task: Task) -> Path:
+    """The task's raw records file (its spec's ``data``).
+
+    Raises:
+        FileNotFoundError: the spec names no data file, or that file does not exist (naming the spec and key).
+    """
+    if task.data_file is None:
+        raise FileNotFoundError(
+            f"task spec {task.spec_file}: data: missing (name the raw records file, relative to the spec)"
+        )
+    if not task.data_file.is_file():
+        raise FileNotFoundError(f"task spec {task.spec_file}: data: no such file {task.data_file}")
+    return task.data_file
+
+
+def is_spec_path(name_or_path: str | Path) -> bool:
+    """Whether a ``--task``/``dataset`` value names a spec file rather than a built-in task."""
+    text = str(name_or_path)
+    return isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text
+
+
+def get_task(name_or_path: str | Path) -> Task:
+    """A built-in task by name (``support_tickets``, ``listings``) or the task of a spec file by its path."""
+    if not isinstance(name_or_path, Path) and name_or_path in TASKS:
+        return TASKS[name_or_path]
+    if is_spec_path(name_or_path):
+        return load_task_spec(name_or_path)
+    raise KeyError(
+        f"Unknown dataset/task '{name_or_path}'. Known: {', '.join(TASKS)}; or give the path of a task spec file "
+        "(.yaml, see data/tasks/)"
+    )

@@ -221,3 +221,55 @@ def test_unreadable_spec_files(tmp_path, text, expected):
 def test_missing_spec_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="no-such.yaml: no such file"):
         tasks.load_task_spec(tmp_path / "no-such.yaml")
+
+
+@pytest.mark.unit
+def test_get_task_takes_a_name_or_a_spec_path(tmp_path, monkeypatch):
+    assert tasks.get_task("support_tickets") is tasks.SUPPORT_TICKETS and tasks.get_task("listings") is tasks.LISTINGS
+    path = write_spec(tmp_path, GOOD, "sentiment.yaml")
+    for given in (path, str(path)):
+        assert tasks.get_task(given).name == "sentiment"
+    monkeypatch.chdir(tmp_path)
+    assert tasks.get_task("sentiment.yaml").spec_file == path.resolve()  # relative to the working folder
+    with pytest.raises(KeyError, match="Unknown dataset/task 'tickets'. Known: support_tickets, listings; or give"):
+        tasks.get_task("tickets")
+    with pytest.raises(FileNotFoundError, match="no-such.yaml: no such file"):
+        tasks.get_task("no-such.yaml")
+
+
+@pytest.mark.unit
+def test_builtin_constants_come_from_the_specs():
+    assert tasks.CATEGORIES == ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
+    assert tasks.URGENCIES == ("low", "medium", "high")
+    assert list(tasks.TASKS) == ["support_tickets", "listings"]
+    assert tasks.SUPPORT_TICKETS.spec_file == ROOT / "data" / "tasks" / "support_tickets.yaml"
+
+
+@pytest.mark.unit
+def test_sample_path_follows_the_spec(tmp_path):
+    from ftlib.profiles import sample_path
+
+    assert sample_path("listings") == ROOT / "data" / "samples" / "listings.jsonl"
+    (tmp_path / "reviews.jsonl").write_text("{}\n")
+    assert sample_path(write_spec(tmp_path, GOOD)) == tmp_path / "reviews.jsonl"
+    with pytest.raises(FileNotFoundError, match=r"nodata.yaml: data: missing"):
+        sample_path(write_spec(tmp_path, {k: v for k, v in GOOD.items() if k != "data"}, "nodata.yaml"))
+    with pytest.raises(FileNotFoundError, match=r"gone.yaml: data: no such file .*elsewhere.jsonl"):
+        sample_path(write_spec(tmp_path, GOOD | {"data": "elsewhere.jsonl"}, "gone.yaml"))
+
+
+@pytest.mark.unit
+def test_a_lesson_resolves_a_spec_path(tmp_path, monkeypatch):
+    """The raw data comes from the spec and the default run folder is named after the spec's task."""
+    from ftlib import lesson, profiles
+
+    monkeypatch.delenv("FTLIB_RUN_DIR", raising=False)
+    monkeypatch.setattr(profiles, "project_root", lambda start=None: tmp_path / "repo")
+    (tmp_path / "reviews.jsonl").write_text("{}\n")
+    path = write_spec(tmp_path, GOOD)
+    started = lesson.start("smoke", str(path))
+    assert started.task.name == "sentiment" and started.dataset == str(path)
+    assert started.raw_data == tmp_path / "reviews.jsonl"
+    assert started.paths["root"] == tmp_path / "repo" / "runs" / "sentiment-smoke" and started.paths["root"].is_dir()
+    with pytest.raises(tasks.TaskSpecError, match="stratify_field"):
+        lesson.start("smoke", str(write_spec(tmp_path, GOOD | {"stratify_field": "summary"}, "bad.yaml")))
