@@ -414,10 +414,14 @@ def command_curriculum(args) -> int:
     from ftlib.fileio import write_json
     from ftlib.profiles import project_root, resolve_profile, run_paths
     from ftlib.progress import progress_mode
+    from ftlib.tasks import get_task, is_spec_path
 
+    task = get_task(args.dataset)  # a bad spec fails before the first notebook
+    # the notebooks run in their own folder: a spec path reaches them absolute
+    dataset = str(Path(args.dataset).resolve()) if is_spec_path(args.dataset) else args.dataset
     profile = resolve_profile(args.profile)
     root = project_root()
-    paths = run_paths(args.run_dir, profile, args.dataset)
+    paths = run_paths(args.run_dir, profile, task.name)
     out_dir = paths["root"] / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [
@@ -435,7 +439,7 @@ def command_curriculum(args) -> int:
         timings[name] = run_notebook(
             source,
             out_dir / f"{name}.ipynb",
-            {"profile": profile.name, "dataset": args.dataset, "run_dir": str(paths["root"])},
+            {"profile": profile.name, "dataset": dataset, "run_dir": str(paths["root"])},
             mode,
         )
     write_json(timings, paths["root"] / "curriculum_timings.json")
@@ -452,6 +456,7 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     """
     from ftlib.tasks import TASKS
 
+    task_help = f"a built-in task ({', '.join(TASKS)}) or the path of a task spec file (.yaml)"
     parser = argparse.ArgumentParser(prog="python -m ftlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -471,10 +476,11 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         help="registry name, local folder or hub id (default: %(default)s)",
     )
     training.add_argument(
+        "--task",
         "--dataset",
+        dest="dataset",
         default="support_tickets",
-        choices=list(TASKS),
-        help="the task that task-shaped records follow (default: %(default)s)",
+        help=f"the task the records follow: {task_help} (default: %(default)s)",
     )
     training.add_argument(
         "--config", type=Path, help="JSON of TrainConfig fields, or a run's manifest.json to repeat its hyperparameters"
@@ -515,7 +521,9 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         sub.add_argument("--run", required=True, help="run folder (with manifest.json) or base model name/path")
         sub.add_argument("--data", required=True, type=Path, help="JSONL file following the dataset schema")
         sub.add_argument("--output", required=True, type=Path)
-        sub.add_argument("--task", default="support_tickets")
+        sub.add_argument(
+            "--task", "--dataset", dest="task", default="support_tickets", help=f"{task_help} (default: %(default)s)"
+        )
         sub.add_argument("--batch-size", type=int, default=16)
         sub.add_argument("--max-new-tokens", type=int, default=96)
         sub.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
@@ -535,7 +543,9 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
 
     curriculum = commands.add_parser("curriculum", help="run every notebook with papermill")
     curriculum.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | auto")
-    curriculum.add_argument("--dataset", default="support_tickets")
+    curriculum.add_argument(
+        "--task", "--dataset", dest="dataset", default="support_tickets", help=f"{task_help} (default: %(default)s)"
+    )
     curriculum.add_argument("--run-dir", default=None)
     curriculum.add_argument(
         "--only", nargs="*", help="run only these notebooks: names without .ipynb, or paths to .ipynb files"

@@ -352,3 +352,68 @@ def test_a_run_folder_of_an_unknown_version_is_refused_before_loading(tmp_path, 
     assert f"{tmp_path / 'run' / 'manifest.json'}: manifest version 9 is not one this ftlib reads" in (
         capsys.readouterr().err
     )
+
+
+SENTIMENT_SPEC = """\
+name: sentiment
+input_field: review
+answer_fields: [sentiment, summary]
+labels:
+  sentiment: [positive, negative]
+instruction: Classify the review and summarise it.
+stratify_field: sentiment
+"""
+REVIEWS = [
+    {"id": "1", "review": "loved it, works great", "sentiment": "positive", "summary": "Works great."},
+    {"id": "2", "review": "broke after a day", "sentiment": "negative", "summary": "It broke."},
+    {"id": "3", "review": "arrived cracked", "sentiment": "negative", "summary": "Arrived cracked."},
+]
+
+
+def test_evaluate_takes_a_task_spec_file(tmp_path):
+    """A task from a file: the metrics follow its fields (labels: accuracy and macro-F1, text: ROUGE-L)."""
+    spec = tmp_path / "sentiment.yaml"
+    spec.write_text(SENTIMENT_SPEC)
+    data_file = write_jsonl(REVIEWS, tmp_path / "reviews.jsonl")
+    output = tmp_path / "metrics.json"
+    command = ["evaluate", "--run", "tiny-random-llama", "--data", str(data_file), "--output", str(output)]
+    assert cli.main([*command, "--task", str(spec), "--max-new-tokens", "4"]) == 0
+    metrics = json.loads(output.read_text())["metrics"]
+    assert set(metrics) == {"json_valid", "sentiment_accuracy", "sentiment_macro_f1", "summary_rougeL"}
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "curriculum"])
+def test_a_bad_task_spec_is_one_error_before_any_work(tmp_path, capsys, no_model_loads, monkeypatch, command):
+    import ftlib.cli
+
+    monkeypatch.setattr(ftlib.cli, "run_notebook", lambda *args: pytest.fail("a notebook ran"))
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SENTIMENT_SPEC.replace("stratify_field: sentiment", "stratify_field: summary\ncolour: red"))
+    args = {
+        "train": train_command(tmp_path, "--task", str(spec)),
+        "evaluate": ["evaluate", "--run", "tiny-random-llama", "--data", "x.jsonl", "--output", "m.json"],
+        "curriculum": ["curriculum", "--profile", "smoke", "--run-dir", str(tmp_path / "run"), "--task", str(spec)],
+    }[command]
+    if command == "evaluate":
+        args += ["--task", str(spec)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: task spec {spec}: 2 problem(s):" in err
+    assert "  - colour: unknown key" in err and "  - stratify_field: 'summary' is not a label field" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_checks_labels_against_the_spec(tmp_path, capsys, no_model_loads):
+    spec = tmp_path / "sentiment.yaml"
+    spec.write_text(SENTIMENT_SPEC)
+    write_jsonl(REVIEWS, tmp_path / "val.jsonl")
+    write_jsonl([*REVIEWS, dict(REVIEWS[0], sentiment="meh")], tmp_path / "train.jsonl")
+    command = ["train", "--task", str(spec), "--data", str(tmp_path / "train.jsonl"), "--val"]
+    command += [str(tmp_path / "val.jsonl"), "--output", str(tmp_path / "run")]
+    assert cli.main(command) == 2
+    assert "train.jsonl, line 4, field 'sentiment': 'meh' is not one of positive, negative" in capsys.readouterr().err
+
+
+def test_unknown_task_name_lists_the_known_ones(tmp_path, capsys):
+    assert cli.main(["curriculum", "--dataset", "tickets", "--run-dir", str(tmp_path / "run")]) == 2
+    assert "Unknown dataset/task 'tickets'. Known: support_tickets, listings" in capsys.readouterr().err
