@@ -303,3 +303,19 @@ def test_notebooks_02_and_03_run_on_a_spec_file(tmp_path):
     assert set(report["splits"]["train"]["category"]) <= set(tasks.CATEGORIES)
     assert (run_dir / "lora" / "adapter" / "adapter_model.safetensors").is_file()
     assert (run_dir / "lora" / "manifest.json").is_file()
+
+
+@pytest.mark.unit
+def test_the_readme_spec_example_loads(tmp_path):
+    """The spec shown under "Your own data" is a valid spec."""
+    import re
+
+    section = (ROOT / "README.md").read_text().split("## Your own data", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    task = tasks.load_task_spec(write_spec(tmp_path, example))
+    assert task.name == "ticket_category" and task.headline_metrics == [
+        "json_valid",
+        "category_accuracy",
+        "reply_rougeL",
+    ]
+    assert task.data_file == (tmp_path.parent / "my_data" / "tickets.jsonl").resolve()
