@@ -258,14 +258,28 @@ def load_task_spec(path: str | Path) -> Task:
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"task spec {path}: no such file")
+    duplicates: list[str] = []
+
+    class Loader(yaml.SafeLoader):
+        """A safe loader that notes keys given twice in a mapping (plain YAML keeps the last silently)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str) and key in seen:
+                    duplicates.append(f"{key}: given twice (line {key_node.start_mark.line + 1}); keep one")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)  # safe: Loader is a SafeLoader
     except yaml.YAMLError as error:
         raise TaskSpecError(path, [f"not valid YAML: {error}"]) from None
     if not isinstance(spec, dict):
         kind = "an empty file" if spec is None else f"a {type(spec).__name__}"
         raise TaskSpecError(path, [f"expected a mapping of keys ({', '.join(REQUIRED_KEYS)}, ...), got {kind}"])
-    problems = spec_problems(spec)
+    problems = duplicates + spec_problems(spec)
     if problems:
         raise TaskSpecError(path, problems)
     return Task(

@@ -319,3 +319,12 @@ def test_the_readme_spec_example_loads(tmp_path):
         "reply_rougeL",
     ]
     assert task.data_file == (tmp_path.parent / "my_data" / "tickets.jsonl").resolve()
+
+
+@pytest.mark.unit
+def test_a_key_given_twice_is_a_problem(tmp_path):
+    import yaml
+
+    text = yaml.safe_dump(GOOD, sort_keys=False) + "instruction: Another one.\n"
+    problems = problems_of(tmp_path, text)
+    assert problems == [f"instruction: given twice (line {len(text.splitlines())}); keep one"]
