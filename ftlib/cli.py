@@ -479,6 +479,7 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         "--task",
         "--dataset",
         dest="dataset",
+        metavar="TASK",
         default="support_tickets",
         help=f"the task the records follow: {task_help} (default: %(default)s)",
     )
@@ -522,7 +523,12 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         sub.add_argument("--data", required=True, type=Path, help="JSONL file following the dataset schema")
         sub.add_argument("--output", required=True, type=Path)
         sub.add_argument(
-            "--task", "--dataset", dest="task", default="support_tickets", help=f"{task_help} (default: %(default)s)"
+            "--task",
+            "--dataset",
+            dest="task",
+            metavar="TASK",
+            default="support_tickets",
+            help=f"{task_help} (default: %(default)s)",
         )
         sub.add_argument("--batch-size", type=int, default=16)
         sub.add_argument("--max-new-tokens", type=int, default=96)
@@ -544,7 +550,12 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     curriculum = commands.add_parser("curriculum", help="run every notebook with papermill")
     curriculum.add_argument("--profile", default="cpu", help="smoke | cpu | gpu | auto")
     curriculum.add_argument(
-        "--task", "--dataset", dest="dataset", default="support_tickets", help=f"{task_help} (default: %(default)s)"
+        "--task",
+        "--dataset",
+        dest="dataset",
+        metavar="TASK",
+        default="support_tickets",
+        help=f"{task_help} (default: %(default)s)",
     )
     curriculum.add_argument("--run-dir", default=None)
     curriculum.add_argument(
