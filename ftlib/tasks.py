@@ -1,4 +1,7 @@
-"""Tasks: how a dataset record becomes a chat prompt and a target answer, and how an answer is read back."""
+"""Tasks: how a dataset record becomes a chat prompt and a target answer, and how an answer is read back.
+
+A task is declared in a YAML spec file (``load_task_spec``); the built-in ones are ``data/tasks/*.yaml``.
+"""
 
 from __future__ import annotations
 
