@@ -107,13 +107,13 @@ def command_publish(args) -> int:
 
 
 def command_generate(args) -> int:
-    from ftlib.data import read_jsonl, write_jsonl
+    from ftlib.data import read_records, write_jsonl
     from ftlib.evaluate import generate
     from ftlib.tasks import get_task
     from ftlib.train import load_for_eval
 
     task = get_task(args.task)
-    records = read_jsonl(args.data)
+    records = read_records(args.data)
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     answers = generate(
@@ -125,18 +125,18 @@ def command_generate(args) -> int:
 
 
 def command_evaluate(args) -> int:
-    from ftlib.data import DataError, numbered, read_jsonl
+    from ftlib.data import DataError, numbered, read_records
     from ftlib.evaluate import evaluate_model
     from ftlib.fileio import write_json
     from ftlib.tasks import get_task
     from ftlib.train import load_for_eval
 
     task = get_task(args.task)
-    records = read_jsonl(args.data)
+    records = read_records(args.data)
     for line, record in numbered(records):
         if task.input_field not in record:
-            raise DataError(args.data, line, task.input_field, "missing field")
-    records = checked_labels(records, task, args.data, args.drop_invalid_labels)
+            raise DataError(records.source, line, task.input_field, "missing field")
+    records = checked_labels(records, task, records.source, args.drop_invalid_labels)
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, args.batch_size, args.max_new_tokens)
@@ -270,16 +270,17 @@ def checked_labels(records: list[dict], task: Task, path: Path, drop: bool) -> l
 
 
 def read_training_file(path: Path, task: Task, drop_invalid_labels: bool = False) -> list[dict]:
-    """Read a JSONL file and check that every record can become a training example, before any model loads.
+    """Read a data file (``ftlib.data.read_records``) and check that every record can become a training example,
+    before any model loads.
 
     A label outside the task's label sets is an error, or with ``drop_invalid_labels`` a dropped record.
     """
-    from ftlib.data import numbered, read_jsonl, to_messages
+    from ftlib.data import numbered, read_records, to_messages
 
-    records = read_jsonl(path)
+    records = read_records(path)
     for line, record in numbered(records):
-        to_messages(record, task, str(path), line)
-    return checked_labels(records, task, path, drop_invalid_labels)
+        to_messages(record, task, records.source, line)
+    return checked_labels(records, task, records.source, drop_invalid_labels)
 
 
 def is_main_process() -> bool:
@@ -467,7 +468,12 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
         "manifest.json to --output. Under `torchrun --nproc_per_node N` every process runs this "
         "command and trains with DDP; the global batch is batch-size x grad-accum x N.",
     )
-    training.add_argument("--data", required=True, type=Path, help="training JSONL file")
+    training.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="training data: JSONL/JSON/CSV/Parquet file, saved datasets folder or hub id",
+    )
     training.add_argument("--val", required=True, type=Path, help="validation JSONL file")
     training.add_argument("--output", required=True, type=Path, help="run folder to write")
     training.add_argument(
@@ -520,7 +526,12 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--run", required=True, help="run folder (with manifest.json) or base model name/path")
-        sub.add_argument("--data", required=True, type=Path, help="JSONL file following the dataset schema")
+        sub.add_argument(
+            "--data",
+            required=True,
+            type=Path,
+            help="data following the dataset schema (JSONL/JSON/CSV/Parquet, saved folder, hub id)",
+        )
         sub.add_argument("--output", required=True, type=Path)
         sub.add_argument(
             "--task",

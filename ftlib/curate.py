@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from datasketch import MinHash, MinHashLSH
 
-from ftlib.data import DataError, Records, normalize_text, numbered, to_messages, tokenize_example
+from ftlib.data import DataError, Records, location, normalize_text, numbered, to_messages, tokenize_example
 from ftlib.tasks import Task
 
 # ---------------------------------------------------------------- layouts and labels
@@ -558,7 +558,7 @@ def curate(
     """Run the whole pipeline on raw records (as read from ``source``, in file order).
 
     Args:
-        raw: records as read by ``ftlib.data.read_jsonl``; never modified.
+        raw: records as read by ``ftlib.data.read_records`` (or ``read_jsonl``); never modified.
         task: the dataset's task: fields, label values and known alternative layouts.
         tokenizer: when given, records longer than ``max_length`` tokens are dropped.
         near_dup_threshold: Jaccard similarity of character 5-grams above which two texts are near-duplicates.
@@ -592,7 +592,7 @@ def _resolve(
     for group in groups:
         label_of = {i: tuple(records[i].get(f) for f in task.label_fields) for i in group}
         votes = Counter(label_of.values())
-        where = {i: f"{source}, line {lines[i]}: {kind}" for i in group}
+        where = {i: f"{location(source, lines[i])}: {kind}" for i in group}
         if len(votes) == 1:
             duplicates.update({i: f"{where[i]} of line {lines[group[0]]}" for i in group[1:]})
             continue

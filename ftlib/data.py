@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import random
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,26 +14,43 @@ from pathlib import Path
 import torch
 
 from ftlib import fileio
+from ftlib.runtime import cache_dir, hub_reachable
 from ftlib.tasks import Task
 
 IGNORE_INDEX = -100
 
 
+# Sources whose records are numbered by row, not by text line: Parquet, and saved or hub splits (``name[split]``).
+# CSV is text: its records are numbered by the line where each row starts, as ``ftlib.review`` numbers them.
+TABULAR_SUFFIXES = (".parquet",)
+
+
+def location(path: str | Path, line: int | None = None) -> str:
+    """``file, line N`` (or ``, row N`` for Parquet or a dataset split): where a record is, for messages."""
+    path = str(path)
+    tabular = path.endswith("]") or Path(path).suffix.lower() in TABULAR_SUFFIXES
+    return path + (f", {'row' if tabular else 'line'} {line}" if line else "")
+
+
 class DataError(ValueError):
-    """A problem in an input file, located by file, line and field."""
+    """A problem in an input file, located by file, line (or row) and field."""
 
     def __init__(self, path: str | Path, line: int | None, field: str | None, message: str):
         self.path, self.line, self.field = str(path), line, field
-        where = self.path + (f", line {line}" if line else "") + (f", field '{field}'" if field else "")
+        where = location(self.path, line) + (f", field '{field}'" if field else "")
         super().__init__(f"{where}: {message}")
 
 
 class Records(list):
-    """Records read from a file, remembering the file line each one came from (blank lines are skipped)."""
+    """Records read from a file, remembering the file line (or row) each one came from (blank lines are skipped).
 
-    def __init__(self, records=(), lines: list[int] | None = None):
+    ``source`` is the name to give errors about them (the file, or ``name[split]`` for a dataset split).
+    """
+
+    def __init__(self, records=(), lines: list[int] | None = None, source: str = "<records>"):
         super().__init__(records)
         self.lines = lines if lines is not None else list(range(1, len(self) + 1))
+        self.source = source
 
 
 def numbered(records: list[dict]):
@@ -57,7 +76,7 @@ def read_jsonl(path: str | Path) -> Records:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataError(path, line, None, f"not valid UTF-8 (byte {error.start}); re-save the file as UTF-8") from None
-    records = Records()
+    records = Records(source=str(path))
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -72,6 +91,195 @@ def read_jsonl(path: str | Path) -> Records:
     if not records:
         raise DataError(path, None, None, "the file holds no records")
     return records
+
+
+def read_records(source: str | Path, split: str | None = None, revision: str | None = None) -> Records:
+    """Read records from a JSONL, JSON, CSV or Parquet file, a folder saved by ``datasets``, or a hub dataset id.
+
+    JSONL and JSON are parsed record by record, so each record keeps exactly its own fields: Arrow would give
+    every record the union of all fields (absent ones as null), hiding the missing fields curation must find.
+    CSV, Parquet, saved folders and hub datasets go through ``datasets``: memory-mapped Arrow, cached under
+    ``ftlib.runtime.cache_dir()/datasets``, never beside the data, which is only read. A null value is an absent
+    field (Arrow writes one for every field a record lacks); a CSV cell is kept as text, exactly as written.
+
+    ``.lines`` holds each record's file line (JSONL; JSON and CSV: the line where it starts) or its 1-based row
+    (Parquet, datasets); ``.source`` names it in errors (``name[split]`` for splits).
+
+    Args:
+        split: the split of a saved ``DatasetDict`` or hub dataset (default ``train``).
+        revision: a hub dataset's branch, tag or commit.
+
+    Raises:
+        DataError: the source is missing or unreadable, holds no records, or is a hub id while the hub is offline.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if revision is not None:
+            raise DataError(path, None, None, "a revision applies to hub datasets, not to a local folder")
+        return _read_saved(path, split)
+    if path.is_file() or path.suffix.lower() in (".jsonl", ".json", *TABULAR_SUFFIXES) or path.is_absolute():
+        if split is not None or revision is not None:
+            raise DataError(path, None, None, "a split or revision applies to datasets, not to a single file")
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            return _read_csv(path)
+        if suffix in TABULAR_SUFFIXES:
+            return _read_table(_load(path, "parquet", data_files=str(path), split="train"), str(path))
+        if suffix == ".json" and path.is_file() and path.read_bytes()[:64].lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
+            return _read_json_array(path)
+        return read_jsonl(path)
+    return _read_hub(str(source), split or "train", revision)
+
+
+def _load(path: str | Path, builder: str, **options):
+    """``datasets.load_dataset`` into ftlib's cache, quietly; any failure becomes a ``DataError`` on ``path``."""
+    import datasets
+
+    were_shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        return datasets.load_dataset(builder, cache_dir=str(cache_dir() / "datasets"), **options)
+    except Exception as error:  # datasets wraps parser errors (pandas, pyarrow) in its own types
+        cause = error.__cause__ or error
+        raise DataError(path, None, None, f"could not be read ({type(cause).__name__}: {cause})") from None
+    finally:
+        if were_shown:
+            datasets.enable_progress_bars()
+
+
+def _without_nulls(value):
+    """A row value with null fields left out, at every depth: Arrow's stand-in for an absent field."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _read_table(dataset, source: str, lines: list[int] | None = None, skip_blank: bool = False) -> Records:
+    """A ``datasets.Dataset``'s rows as records, read in Arrow batches, numbered by ``lines`` (else 1, 2, ...)."""
+    records = Records(lines=[], source=source)
+    numbers = iter(lines or range(1, len(dataset) + 1))
+    for batch in dataset.iter(batch_size=10_000):  # bounds the Python copies held at once, not the result
+        for values, number in zip(zip(*batch.values()), numbers):
+            record = _without_nulls(dict(zip(batch.keys(), values)))
+            if not (skip_blank and not any(record.values())):
+                records.append(record)
+                records.lines.append(number)
+    if not records:
+        raise DataError(source, None, None, "the file holds no records")
+    return records
+
+
+def _read_csv(path: Path) -> Records:
+    """A CSV file with a header row, every cell as text ("007" stays "007", "n/a" stays "n/a")."""
+    import datasets
+
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    starts: list[int] = []  # the line where each row starts: a quoted cell may span lines
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = next(reader, None)
+            start = reader.line_num + 1
+            for _ in reader:
+                starts.append(start)
+                start = reader.line_num + 1
+    except UnicodeDecodeError as error:
+        raise DataError(path, None, None, f"not valid UTF-8 (byte {error.start}); re-save the file as UTF-8") from None
+    except csv.Error as error:
+        raise DataError(path, start, None, f"not valid CSV ({error})") from None
+    if not header:
+        raise DataError(path, None, None, "the file holds no records")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataError(path, 1, repeated[0], "the column name appears more than once in the header")
+    features = datasets.Features({name: datasets.Value("string") for name in header})
+    dataset = _load(
+        path,
+        "csv",
+        data_files=str(path),
+        split="train",
+        features=features,
+        keep_default_na=False,  # pandas would read "NA", "null", "n/a" and empty cells as missing
+        na_filter=False,
+        skip_blank_lines=False,  # a row for each of csv's rows, so that ``starts`` lines up; skipped below
+    )
+    if len(dataset) != len(starts):
+        raise DataError(path, None, None, f"{len(dataset)} rows read but {len(starts)} rows found: check the quoting")
+    return _read_table(dataset, str(path), starts, skip_blank=True)
+
+
+_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+def _read_json_array(path: Path) -> Records:
+    """A JSON file holding one array of objects, each record numbered by the line where it starts."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(path, None, None, f"not valid UTF-8 (byte {error.start}); re-save the file as UTF-8") from None
+    decoder = json.JSONDecoder()
+    records = Records(lines=[], source=str(path))
+    position = _SPACE.match(text, text.index("[") + 1).end()
+    line, counted = 1, 0
+    while text[position : position + 1] != "]":
+        line, counted = line + text.count("\n", counted, position), position
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise DataError(path, error.lineno, None, f"not valid JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(value, dict):
+            raise DataError(path, line, None, f"expected a JSON object, got {type(value).__name__}")
+        records.append(value)
+        records.lines.append(line)
+        position = _SPACE.match(text, position).end()
+        if text[position : position + 1] == ",":
+            position = _SPACE.match(text, position + 1).end()
+        elif text[position : position + 1] != "]":
+            line += text.count("\n", counted, position)
+            raise DataError(path, line, None, "not valid JSON (expected ',' or ']' after an array item)")
+    if text[position + 1 :].strip():
+        raise DataError(path, None, None, "not valid JSON (text after the closing ']')")
+    if not records:
+        raise DataError(path, None, None, "the file holds no records")
+    return records
+
+
+def _read_saved(path: Path, split: str | None) -> Records:
+    """A folder written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk`` (memory-mapped, not copied)."""
+    import datasets
+
+    try:
+        saved = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise DataError(path, None, None, "not a folder saved by datasets' save_to_disk") from None
+    if isinstance(saved, datasets.DatasetDict):
+        split = split or ("train" if "train" in saved or len(saved) != 1 else next(iter(saved)))
+        if split not in saved:
+            raise DataError(path, None, None, f"no split {split!r}; the splits are {sorted(saved)}")
+        saved = saved[split]
+    elif split is not None and split != (saved.split or split):
+        raise DataError(path, None, None, f"the folder holds the {saved.split!r} split, not {split!r}")
+    return _read_table(saved, f"{path}[{split or saved.split or 'all'}]")
+
+
+def _read_hub(name: str, split: str, revision: str | None) -> Records:
+    """A hub dataset's split, where the hub is reachable; offline, a clear error instead of a long retry."""
+    source = f"{name}[{split}]"
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
+        raise DataError(name, None, None, "file not found")
+    if not hub_reachable():
+        raise DataError(
+            source,
+            None,
+            None,
+            "no such local file or folder, and the Hugging Face Hub is not reachable (offline). Where it is, "
+            f"save the dataset with datasets.load_dataset({name!r}, split={split!r}).save_to_disk(FOLDER) "
+            "and pass FOLDER",
+        )
+    return _read_table(_load(source, name, split=split, revision=revision), source)
 
 
 def _require_str(record: dict, field: str, source: str, line: int | None) -> str:

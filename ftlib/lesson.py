@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftlib.data import read_jsonl
+from ftlib.data import read_jsonl, read_records
 from ftlib.fileio import write_json
 from ftlib.plan import GpuPlan
 from ftlib.profiles import Profile, resolve_run, run_paths
@@ -72,7 +72,7 @@ class Lesson:
         )
         tokenizer = load_tokenizer(self.profile.base_model)
         splits = curated_splits(
-            read_jsonl(self.raw_data), self.task, tokenizer, self.profile.max_length, source=self.raw_data.name
+            read_records(self.raw_data), self.task, tokenizer, self.profile.max_length, source=self.raw_data.name
         )
         for split_name, records in splits.items():
             write_jsonl(records, self.paths["data"] / f"{split_name}.jsonl")

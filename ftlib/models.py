@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from transformers import (
 )
 
 from ftlib.fileio import replace_dir
-from ftlib.runtime import DeviceChoice, configure_cpu_threads, pick_device
+from ftlib.runtime import DeviceChoice, cache_dir, configure_cpu_threads, hub_reachable, pick_device
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -97,22 +96,6 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def cache_dir() -> Path:
-    """Where converted models live: ``$FTLIB_CACHE_DIR`` or ``~/.cache/ftlib``."""
-    return Path(os.environ.get("FTLIB_CACHE_DIR", Path.home() / ".cache" / "ftlib"))
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """True unless offline mode is set or huggingface.co cannot be reached quickly."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def sha256_of(path: Path) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -130,3 +132,22 @@ def configure_cpu_threads(threads: int | None = None, verbose: bool = False) -> 
             print(f"CPU matmul {shown} -> using {_THREADS_CHOSEN}")
     torch.set_num_threads(_THREADS_CHOSEN)
     return _THREADS_CHOSEN
+
+
+def cache_dir() -> Path:
+    """Where ftlib keeps converted models and the ``datasets`` cache: ``$FTLIB_CACHE_DIR`` or ``~/.cache/ftlib``."""
+    return Path(os.environ.get("FTLIB_CACHE_DIR", Path.home() / ".cache" / "ftlib"))
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """True unless offline mode is set (``OFFLINE_VARIABLES``) or huggingface.co cannot be reached quickly."""
+    if any(os.environ.get(name, "0") not in ("0", "", "false", "False") for name in OFFLINE_VARIABLES):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
