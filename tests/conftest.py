@@ -83,3 +83,15 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             "each test needs exactly one of the markers unit or integration:\n  " + "\n  ".join(wrong)
         )
+
+
+def tiny_train_args(data, val, output, **flags) -> list[str]:
+    """``python -m ftlib train`` arguments for the tiny random model on the CPU without warm-up.
+
+    ``flags`` add or override options by field name: ``max_steps=6`` becomes ``--max-steps 6``.
+    """
+    options = {"base_model": "tiny-random-llama", "device": "cpu", "warmup_steps": 0} | flags
+    arguments = ["train", "--data", str(data), "--val", str(val), "--output", str(output)]
+    for name, value in options.items():
+        arguments += [f"--{name.replace('_', '-')}", str(value)]
+    return arguments

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 
 from ftlib import cli, runs, train
 from ftlib.data import write_jsonl
@@ -131,32 +132,9 @@ def test_missing_input_field_is_reported_before_loading_a_model(tmp_path, capsys
 
 def train_command(tmp_path, *extra: str) -> list[str]:
     """``train`` on the tiny model with files of the conftest tickets; ``extra`` adds or overrides flags."""
-    from tests.conftest import TICKETS
-
     data = write_jsonl(TICKETS * 2, tmp_path / "train.jsonl")
     val = write_jsonl(TICKETS, tmp_path / "val.jsonl")
-    return [
-        "train",
-        "--data",
-        str(data),
-        "--val",
-        str(val),
-        "--output",
-        str(tmp_path / "run"),
-        "--base-model",
-        "tiny-random-llama",
-        "--device",
-        "cpu",
-        "--max-length",
-        "512",
-        "--warmup-steps",
-        "0",
-        "--eval-steps",
-        "2",
-        "--eval-batch-size",
-        "4",
-        *extra,
-    ]
+    return [*tiny_train_args(data, val, tmp_path / "run", max_length=512, eval_steps=2, eval_batch_size=4), *extra]
 
 
 def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_train_args  # tests/, on pytest's path
 
 from ftlib import cli
 from ftlib.data import write_jsonl
@@ -52,37 +53,19 @@ runpy.run_module("ftlib", run_name="__main__", alter_sys=True)
 
 def train_flags(data: Path, val: Path, output: Path) -> list[str]:
     """Six steps with a checkpoint every two, as in test_training_loop's in-process resume test."""
-    return [
-        "train",
-        "--data",
-        str(data),
-        "--val",
-        str(val),
-        "--output",
-        str(output),
-        "--base-model",
-        "tiny-random-llama",
-        "--max-steps",
-        "6",
-        "--warmup-steps",
-        "0",
-        "--eval-steps",
-        "2",
-        "--batch-size",
-        "4",
-        "--eval-batch-size",
-        "4",
-        "--learning-rate",
-        "1e-2",
-        "--lora-r",
-        "8",
-        "--max-length",
-        "512",
-        "--seed",
-        "0",
-        "--device",
-        "cpu",
-    ]
+    return tiny_train_args(
+        data,
+        val,
+        output,
+        max_steps=6,
+        eval_steps=2,
+        batch_size=4,
+        eval_batch_size=4,
+        learning_rate="1e-2",
+        lora_r=8,
+        max_length=512,
+        seed=0,
+    )
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:

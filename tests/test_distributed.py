@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from ftlib import cli, runtime
 from ftlib.data import write_jsonl
 from ftlib.runs import load_run
-from tests.conftest import TICKETS
+from tests.conftest import TICKETS, tiny_train_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,39 +27,20 @@ def free_port() -> int:
 
 def train_flags(data: Path, val: Path, output: Path, batch_size: int) -> list[str]:
     """Same seed, data, order and steps for both runs; only the per-process batch differs."""
-    return [
-        "train",
-        "--data",
-        str(data),
-        "--val",
-        str(val),
-        "--output",
-        str(output),
-        "--base-model",
-        "tiny-random-llama",
-        "--max-steps",
-        "4",
-        "--warmup-steps",
-        "0",
-        "--eval-steps",
-        "2",
-        "--batch-size",
-        str(batch_size),
-        "--eval-batch-size",
-        "4",
-        "--data-order",
-        "sequential",
-        "--learning-rate",
-        "1e-2",
-        "--lora-r",
-        "8",
-        "--max-length",
-        "512",
-        "--seed",
-        "0",
-        "--device",
-        "cpu",
-    ]
+    return tiny_train_args(
+        data,
+        val,
+        output,
+        max_steps=4,
+        eval_steps=2,
+        batch_size=batch_size,
+        eval_batch_size=4,
+        data_order="sequential",
+        learning_rate="1e-2",
+        lora_r=8,
+        max_length=512,
+        seed=0,
+    )
 
 
 @pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import TICKETS  # tests/, on pytest's path
+from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 
 from ftlib import progress
 from ftlib.progress import KernelLines, Progress, choose_mode
@@ -221,32 +221,8 @@ def test_cli_call_that_imports_bitsandbytes_is_quiet(tmp_path):
     # A one-step `train` on the tiny model imports ftlib.train -> peft -> bitsandbytes, as every real run does.
     data = tmp_path / "tickets.jsonl"
     data.write_text("".join(json.dumps(ticket) + "\n" for ticket in TICKETS))
-    command = [
-        sys.executable,
-        "-X",
-        "importtime",
-        "-m",
-        "ftlib",
-        "train",
-        "--data",
-        str(data),
-        "--val",
-        str(data),
-        "--output",
-        str(tmp_path / "run"),
-        "--base-model",
-        "tiny-random-llama",
-        "--device",
-        "cpu",
-        "--max-steps",
-        "1",
-        "--warmup-steps",
-        "0",
-        "--batch-size",
-        "2",
-        "--eval-steps",
-        "1",
-    ]
+    arguments = tiny_train_args(data, data, tmp_path / "run", max_steps=1, batch_size=2, eval_steps=1)
+    command = [sys.executable, "-X", "importtime", "-m", "ftlib", *arguments]
     result = subprocess.run(
         command, cwd=ROOT, env=cli_env(FTLIB_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
     )
