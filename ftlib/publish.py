@@ -14,6 +14,8 @@ from pathlib import Path
 
 import tomllib
 
+from ftlib.fileio import write_text
+
 BADGE_MARK = "[![Open In Colab]"
 SETUP_MARK = "# Setup:"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -127,13 +129,13 @@ def stamp(root: str | Path) -> list[Path]:
         notebook = stamp_notebook(json.loads(before), path.name, publication)
         after = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
         if after != before:
-            path.write_text(after)
+            write_text(after, path)
             changed.append(path)
     readme = root / "README.md"
     before = readme.read_text()
     after = "".join(readme_table_row(line, publication) for line in _lines(before))
     if after != before:
-        readme.write_text(after)
+        write_text(after, readme)
         changed.append(readme)
     return changed
 
