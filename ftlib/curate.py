@@ -68,8 +68,26 @@ class Outcome:
     changes: list[str] = field(default_factory=list)  # steps that modified it
 
 
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def from_sharegpt(turns) -> list[dict] | None:
+    """ShareGPT turns (``{"from": "human"|"gpt"|"system", "value": ...}``) as ``{role, content}`` messages;
+    None when ``turns`` are not in that form."""
+    if not isinstance(turns, list) or not turns:
+        return None
+    if not all(isinstance(t, dict) and set(t) >= {"from", "value"} and t["from"] in SHAREGPT_ROLES for t in turns):
+        return None
+    return [{"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]} for t in turns]
+
+
 def normalize_layout(record: dict, task: Task) -> tuple[dict, bool]:
-    """Map a known alternative key layout onto the task's fields; returns ``(record, changed)``."""
+    """Map a known alternative key layout onto the task's fields; returns ``(record, changed)``.
+
+    A chat task also takes ShareGPT-style turns (under the input field or an alias, or ``conversations``).
+    """
+    if task.input_is_chat:
+        return _normalize_chat_layout(record, task)
     if all(f in record for f in (task.input_field, *task.answer_fields)):
         return record, False
     mapped = dict(record)
@@ -86,6 +104,32 @@ def normalize_layout(record: dict, task: Task) -> tuple[dict, bool]:
                     break
     changed = mapped != record
     return mapped, changed
+
+
+def _normalize_chat_layout(record: dict, task: Task) -> tuple[dict, bool]:
+    field_name = task.input_field
+    mapped = dict(record)
+    if field_name not in mapped:
+        for alias in (*task.field_aliases.get(field_name, ()), "conversations"):
+            if alias in mapped:
+                mapped[field_name] = mapped.pop(alias)
+                break
+    turns = from_sharegpt(mapped.get(field_name))
+    if turns is not None:
+        mapped[field_name] = turns
+    return mapped, mapped != record
+
+
+def _map_turns(record: dict, task: Task, function, roles=("user", "assistant", "system")) -> tuple[dict, bool]:
+    """Apply ``function(text) -> (text, changed)`` to a chat's turns of ``roles``; returns ``(record, changed)``."""
+    turns, changed = [], False
+    for turn in task.chat(record):
+        if turn["role"] in roles:
+            text, did = function(turn["content"])
+            if did:
+                turn, changed = {**turn, "content": text}, True
+        turns.append(turn)
+    return ({**record, task.input_field: turns}, True) if changed else (record, False)
 
 
 def normalize_label(field_name: str, value, allowed: tuple[str, ...]) -> str | None:
@@ -140,15 +184,15 @@ JUNK = {
 }
 
 
-def is_junk(text: str) -> str | None:
-    """Why a text is not a real message (empty, placeholder, keyboard mash), or None."""
+def is_junk(text: str, min_words: int = 3) -> str | None:
+    """Why a text is not a real message (empty, placeholder, keyboard mash, under ``min_words``), or None."""
     stripped = text.strip()
     if not stripped:
         return "empty or whitespace-only text"
     words = re.findall(r"[a-zA-Z']+", stripped.lower())
     if " ".join(words) in JUNK or stripped.lower() in JUNK:
         return f"placeholder text {stripped[:20]!r}"
-    if len(words) < 3:
+    if len(words) < min_words:
         return f"too short to be a message ({len(words)} word(s))"
     return None
 
@@ -410,6 +454,8 @@ def step_markup(records: list[dict], task: Task, source: str = "<records>") -> S
     fields = ((task.input_field,) if not task.input_is_object else ()) + task.text_answer_fields
 
     def check(line: int, record: dict):
+        if task.input_is_chat:
+            return _map_turns(record, task, strip_markup)
         cleaned = {}
         for name in fields:
             text, changed = strip_markup(record[name])
@@ -424,8 +470,13 @@ def step_quality(records: list[dict], task: Task, source: str = "<records>") -> 
     """Drop a record whose quality field is empty, a placeholder or too short to be a message."""
 
     def check(line: int, record: dict):
-        problem = is_junk(record[task.quality_field])
-        return str(DataError(source, line, task.quality_field, problem)) if problem else (record, False)
+        name, text = task.quality_text(record)
+        # In a chat a short last turn ("it's #48213") is normal: there it must only not be a placeholder,
+        # and the customer's turns together must make a message.
+        problem = is_junk(text, min_words=1 if task.input_is_chat else 3)
+        if not problem and task.input_is_chat:
+            name, problem = task.input_field, is_junk(" ".join(t for _, t in task.text_turns(record)))
+        return str(DataError(source, line, name, problem)) if problem else (record, False)
 
     return _each(records, check)
 
@@ -434,7 +485,7 @@ def step_language(records: list[dict], task: Task, source: str = "<records>") ->
     """Drop a record whose input reads as another language, for tasks that filter on language."""
 
     def check(line: int, record: dict):
-        if task.language_filter and non_english(record[task.input_field]):
+        if task.language_filter and non_english(" ".join(text for _, text in task.text_turns(record))):
             return str(DataError(source, line, task.input_field, "not English"))
         return record, False
 
@@ -445,7 +496,14 @@ def step_pii(records: list[dict], task: Task, source: str = "<records>") -> Step
     """Replace PII in a free-text input by typed placeholders (``scrub_pii``), counting them; drops nothing."""
     counts: Counter = Counter()
 
+    def scrub(text: str) -> tuple[str, bool]:
+        scrubbed, found = scrub_pii(text)
+        counts.update(found)
+        return scrubbed, bool(found)
+
     def check(line: int, record: dict):
+        if task.input_is_chat:  # every turn: an agent may repeat the customer's email or number
+            return _map_turns(record, task, scrub)
         if task.input_is_object:
             return record, False
         scrubbed, found = scrub_pii(record[task.input_field])

@@ -291,6 +291,36 @@ def _require_str(record: dict, field: str, source: str, line: int | None) -> str
     return value
 
 
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def check_chat(record: dict, field: str, source: str = "<records>", line: int | None = None) -> list[dict]:
+    """A record's chat turns, checked: {role, content} objects, roles known, a user turn, the last the assistant's.
+
+    Raises:
+        DataError: naming the turn (e.g. ``messages[2].role``) and what is wrong with it.
+    """
+    if field not in record:
+        raise DataError(source, line, field, "missing field")
+    turns = record[field]
+    if not isinstance(turns, list) or not turns or not all(isinstance(m, dict) for m in turns):
+        raise DataError(source, line, field, "expected a non-empty list of {role, content} objects")
+    for index, turn in enumerate(turns):
+        for key in ("role", "content"):
+            if not isinstance(turn.get(key), str):
+                got = "missing" if key not in turn else f"expected a string, got {type(turn[key]).__name__}"
+                raise DataError(source, line, f"{field}[{index}].{key}", got)
+        if turn["role"] not in CHAT_ROLES:
+            raise DataError(
+                source, line, f"{field}[{index}].role", f"{turn['role']!r} is not one of {', '.join(CHAT_ROLES)}"
+            )
+    if not any(turn["role"] == "user" for turn in turns):
+        raise DataError(source, line, field, "no user turn")
+    if turns[-1]["role"] != "assistant":
+        raise DataError(source, line, f"{field}[{len(turns) - 1}].role", "the last turn must be the assistant's answer")
+    return turns
+
+
 def to_messages(
     record: dict, task: Task | None = None, source: str = "<records>", line: int | None = None
 ) -> list[dict]:
@@ -299,16 +329,11 @@ def to_messages(
     Shapes: ``messages`` (chat), ``prompt``/``completion``, ``instruction``/``input``/``output``,
     or the fields of ``task`` (e.g. ``ticket`` -> JSON answer).
     """
+    if task is not None and task.input_is_chat:
+        check_chat(record, task.input_field, source, line)
+        return task.to_messages(record)
     if "messages" in record:
-        messages = record["messages"]
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise DataError(source, line, "messages", "expected a non-empty list of {role, content} objects")
-        for message in messages:
-            _require_str(message, "role", source, line)
-            _require_str(message, "content", source, line)
-        if messages[-1]["role"] != "assistant":
-            raise DataError(source, line, "messages", "the last message must be the assistant's answer")
-        return messages
+        return check_chat(record, "messages", source, line)
     if "prompt" in record or "completion" in record:
         prompt = _require_str(record, "prompt", source, line)
         return [
@@ -400,17 +425,35 @@ class TokenizedExample:
 
 
 def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> TokenizedExample:
-    """Tokenize one chat example with completion-only labels.
+    """Tokenize one chat example with completion-only labels: every assistant turn is learned, nothing else.
 
-    The prompt is tokenized exactly as it will be at generation time, and its tokens get the
-    label -100 (ignored by the loss). The answer tokens and the EOS token that closes the
-    assistant turn keep their ids as labels: a model that never sees EOS as a target never
-    learns to stop, a classic failure when pad == eos and padding is masked by token id.
+    Each assistant turn's prompt (everything before it) is tokenized exactly as it will be at generation
+    time, and its tokens get the label -100 (ignored by the loss). The turn's tokens and the EOS token that
+    closes it keep their ids as labels: a model that never sees EOS as a target never learns to stop, a
+    classic failure when pad == eos and padding is masked by token id. In a multi-turn chat the text between
+    two assistant turns (the template's line break, the next user turn, the next assistant cue) is masked.
+
+    Raises:
+        ValueError: the chat template renders an earlier turn differently once later turns follow (so no
+            single token sequence holds every turn as it is generated).
     """
-    prompt = tokenizer(prompt_text(tokenizer, messages[:-1]), add_special_tokens=False)["input_ids"]
-    answer = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    input_ids = prompt + answer
-    labels = [IGNORE_INDEX] * len(prompt) + answer
+    input_ids: list[int] = []
+    labels: list[int] = []
+    rendered = ""  # the text tokenized so far
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = prompt_text(tokenizer, messages[:index])
+        if not prompt.startswith(rendered):
+            raise ValueError(
+                f"the chat template renders turns 0-{index - 1} differently once turn {index} follows: "
+                "completion-only labels for every assistant turn need a template that only appends"
+            )
+        context = tokenizer(prompt[len(rendered) :], add_special_tokens=False)["input_ids"]
+        answer = tokenizer(message["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        input_ids += context + answer
+        labels += [IGNORE_INDEX] * len(context) + answer
+        rendered = prompt + message["content"] + tokenizer.eos_token
     truncated = len(input_ids) > max_length
     return TokenizedExample(input_ids[:max_length], labels[:max_length], truncated)
 

@@ -136,8 +136,9 @@ def per_example_scores(prediction: str, reference: dict, task: Task, rouge=None)
             if task.input_is_object and isinstance(reference.get(task.input_field), dict)
             else {}
         )
-        if field in reference:
-            scores[f"{field}_rougeL"] = rouge.score(str(reference[field]), prediction)["rougeL"].fmeasure
+        expected = task.answers(reference)  # a chat's reference is its last assistant turn
+        if field in expected:
+            scores[f"{field}_rougeL"] = rouge.score(str(expected[field]), prediction)["rougeL"].fmeasure
         return scores
     parsed = parse_answer(prediction)
     scores = {"json_valid": float(parsed is not None)}
@@ -195,7 +196,7 @@ def few_shot_examples(train_records: list[dict], task: Task, k: int = 3, seed: i
     Raises:
         ValueError: fewer than ``k`` records qualify.
     """
-    usable = [r for r in train_records if task.input_field in r and all(f in r for f in task.answer_fields)]
+    usable = [r for r in train_records if task.input_field in r and len(task.answers(r)) == len(task.answer_fields)]
     if len(usable) < k:
         raise ValueError(
             f"{k} few-shot examples asked for, but only {len(usable)} training records have "
@@ -242,7 +243,7 @@ def evaluate_model(
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, records)]
     # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
-    complete = all(field in r for r in records for field in task.answer_fields)
+    complete = all(len(task.answers(r)) == len(task.answer_fields) for r in records)
     return {
         "metrics": score_answers(predictions, records, task, rows=scores),
         "heldout": heldout_loss(model, tokenizer, records, task, batch_size) if complete and not few_shot else None,
@@ -250,7 +251,7 @@ def evaluate_model(
             {
                 "id": r.get("id"),
                 "input": task.input_text(r),
-                "reference": {f: r[f] for f in task.answer_fields if f in r},
+                "reference": task.answers(r),
                 "prediction": p,
                 "scores": s,
             }

@@ -25,6 +25,7 @@ class Task:
     answer_format: str = "json"  # "json": a compact object of answer_fields; "text": the single answer field
     label_values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # closed-set fields, scored by accuracy
     input_is_object: bool = False  # the input is a JSON object (rendered as "key: value" lines)
+    input_is_chat: bool = False  # the input is a chat ({role, content} turns); the answer is its last assistant turn
     field_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # other layouts' names for our fields
     nested_keys: tuple[str, ...] = ()  # other layouts nest fields under these keys
     language_filter: bool = False
@@ -49,6 +50,11 @@ class Task:
         return self.text_answer_fields[0] if self.input_is_object else self.input_field
 
     @property
+    def input_format(self) -> str:
+        """How the input is read: ``text``, ``object`` (JSON object) or ``messages`` (a chat)."""
+        return "messages" if self.input_is_chat else "object" if self.input_is_object else "text"
+
+    @property
     def label_fields(self) -> tuple[str, ...]:
         return tuple(self.label_values)
 
@@ -66,8 +72,15 @@ class Task:
                 return name, f"{record[name]!r} is not one of {', '.join(allowed)}"
         return None
 
+    def chat(self, record: dict) -> list[dict]:
+        """A chat task's turns as the record gives them (the last is the assistant's answer)."""
+        return record[self.input_field]
+
     def input_text(self, record: dict) -> str:
+        """The input as one text: shown in tables, compared for duplicates (a chat: its turns before the answer)."""
         value = record[self.input_field]
+        if self.input_is_chat:
+            return "\n".join(f"{m['role']}: {m['content']}" for m in value[:-1] if m["role"] != "system")
         if self.input_is_object:
             return "\n".join(
                 f"{key}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for key, v in value.items()
@@ -82,12 +95,49 @@ class Task:
         value = record.get(self.stratify_field, inner.get(self.stratify_field) if isinstance(inner, dict) else None)
         return str(value)
 
+    def text_turns(self, record: dict, roles: Sequence[str] = ("user",)) -> list[tuple[str, str]]:
+        """``(field, text)`` of a record's free texts: a chat's turns of ``roles`` (field ``messages[i].content``),
+        else the input field (unless it is an object)."""
+        if self.input_is_chat:
+            return [
+                (f"{self.input_field}[{i}].content", m["content"])
+                for i, m in enumerate(self.chat(record))
+                if m["role"] in roles
+            ]
+        return [] if self.input_is_object else [(self.input_field, record[self.input_field])]
+
+    def quality_text(self, record: dict) -> tuple[str, str]:
+        """``(field, text)`` that the quality filter reads: a chat's last customer turn, else ``quality_field``."""
+        if self.input_is_chat:
+            return self.text_turns(record)[-1]
+        return self.quality_field, record[self.quality_field]
+
+    def answers(self, record: dict) -> dict:
+        """The record's reference answer, by answer field (a chat: its last assistant turn); absent fields left out."""
+        if self.input_is_chat:
+            turns = record.get(self.input_field)
+            if isinstance(turns, list) and turns and turns[-1].get("role") == "assistant":
+                return {self.answer_fields[0]: turns[-1]["content"]}
+            return {}
+        return {f: record[f] for f in self.answer_fields if f in record}
+
+    def _system(self, turns: Sequence[dict]) -> list[dict]:
+        """The instruction as the system turn, unless a chat brings its own."""
+        return [] if turns and turns[0]["role"] == "system" else [{"role": "system", "content": self.instruction}]
+
     def prompt_messages(self, record: dict, examples: Sequence[dict] = ()) -> list[dict]:
         """The chat prompt of a record: the instruction, then the record's input as the user turn.
+
+        A chat task's prompt is the instruction (unless the chat has a system turn) and every turn before the
+        last assistant turn; few-shot examples are then whole earlier chats.
 
         Args:
             examples: solved records shown first as user/assistant pairs (a few-shot prompt); none by default.
         """
+        if self.input_is_chat:
+            turns = self.chat(record)
+            shots = [m for example in examples for m in self.chat(example) if m["role"] != "system"]
+            return [*self._system(turns), *shots, *turns[:-1]]
         shots = [
             message
             for example in examples
@@ -104,11 +154,17 @@ class Task:
 
     def answer_text(self, record: dict) -> str:
         """The target answer: a compact JSON object of the answer fields, or the plain text answer."""
+        if self.input_is_chat:
+            return self.chat(record)[-1]["content"]
         if self.answer_format == "text":
             return str(record[self.answer_fields[0]])
         return json.dumps({f: record[f] for f in self.answer_fields}, ensure_ascii=False, separators=(",", ":"))
 
     def to_messages(self, record: dict) -> list[dict]:
+        """The training conversation: the prompt and the answer (a chat: the instruction and every turn)."""
+        if self.input_is_chat:
+            turns = self.chat(record)
+            return [*self._system(turns), *turns]
         return self.prompt_messages(record) + [{"role": "assistant", "content": self.answer_text(record)}]
 
 
@@ -126,7 +182,7 @@ def parse_answer(text: str) -> dict | None:
 
 BUILTIN_SPECS = Path(__file__).resolve().parent.parent / "data" / "tasks"  # <name>.yaml of the built-in tasks
 ANSWER_FORMATS = ("json", "text")
-INPUT_FORMATS = ("text", "object")
+INPUT_FORMATS = ("text", "object", "messages")
 REQUIRED_KEYS = ("name", "input_field", "answer_fields", "instruction")
 SPEC_KEYS = (
     "name",
@@ -207,7 +263,8 @@ def spec_problems(spec: dict) -> list[str]:
     input_field = spec.get("input_field")
     if isinstance(input_field, str) and input_field in answers:
         problems.append(f"input_field: {input_field!r} is also an answer field")
-    text_format = spec.get("answer_format") == "text"
+    chat_input = spec.get("input_format") == "messages"
+    text_format = spec.get("answer_format", "text" if chat_input else "json") == "text"
     if text_format and len(answers) > 1:
         problems.append(
             f"answer_format: text answers exactly one field, but answer_fields has {len(answers)} "
@@ -221,16 +278,22 @@ def spec_problems(spec: dict) -> list[str]:
     for label, values in labels.items():
         if answers and label not in answers:
             problems.append(f"labels.{label}: not an answer field (answer_fields: {', '.join(answers)})")
-        if text_format:
+        if text_format and not chat_input:
             problems.append(f"labels.{label}: label sets need answer_format json (a text answer has no fields)")
         if isinstance(values, list) and not values:
             problems.append(f"labels.{label}: empty label set (list the values this field may take)")
         elif problem := _string_list_problem(f"labels.{label}", values):
             problems.append(problem)
 
+    if chat_input:
+        if not text_format:
+            problems.append("answer_format: a messages input is answered by its last assistant turn: use text")
+        if labels:
+            problems.append("labels: a messages input has no label fields (its answer is the last assistant turn)")
     stratify = spec.get("stratify_field")
     object_input = spec.get("input_format") == "object"
-    if isinstance(stratify, str) and stratify.strip() and stratify not in labels and not object_input:
+    # object inputs stratify on a key of the object, chats on a top-level field of the record
+    if isinstance(stratify, str) and stratify.strip() and stratify not in labels and not (object_input or chat_input):
         known = f"label fields: {', '.join(labels)}" if labels else "this spec has no labels"
         problems.append(f"stratify_field: {stratify!r} is not a label field ({known})")
 
@@ -290,9 +353,10 @@ def load_task_spec(path: str | Path) -> Task:
         input_field=spec["input_field"],
         answer_fields=tuple(spec["answer_fields"]),
         instruction=spec["instruction"],
-        answer_format=spec.get("answer_format", "json"),
+        answer_format=spec.get("answer_format", "text" if spec.get("input_format") == "messages" else "json"),
         label_values={label: tuple(values) for label, values in spec.get("labels", {}).items()},
         input_is_object=spec.get("input_format", "text") == "object",
+        input_is_chat=spec.get("input_format", "text") == "messages",
         field_aliases={name: tuple(aliases) for name, aliases in spec.get("field_aliases", {}).items()},
         nested_keys=tuple(spec.get("nested_keys", ())),
         language_filter=spec.get("language_filter", False),
@@ -309,7 +373,7 @@ def task_spec(task: Task, folder: str | Path) -> dict:
         spec["data"] = os.path.relpath(task.data_file, Path(folder).resolve())
     spec |= {
         "input_field": task.input_field,
-        "input_format": "object" if task.input_is_object else "text",
+        "input_format": task.input_format,
         "answer_fields": list(task.answer_fields),
         "answer_format": task.answer_format,
     }
