@@ -1108,9 +1108,10 @@ CHAT_SCENARIOS: tuple[ChatScenario, ...] = (
     ChatScenario(
         "payment",
         (
-            "my card keeps getting declined at checkout",
+            "my card keeps getting declined at checkout when I try to buy the {short}",
             "the payment for the {item} won't go through",
-            "checkout says payment failed every time I try",
+            "checkout says payment failed every time I try to order the {item}",
+            "I'm trying to pay for a {short} but my card is declined",
         ),
         (
             "Sorry about that! A decline usually means the billing address doesn't match your card, so please check"
