@@ -6,6 +6,17 @@ from ftlib import curate, data, flaws, samples
 from ftlib.profiles import sample_path
 from ftlib.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
 
+SAMPLES = sample_path("support_tickets").parent
+
+
+def _chats() -> tuple[list[dict], dict]:
+    return data.read_jsonl(SAMPLES / "shop_chats.jsonl"), json.loads((SAMPLES / "shop_chats.manifest.json").read_text())
+
+
+def _alternates(messages: list[dict]) -> bool:
+    roles = [m["role"] for m in messages]
+    return 2 <= len(roles) <= 6 and roles == ["user", "assistant"] * (len(roles) // 2)
+
 
 @pytest.mark.unit
 def test_generators_are_deterministic_and_seeded():
@@ -14,12 +25,15 @@ def test_generators_are_deterministic_and_seeded():
     assert samples.generate_clean_tickets(40, random.Random(1)) == samples.generate_clean_tickets(40, random.Random(1))
     assert samples.generate_clean_tickets(40, random.Random(1)) != samples.generate_clean_tickets(40, random.Random(2))
     assert samples.generate_listings(30, seed=5) == samples.generate_listings(30, seed=5)
+    assert samples.generate_shop_chats(30, seed=5) == samples.generate_shop_chats(30, seed=5)
+    assert samples.generate_shop_chats(30, seed=5) != samples.generate_shop_chats(30, seed=6)
 
 
 @pytest.mark.integration
 def test_committed_samples_are_the_generators_output(tmp_path):
     samples.write_samples(tmp_path)
-    for name in ("support_tickets.jsonl", "support_tickets.manifest.json", "listings.jsonl", "listings.manifest.json"):
+    names = ("support_tickets", "listings", "shop_chats")
+    for name in [f"{n}.jsonl" for n in names] + [f"{n}.manifest.json" for n in names]:
         assert (tmp_path / name).read_bytes() == (sample_path("support_tickets").parent / name).read_bytes(), (
             f"data/samples/{name} is stale: run `python -m ftlib make-samples` and commit"
         )
@@ -38,10 +52,11 @@ def test_manifest_counts_follow_the_rates():
 
 
 @pytest.mark.unit
-def test_copies_come_after_their_source():
-    raw = data.read_jsonl(sample_path("support_tickets"))
+@pytest.mark.parametrize("name", ["support_tickets", "shop_chats"])
+def test_copies_come_after_their_source(name):
+    raw = data.read_jsonl(SAMPLES / f"{name}.jsonl")
     position = {r["id"]: i for i, r in enumerate(raw)}
-    manifest = json.loads(sample_path("support_tickets").with_suffix(".manifest.json").read_text())
+    manifest = json.loads((SAMPLES / f"{name}.manifest.json").read_text())
     for record_id, flaw in manifest["flaws"].items():
         if "of" in flaw:
             assert position[flaw["of"]] < position[record_id]
@@ -83,3 +98,109 @@ def test_card_numbers_are_luhn_valid():
     rng = random.Random(0)
     cards = [text for kind, text, _ in (flaws.fake_pii(rng) for _ in range(300)) if kind == "CARD"]
     assert cards and all(curate.luhn_valid("".join(c for c in card if c.isdigit())) for card in cards)
+
+
+@pytest.mark.unit
+def test_shop_chat_manifest_counts_follow_the_rates():
+    raw, manifest = _chats()
+    assert manifest["task"] == "shop_chats" and manifest["records"] == len(raw) == 1500
+    assert len({r["id"] for r in raw}) == 1500
+    for name, rate in flaws.CHAT_FLAW_RATES.items():
+        assert manifest["counts"][name] == round(rate * 1500), name
+    assert set(manifest["counts"]) == {
+        "exact_duplicate",
+        "near_duplicate",
+        "pii",
+        "html",
+        "junk",
+        "non_english",
+        "layout",
+        "over_long",
+    }
+
+
+@pytest.mark.unit
+def test_clean_shop_chats_cover_every_topic_and_alternate():
+    raw, manifest = _chats()
+    clean = [r for r in raw if r["id"] not in manifest["flaws"]]
+    assert {r["topic"] for r in clean} == set(samples.CHAT_TOPICS)
+    for record in clean:
+        assert set(record) == {"id", "topic", "messages"}, record["id"]
+        assert _alternates(record["messages"]), record["id"]
+        assert all(isinstance(m["content"], str) and m["content"].strip() for m in record["messages"])
+    assert {len(r["messages"]) for r in clean} == {2, 4, 6}
+
+
+@pytest.mark.unit
+def test_generated_shop_chats_are_clean_and_distinct():
+    chats = samples.generate_shop_chats(300, seed=3)
+    customer = [samples.customer_text(c) for c in chats]
+    assert not curate.near_duplicate_groups(customer, threshold=0.7)
+    assert not curate.near_duplicate_groups([samples.chat_text(c) for c in chats], threshold=0.7)
+    for chat in chats:
+        turns = [m["content"] for m in chat["messages"] if m["role"] == "user"]
+        assert not any(curate.is_junk(t) for t in turns), turns
+        assert not curate.non_english(" ".join(turns)), turns
+        assert not any(curate.scrub_pii(m["content"])[1] for m in chat["messages"]), chat
+    # the agent's reply names the order the customer gave
+    with_order = [c for c in chats if "#" in c["messages"][-1]["content"]]
+    assert len(with_order) > 150
+    for chat in with_order:
+        number = chat["messages"][-1]["content"].split("#")[1][:5]
+        assert number in samples.customer_text(chat), chat
+
+
+@pytest.mark.unit
+def test_shop_chat_flaws_are_where_the_manifest_says():
+    raw, manifest = _chats()
+    by_id = {r["id"]: r for r in raw}
+    for record_id, flaw in manifest["flaws"].items():
+        record, name = by_id[record_id], flaw["class"]
+        if name == "layout":
+            key = {"conversation": "conversation", "sharegpt": "conversations"}[flaw["layout"]]
+            assert "messages" not in record and key in record
+            continue
+        messages = record["messages"]
+        assert _alternates(messages) or name == "over_long", record_id
+        customer = samples.customer_text(record)
+        if name == "pii":
+            for item in flaw["pii"]:
+                assert messages[item["turn"]]["role"] == "user" and item["text"] in messages[item["turn"]]["content"]
+        elif name == "html":
+            assert curate.strip_markup(messages[flaw["turn"]]["content"])[1]
+        elif name == "junk":
+            assert curate.is_junk([m for m in messages if m["role"] == "user"][-1]["content"])
+        elif name == "non_english":
+            assert curate.non_english(customer)
+        elif name == "exact_duplicate":
+            source = by_id[flaw["of"]]
+            assert curate.dedup_key(customer) == curate.dedup_key(samples.customer_text(source))
+        elif name == "near_duplicate":
+            source = samples.customer_text(by_id[flaw["of"]])
+            assert curate.dedup_key(customer) != curate.dedup_key(source)
+            assert curate.jaccard(customer, source) >= 0.7
+            assert record["messages"][-1] == by_id[flaw["of"]]["messages"][-1]
+
+
+@pytest.mark.integration
+def test_clean_shop_chats_fit_the_token_budget_and_over_long_ones_do_not():
+    import yaml
+
+    from ftlib.models import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    spec = yaml.safe_load((SAMPLES.parent / "tasks" / "shop_chats.yaml").read_text())
+    raw, manifest = _chats()
+
+    def length(record: dict) -> int:
+        system = [{"role": "system", "content": spec["instruction"]}]
+        return len(tokenizer.apply_chat_template(system + record["messages"], tokenize=True)["input_ids"])
+
+    clean = [length(r) for r in raw if r["id"] not in manifest["flaws"]]
+    assert max(clean) <= 220
+    long = [
+        length(raw_record)
+        for raw_record in raw
+        if manifest["flaws"].get(raw_record["id"], {}).get("class") == "over_long"
+    ]
+    assert long and min(long) > 600
