@@ -10,7 +10,7 @@ import torch
 
 from ftlib.config import TrainConfig
 from ftlib.plan import NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
-from ftlib.tasks import get_task, raw_data_file
+from ftlib.tasks import BUILTIN_SPECS, get_task, raw_data_file
 
 
 @dataclass(frozen=True)
@@ -210,3 +210,23 @@ def sample_path(dataset: str | Path) -> Path:
         FileNotFoundError: the spec names no data file, or it does not exist.
     """
     return raw_data_file(get_task(dataset))
+
+
+FIELD_TEST_TICKETS = "field_test_tickets.jsonl"  # in data/samples/, next to the generated support_tickets.jsonl
+
+
+def field_test_path() -> Path:
+    """The support-tickets field-test set: tickets written by hand, one by one, and labelled by the written rules.
+
+    Unlike ``data/samples/support_tickets.jsonl`` it does not come from the generator (no template, no slot
+    filling), so it measures how a model trained on generated tickets copes with real-looking ones. It is
+    never used for training: no split, lesson or training run reads it, and ``tests/test_field_test.py``
+    checks that it shares no exact or near-duplicate ticket with the generator's output or the curated splits.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+    """
+    path = BUILTIN_SPECS.parent / "samples" / FIELD_TEST_TICKETS
+    if not path.is_file():
+        raise FileNotFoundError(f"no field-test set at {path}")
+    return path

@@ -1,0 +1,118 @@
+"""The hand-written field-test set of support tickets (``ftlib.profiles.field_test_path``).
+
+It must stay a fair test of generalization: labelled within the task's label sets, balanced enough to score
+every label, and sharing no exact or near-duplicate ticket with anything a model could train on (the
+generator's output, the built-in sample, or the curated splits made from it).
+"""
+
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from ftlib.curate import curate, curated_splits, dedup_key, near_duplicate_groups, normalize_layout
+from ftlib.data import read_jsonl
+from ftlib.profiles import field_test_path, sample_path
+from ftlib.samples import generate_clean_tickets
+from ftlib.tasks import SUPPORT_TICKETS
+
+NEAR = 0.7  # the curation pipeline's near-duplicate threshold (Jaccard of character 5-grams)
+
+
+@pytest.fixture(scope="module")
+def field() -> list[dict]:
+    return read_jsonl(field_test_path())
+
+
+@pytest.fixture(scope="module")
+def sample_tickets() -> list[str]:
+    """Every ticket text of the built-in sample, read through the curation's layout step (aliases, nesting)."""
+    records = [normalize_layout(r, SUPPORT_TICKETS)[0] for r in read_jsonl(sample_path("support_tickets"))]
+    return [r["ticket"] for r in records if isinstance(r.get("ticket"), str)]
+
+
+@pytest.fixture(scope="module")
+def generated_tickets() -> list[str]:
+    return [r["ticket"] for r in generate_clean_tickets(3000, random.Random(7))]
+
+
+def near_pairs(field_texts: list[str], other_texts: list[str]) -> list[tuple[str, str]]:
+    """(field ticket, other ticket) pairs at or above the near-duplicate threshold."""
+    n = len(field_texts)
+    groups = near_duplicate_groups(field_texts + other_texts, threshold=NEAR)
+    pairs = []
+    for group in groups:
+        mine = [i for i in group if i < n]
+        theirs = [i - n for i in group if i >= n]
+        pairs += [(field_texts[i], other_texts[j]) for i in mine for j in theirs]
+    return pairs
+
+
+def four_gram_share(texts: list[str]) -> float:
+    """Distinct word 4-grams over all word 4-grams: how little the texts repeat each other."""
+    grams = []
+    for text in texts:
+        words = re.findall(r"[a-z0-9']+", text.lower())
+        grams += [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+    return len(set(grams)) / max(1, len(grams))
+
+
+@pytest.mark.unit
+def test_field_set_parses_with_unique_ids_and_valid_labels(field):
+    assert len(field) >= 150
+    ids = [r["id"] for r in field]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"field-\d{3}", i) for i in ids)
+    for record in field:
+        assert set(record) == {"id", "ticket", "category", "urgency", "reply"}, record["id"]
+        assert record["ticket"].strip() and record["reply"].strip(), record["id"]
+        for name, allowed in SUPPORT_TICKETS.label_values.items():
+            assert record[name] in allowed, (record["id"], name, record[name])
+
+
+@pytest.mark.unit
+def test_field_set_covers_every_label(field):
+    categories = Counter(r["category"] for r in field)
+    urgencies = Counter(r["urgency"] for r in field)
+    assert all(categories[c] >= 20 for c in SUPPORT_TICKETS.label_values["category"]), categories
+    assert all(urgencies[u] >= 40 for u in SUPPORT_TICKETS.label_values["urgency"]), urgencies
+
+
+@pytest.mark.unit
+def test_curation_keeps_every_field_ticket_unchanged(field):
+    result = curate(field, SUPPORT_TICKETS, source=str(field_test_path()))
+    assert result.records == field
+
+
+@pytest.mark.unit
+def test_no_near_duplicates_within_the_field_set(field):
+    assert near_duplicate_groups([r["ticket"] for r in field], threshold=NEAR) == []
+
+
+@pytest.mark.unit
+def test_field_set_shares_no_ticket_with_the_sample_or_the_generator(field, sample_tickets, generated_tickets):
+    texts = [r["ticket"] for r in field]
+    for name, others in (("sample", sample_tickets), ("generator", generated_tickets)):
+        keys = {dedup_key(t) for t in others}
+        assert [t for t in texts if dedup_key(t) in keys] == [], f"exact duplicates of the {name}"
+        assert near_pairs(texts, others) == [], f"near duplicates of the {name}"
+
+
+@pytest.mark.unit
+def test_curated_splits_never_contain_the_field_set(field):
+    splits = curated_splits(read_jsonl(sample_path("support_tickets")), SUPPORT_TICKETS)
+    ids = {r["id"] for r in field}
+    keys = {dedup_key(r["ticket"]) for r in field}
+    for name, records in splits.items():
+        assert not ids & {r["id"] for r in records}, name
+        assert not keys & {dedup_key(r["ticket"]) for r in records}, name
+
+
+@pytest.mark.unit
+def test_field_set_is_more_diverse_than_generated_tickets(field, generated_tickets):
+    """Same number of tickets on both sides: the share of distinct word 4-grams falls as a set grows."""
+    field_share = four_gram_share([r["ticket"] for r in field])
+    generated_share = four_gram_share(generated_tickets[: len(field)])
+    print(f"distinct word 4-gram share: field {field_share:.3f}, generated {generated_share:.3f}")
+    assert field_share >= generated_share
