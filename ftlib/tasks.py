@@ -402,7 +402,7 @@ def save_task_spec(task: Task, path: str | Path) -> Path:
 
 
 # The built-in tasks: spec files like any other (data/tasks/<name>.yaml), loaded once.
-TASKS = {name: load_task_spec(BUILTIN_SPECS / f"{name}.yaml") for name in ("support_tickets", "listings")}
+TASKS = {name: load_task_spec(BUILTIN_SPECS / f"{name}.yaml") for name in ("support_tickets", "listings", "shop_chats")}
 SUPPORT_TICKETS = TASKS["support_tickets"]
 LISTINGS = TASKS["listings"]
 CATEGORIES = SUPPORT_TICKETS.label_values["category"]
@@ -431,7 +431,7 @@ def is_spec_path(name_or_path: str | Path) -> bool:
 
 
 def get_task(name_or_path: str | Path) -> Task:
-    """A built-in task by name (``support_tickets``, ``listings``) or the task of a spec file by its path."""
+    """A built-in task by name (``support_tickets``, ``listings``, ``shop_chats``) or a spec file's task by path."""
     if not isinstance(name_or_path, Path) and name_or_path in TASKS:
         return TASKS[name_or_path]
     if is_spec_path(name_or_path):

@@ -241,7 +241,7 @@ def test_get_task_takes_a_name_or_a_spec_path(tmp_path, monkeypatch):
 def test_builtin_constants_come_from_the_specs():
     assert tasks.CATEGORIES == ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
     assert tasks.URGENCIES == ("low", "medium", "high")
-    assert list(tasks.TASKS) == ["support_tickets", "listings"]
+    assert list(tasks.TASKS) == ["support_tickets", "listings", "shop_chats"]
     assert tasks.SUPPORT_TICKETS.spec_file == ROOT / "data" / "tasks" / "support_tickets.yaml"
 
 
