@@ -113,7 +113,7 @@ def command_generate(args) -> int:
     from ftlib.train import load_for_eval
 
     task = get_task(args.task)
-    records = read_records(args.data)
+    records = read_records(args.data, args.split, args.revision)
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     answers = generate(
@@ -132,7 +132,8 @@ def command_evaluate(args) -> int:
     from ftlib.train import load_for_eval
 
     task = get_task(args.task)
-    records = read_records(args.data)
+    records = read_records(args.data, args.split, args.revision)
+    source = records.source  # the file, or name[split] for a saved or hub dataset
     for line, record in numbered(records):
         if task.input_field not in record:
             raise DataError(records.source, line, task.input_field, "missing field")
@@ -140,8 +141,9 @@ def command_evaluate(args) -> int:
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, args.batch_size, args.max_new_tokens)
-    write_json({"run": args.run, "data": str(args.data), **result}, args.output)  # atomic: no half-written file
-    print(f"{label} on {args.data} ({len(records)} records)")
+    where = {"data": str(args.data)} | {key: getattr(args, key) for key in ("split", "revision") if getattr(args, key)}
+    write_json({"run": args.run, **where, **result}, args.output)  # atomic: no half-written file
+    print(f"{label} on {source} ({len(records)} records)")
     for name, stats in result["metrics"].items():
         print(f"  {name:22s} {stats['value']:.3f}  [{stats['low']:.3f}, {stats['high']:.3f}]")
     if result["heldout"]:
@@ -269,15 +271,21 @@ def checked_labels(records: list[dict], task: Task, path: Path, drop: bool) -> l
     return kept
 
 
-def read_training_file(path: Path, task: Task, drop_invalid_labels: bool = False) -> list[dict]:
-    """Read a data file (``ftlib.data.read_records``) and check that every record can become a training example,
-    before any model loads.
+def read_training_file(
+    path: Path,
+    task: Task,
+    drop_invalid_labels: bool = False,
+    split: str | None = None,
+    revision: str | None = None,
+) -> list[dict]:
+    """Read data (``ftlib.data.read_records``: a file, a saved folder's or a hub dataset's ``split`` at
+    ``revision``) and check that every record can become a training example, before any model loads.
 
     A label outside the task's label sets is an error, or with ``drop_invalid_labels`` a dropped record.
     """
     from ftlib.data import numbered, read_records, to_messages
 
-    records = read_records(path)
+    records = read_records(path, split, revision)
     for line, record in numbered(records):
         to_messages(record, task, records.source, line)
     return checked_labels(records, task, records.source, drop_invalid_labels)
@@ -289,7 +297,7 @@ def is_main_process() -> bool:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    """Train from JSONL files with TrainConfig from --config and flags; rank 0 prints the summary."""
+    """Train from data files or datasets with TrainConfig from --config and flags; rank 0 prints the summary."""
     from dataclasses import fields
 
     from ftlib.config import TrainConfig
@@ -309,8 +317,8 @@ def command_train(args: argparse.Namespace) -> int:
         )
         return 2
     task = get_task(args.dataset)
-    train_records = read_training_file(args.data, task, args.drop_invalid_labels)
-    val_records = read_training_file(args.val, task, args.drop_invalid_labels)
+    train_records = read_training_file(args.data, task, args.drop_invalid_labels, args.split, args.revision)
+    val_records = read_training_file(args.val, task, args.drop_invalid_labels, args.val_split, args.val_revision)
     device = pick_device(None if args.device == "auto" else args.device)
     result = train(
         args.base_model,
@@ -448,6 +456,20 @@ def command_curriculum(args) -> int:
     return 0
 
 
+def add_split_flags(parser: argparse.ArgumentParser, data_flag: str, prefix: str) -> None:
+    """``--{prefix}split`` and ``--{prefix}revision``: which split and version of ``data_flag``'s dataset to read."""
+    parser.add_argument(
+        f"--{prefix}split",
+        metavar="SPLIT",
+        help=f"the split of {data_flag} when it is a saved folder or a hub dataset (default: train)",
+    )
+    parser.add_argument(
+        f"--{prefix}revision",
+        metavar="REV",
+        help=f"the branch, tag or commit of {data_flag} when it is a hub dataset id (default: the main branch)",
+    )
+
+
 def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     """The ``python -m ftlib`` parser.
 
@@ -457,24 +479,22 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     """
     from ftlib.tasks import TASKS
 
+    data_help = "a JSONL, JSON, CSV or Parquet file, a folder saved by datasets, or a hub dataset id"
     task_help = f"a built-in task ({', '.join(TASKS)}) or the path of a task spec file (.yaml)"
     parser = argparse.ArgumentParser(prog="python -m ftlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     training = commands.add_parser(
         "train",
-        help="fine-tune a base model on JSONL files (also under torchrun / accelerate launch)",
+        help="fine-tune a base model on your data (also under torchrun / accelerate launch)",
         description="Fine-tune with LoRA, QLoRA or full fine-tuning and write adapter/, history.json and "
         "manifest.json to --output. Under `torchrun --nproc_per_node N` every process runs this "
         "command and trains with DDP; the global batch is batch-size x grad-accum x N.",
     )
-    training.add_argument(
-        "--data",
-        required=True,
-        type=Path,
-        help="training data: JSONL/JSON/CSV/Parquet file, saved datasets folder or hub id",
-    )
-    training.add_argument("--val", required=True, type=Path, help="validation JSONL file")
+    training.add_argument("--data", required=True, type=Path, help=f"training data: {data_help}")
+    training.add_argument("--val", required=True, type=Path, help=f"validation data: {data_help}")
+    add_split_flags(training, "--data", "")
+    add_split_flags(training, "--val", "val-")
     training.add_argument("--output", required=True, type=Path, help="run folder to write")
     training.add_argument(
         "--base-model",
@@ -521,17 +541,13 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     samples.set_defaults(handler=command_make_samples)
 
     for name, handler, helptext in (
-        ("evaluate", command_evaluate, "score a run or base model on a JSONL file"),
+        ("evaluate", command_evaluate, "score a run or base model on data with reference answers"),
         ("generate", command_generate, "write a run's or base model's answers"),
     ):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--run", required=True, help="run folder (with manifest.json) or base model name/path")
-        sub.add_argument(
-            "--data",
-            required=True,
-            type=Path,
-            help="data following the dataset schema (JSONL/JSON/CSV/Parquet, saved folder, hub id)",
-        )
+        sub.add_argument("--data", required=True, type=Path, help=f"records with the task's fields: {data_help}")
+        add_split_flags(sub, "--data", "")
         sub.add_argument("--output", required=True, type=Path)
         sub.add_argument(
             "--task",

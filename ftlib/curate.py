@@ -133,13 +133,18 @@ def _map_turns(record: dict, task: Task, function, roles=("user", "assistant", "
 
 
 def normalize_label(field_name: str, value, allowed: tuple[str, ...]) -> str | None:
-    """The canonical spelling of a label, or None when it is outside the schema."""
+    """The canonical spelling of a label, or None when it is outside the schema.
+
+    A synonym counts only where its canonical label is in ``allowed``: a task whose ``category`` set has no
+    ``slow_speed`` drops a "speed" ticket instead of keeping it under a label the task does not have.
+    """
     if not isinstance(value, str):
         return None
     key = " ".join(value.strip().lower().replace("_", " ").split())
     if key.replace(" ", "_") in allowed:
         return key.replace(" ", "_")
-    return LABEL_SYNONYMS.get(field_name, {}).get(key)
+    canonical = LABEL_SYNONYMS.get(field_name, {}).get(key)
+    return canonical if canonical in allowed else None
 
 
 # ---------------------------------------------------------------- cleaning and quality

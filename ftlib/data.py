@@ -172,18 +172,27 @@ def _read_table(dataset, source: str, lines: list[int] | None = None, skip_blank
 
 
 def _read_csv(path: Path) -> Records:
-    """A CSV file with a header row, every cell as text ("007" stays "007", "n/a" stays "n/a")."""
+    """A CSV file with a header row, every cell as text ("007" stays "007", "n/a" stays "n/a").
+
+    A row with fewer cells than the header lacks the fields of its missing cells (an empty cell is ""); a row
+    with more is an error naming its line.
+    """
     import datasets
 
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     starts: list[int] = []  # the line where each row starts: a quoted cell may span lines
+    short: dict[int, int] = {}  # line -> cells, for rows with fewer cells than the header: their fields are absent
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:
             reader = csv.reader(file)
             header = next(reader, None)
             start = reader.line_num + 1
-            for _ in reader:
+            for cells in reader:
+                if header and len(cells) > len(header):
+                    raise DataError(path, start, None, f"{len(cells)} cells for the header's {len(header)} columns")
+                if header and cells and len(cells) < len(header):
+                    short[start] = len(cells)
                 starts.append(start)
                 start = reader.line_num + 1
     except UnicodeDecodeError as error:
@@ -208,7 +217,11 @@ def _read_csv(path: Path) -> Records:
     )
     if len(dataset) != len(starts):
         raise DataError(path, None, None, f"{len(dataset)} rows read but {len(starts)} rows found: check the quoting")
-    return _read_table(dataset, str(path), starts, skip_blank=True)
+    records = _read_table(dataset, str(path), starts, skip_blank=True)
+    for line, record in zip(records.lines, records):
+        for name in header[short.get(line, len(header)) :]:
+            del record[name]  # pandas filled the cells the row lacks with "": they are missing fields
+    return records
 
 
 _SPACE = re.compile(r"[ \t\r\n]*")

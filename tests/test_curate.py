@@ -209,6 +209,16 @@ def test_step_labels_respells_variants_and_drops_unknown_labels_without_editing_
 
 
 @pytest.mark.unit
+def test_a_synonym_of_a_label_outside_the_tasks_set_is_dropped():
+    from dataclasses import replace
+
+    fewer = replace(SUPPORT_TICKETS, label_values={**SUPPORT_TICKETS.label_values, "category": ("billing", "outage")})
+    result = curate.step_labels([ticket(category="Bill"), ticket(category="speed")], fewer, source="in.jsonl")
+    assert [r["category"] for r in result.kept] == ["billing"]
+    assert result.dropped == {1: "in.jsonl, line 2, field 'category': 'speed' is not one of ['billing', 'outage']"}
+
+
+@pytest.mark.unit
 def test_step_schema_drops_a_record_missing_a_field():
     result = curate.step_schema([ticket(), {"ticket": "my internet is down again"}], SUPPORT_TICKETS, "in.jsonl")
     assert result.kept == [ticket()]

@@ -125,3 +125,15 @@ def test_missing_file_and_split_on_a_file_are_errors(tmp_path):
         data.read_records(tmp_path / "nope.csv")
     with pytest.raises(DataError, match="not to a single file"):
         data.read_records(write_csv(tmp_path / "t.csv", ROWS), split="train")
+
+
+def test_short_csv_row_lacks_the_fields_of_its_missing_cells(tmp_path):
+    path = write_csv(tmp_path / "tickets.csv", ROWS)
+    with path.open("a", encoding="utf-8") as file:
+        file.write('t4,"no labels, yet"\nt5,,,\n')
+    records = data.read_records(path)
+    assert records[3:] == [
+        {"id": "t4", "ticket": "no labels, yet"},
+        {"id": "t5", "ticket": "", "category": "", "urgency": ""},
+    ]
+    assert records.lines == [2, 3, 4, 5, 6]

@@ -318,7 +318,9 @@ def test_the_readme_spec_example_loads(tmp_path):
         "category_accuracy",
         "reply_rougeL",
     ]
-    assert task.data_file == (tmp_path.parent / "my_data" / "tickets.jsonl").resolve()
+    # Saved in the repository root, as the README says, its data is the bundled sample file.
+    assert task.data_file == (tmp_path / "data" / "samples" / "support_tickets.jsonl").resolve()
+    assert (ROOT / task.data_file.relative_to(tmp_path.resolve())).is_file()
 
 
 @pytest.mark.unit
