@@ -231,7 +231,9 @@ def test_get_task_takes_a_name_or_a_spec_path(tmp_path, monkeypatch):
         assert tasks.get_task(given).name == "sentiment"
     monkeypatch.chdir(tmp_path)
     assert tasks.get_task("sentiment.yaml").spec_file == path.resolve()  # relative to the working folder
-    with pytest.raises(KeyError, match="Unknown dataset/task 'tickets'. Known: support_tickets, listings, shop_chats; or give"):
+    with pytest.raises(
+        KeyError, match="Unknown dataset/task 'tickets'. Known: support_tickets, listings, shop_chats; or give"
+    ):
         tasks.get_task("tickets")
     with pytest.raises(FileNotFoundError, match="no-such.yaml: no such file"):
         tasks.get_task("no-such.yaml")
