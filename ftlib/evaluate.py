@@ -366,6 +366,34 @@ def metrics_table(results: dict[str, dict], metric_names: list[str] | None = Non
     return rows
 
 
+def set_comparison(results_by_set: dict[str, dict[str, dict]], metric_names: list[str]) -> list[dict]:
+    """Every run's metrics on several test sets side by side, with 95% intervals and the gap to the first set.
+
+    Args:
+        results_by_set: set name (e.g. "generated test", "field test") -> run name -> ``evaluate_model`` result.
+
+    Returns:
+        Rows of ``run``, ``metric``, then per set its value and ``"<set> 95% CI"``, then ``gap`` (last set minus
+        first) and ``intervals overlap``.
+    """
+    sets = list(results_by_set)
+    runs = [run for run in results_by_set[sets[0]] if all(run in results_by_set[s] for s in sets)]
+    rows = []
+    for run in runs:
+        for metric in metric_names:
+            stats = [results_by_set[s][run]["metrics"].get(metric) for s in sets]
+            if any(stat is None for stat in stats):
+                continue
+            row: dict = {"run": run, "metric": metric}
+            for name, stat in zip(sets, stats):
+                row[f"{name} (n={results_by_set[name][run]['examples']})"] = stat["value"]
+                row[f"{name} 95% CI"] = f"[{stat['low']:.2f}, {stat['high']:.2f}]"
+            row["gap"] = stats[-1]["value"] - stats[0]["value"]
+            row["intervals overlap"] = stats[-1]["low"] <= stats[0]["high"] and stats[0]["low"] <= stats[-1]["high"]
+            rows.append(row)
+    return rows
+
+
 def verdict(results: dict[str, dict], baseline: str, metrics: list[str]) -> str:
     """A plain-language comparison of each run against ``baseline``, decided by interval overlap."""
     base = results[baseline]["metrics"]

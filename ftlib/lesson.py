@@ -50,6 +50,14 @@ class Lesson:
         limit = {"train": self.profile.n_train, "val": self.profile.n_val, "test": self.profile.n_test}[name]
         return records[:limit] if limit else records
 
+    def field_test(self) -> list[dict] | None:
+        """The task's field-test records (its spec's ``field_test``), cut to the profile's test size; None when the
+        spec names none. They are only ever scored, never trained on."""
+        if self.task.field_test_file is None:
+            return None
+        records = read_records(self.task.field_test_file)
+        return records[: self.profile.n_test]
+
     @property
     def base_quantization(self) -> str | None:
         """How a notebook loads the base model to generate with it: in 4 bits where the GPU plan trains it with

@@ -185,3 +185,37 @@ def plot_memory_breakdown(
 def measured_peak_gb(record: RunRecord) -> float:
     """A run's measured peak in GB: CUDA max allocated on a GPU, peak RSS on a CPU (the manifest stores MiB)."""
     return record.memory.measured.peak_gb
+
+
+def plot_set_comparison(
+    results_by_set: dict[str, dict[str, dict]],
+    metrics: list[str],
+    path: str | Path | None = None,
+    title: str = "The same runs on two test sets (95% bootstrap intervals)",
+):
+    """One panel per metric: each run's value on every test set, side by side, with its interval.
+
+    Args:
+        results_by_set: set name -> run name -> ``{"metrics": {metric: {"value", "low", "high"}}}``.
+    """
+    sets = list(results_by_set)
+    runs = [run for run in results_by_set[sets[0]] if all(run in results_by_set[s] for s in sets)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(6, 3.2 * len(metrics)), 3.8), squeeze=False)
+    width = 0.8 / max(1, len(sets))
+    for ax, metric in zip(axes[0], metrics):
+        for index, name in enumerate(sets):
+            stats = [results_by_set[name][run]["metrics"][metric] for run in runs]
+            xs = [i + index * width for i in range(len(runs))]
+            values = [s["value"] for s in stats]
+            errors = [
+                [max(0.0, s["value"] - s["low"]) for s in stats],
+                [max(0.0, s["high"] - s["value"]) for s in stats],
+            ]
+            ax.bar(xs, values, width, yerr=errors, capsize=3, label=name, color=f"C{index}")
+        ax.set_xticks([i + width * (len(sets) - 1) / 2 for i in range(len(runs))], runs, rotation=30, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(metric)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -10,7 +10,7 @@ import torch
 
 from ftlib.config import TrainConfig
 from ftlib.plan import NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
-from ftlib.tasks import BUILTIN_SPECS, get_task, raw_data_file
+from ftlib.tasks import get_task, raw_data_file
 
 
 @dataclass(frozen=True)
@@ -212,21 +212,21 @@ def sample_path(dataset: str | Path) -> Path:
     return raw_data_file(get_task(dataset))
 
 
-FIELD_TEST_TICKETS = "field_test_tickets.jsonl"  # in data/samples/, next to the generated support_tickets.jsonl
+def field_test_path(dataset: str | Path = "support_tickets") -> Path:
+    """A task's field-test set (its spec's ``field_test``); for the built-in tickets, tickets written by hand.
 
-
-def field_test_path() -> Path:
-    """The support-tickets field-test set: tickets written by hand, one by one, and labelled by the written rules.
-
-    Unlike ``data/samples/support_tickets.jsonl`` it does not come from the generator (no template, no slot
-    filling), so it measures how a model trained on generated tickets copes with real-looking ones. It is
-    never used for training: no split, lesson or training run reads it, and ``tests/test_field_test.py``
-    checks that it shares no exact or near-duplicate ticket with the generator's output or the curated splits.
+    Unlike ``data/samples/support_tickets.jsonl`` they do not come from the generator (no template, no slot
+    filling), so they measure how a model trained on generated tickets copes with real-looking ones. They are
+    never used for training: no split or training run reads them (lesson 05 only scores on them), and
+    ``tests/test_field_test.py`` checks that they share no exact or near-duplicate ticket with the generator's
+    output or the curated splits.
 
     Raises:
-        FileNotFoundError: the file is missing.
+        FileNotFoundError: the spec names no field-test set, or the file is missing.
     """
-    path = BUILTIN_SPECS.parent / "samples" / FIELD_TEST_TICKETS
-    if not path.is_file():
-        raise FileNotFoundError(f"no field-test set at {path}")
-    return path
+    task = get_task(dataset)
+    if task.field_test_file is None:
+        raise FileNotFoundError(f"task spec {task.spec_file}: field_test: missing (no field-test set)")
+    if not task.field_test_file.is_file():
+        raise FileNotFoundError(f"task spec {task.spec_file}: field_test: no such file {task.field_test_file}")
+    return task.field_test_file

@@ -31,6 +31,7 @@ class Task:
     language_filter: bool = False
     stratify_field: str | None = None
     data_file: Path | None = None  # the raw records the lessons read (a spec's ``data``)
+    field_test_file: Path | None = None  # records written apart from the data, never trained on (``field_test``)
     spec_file: Path | None = None  # the spec file this task was loaded from
 
     @property
@@ -197,6 +198,7 @@ SPEC_KEYS = (
     "field_aliases",
     "nested_keys",
     "language_filter",
+    "field_test",
 )
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it names the run folder
 
@@ -239,7 +241,7 @@ def spec_problems(spec: dict) -> list[str]:
             problems.append(f"{key}: unknown key{hint}")
     problems += [f"{key}: missing (required)" for key in REQUIRED_KEYS if key not in spec]
 
-    for key in ("name", "input_field", "instruction", "data", "stratify_field"):
+    for key in ("name", "input_field", "instruction", "data", "stratify_field", "field_test"):
         if key in spec and not (isinstance(spec[key], str) and spec[key].strip()):
             problems.append(f"{key}: expected a non-empty string, got {type(spec[key]).__name__} {spec[key]!r}")
     name = spec.get("name")
@@ -362,6 +364,7 @@ def load_task_spec(path: str | Path) -> Task:
         language_filter=spec.get("language_filter", False),
         stratify_field=spec.get("stratify_field"),
         data_file=(path.parent / spec["data"]).resolve() if spec.get("data") else None,
+        field_test_file=(path.parent / spec["field_test"]).resolve() if spec.get("field_test") else None,
         spec_file=path,
     )
 
@@ -387,6 +390,8 @@ def task_spec(task: Task, folder: str | Path) -> dict:
     if task.nested_keys:
         spec["nested_keys"] = list(task.nested_keys)
     spec["language_filter"] = task.language_filter
+    if task.field_test_file is not None:
+        spec["field_test"] = os.path.relpath(task.field_test_file, Path(folder).resolve())
     return spec
 
 

@@ -116,3 +116,38 @@ def test_field_set_is_more_diverse_than_generated_tickets(field, generated_ticke
     generated_share = four_gram_share(generated_tickets[: len(field)])
     print(f"distinct word 4-gram share: field {field_share:.3f}, generated {generated_share:.3f}")
     assert field_share >= generated_share
+
+
+def _result(values: dict[str, tuple[float, float, float]], examples: int) -> dict:
+    return {
+        "metrics": {m: {"value": v, "low": lo, "high": hi} for m, (v, lo, hi) in values.items()},
+        "examples": examples,
+    }
+
+
+@pytest.mark.unit
+def test_the_spec_names_the_field_test_set_and_lesson_05_compares_both_sets(tmp_path):
+    from ftlib import evaluate, plots
+    from ftlib.tasks import load_task_spec, save_task_spec
+
+    assert SUPPORT_TICKETS.field_test_file == field_test_path()
+    assert load_task_spec(save_task_spec(SUPPORT_TICKETS, tmp_path / "t.yaml")).field_test_file == field_test_path()
+    both = {
+        "generated test": {"LoRA": _result({"urgency_accuracy": (0.86, 0.81, 0.91)}, 200)},
+        "field test": {"LoRA": _result({"urgency_accuracy": (0.68, 0.60, 0.77)}, 172)},
+    }
+    (row,) = evaluate.set_comparison(both, ["urgency_accuracy"])
+    assert row["generated test (n=200)"] == 0.86 and row["field test (n=172)"] == 0.68
+    assert row["field test 95% CI"] == "[0.60, 0.77]" and row["gap"] == pytest.approx(-0.18)
+    assert row["intervals overlap"] is False
+    plots.plot_set_comparison(both, ["urgency_accuracy"], tmp_path / "sets.png")
+    assert (tmp_path / "sets.png").stat().st_size > 0
+
+
+@pytest.mark.unit
+def test_a_spec_without_a_field_test_set_says_so():
+    from ftlib.tasks import LISTINGS
+
+    assert LISTINGS.field_test_file is None
+    with pytest.raises(FileNotFoundError, match="field_test: missing"):
+        field_test_path("listings")

@@ -52,7 +52,7 @@ HARD_CODED = {
         stratify_field="type",
     ),
 }
-LOCATION_FIELDS = ("data_file", "spec_file")  # where a spec was read from: not part of today's Task
+LOCATION_FIELDS = ("data_file", "spec_file", "field_test_file")  # file locations: not part of the old Task
 
 
 @pytest.mark.unit
