@@ -244,6 +244,7 @@ def test_generated_tickets_are_diverse():
 def test_every_rule_and_every_cell_has_many_phrasings(composed):
     phrasings = samples.ticket_phrasings()
     cues = samples.rule_cues()
+    assert all(isinstance(text, str) for text in [p.text for p in phrasings] + [c for cs in cues.values() for c in cs])
     assert set(samples.ticket_banks()["rules"]) == set(HIGH_RULES)
     for rule in HIGH_RULES:
         own = {p.text for p in phrasings if p.rule == rule and not p.hard_negative} | set(cues.get(rule, ()))
