@@ -232,12 +232,12 @@ def composed() -> list[tuple[dict, dict]]:
 
 @pytest.mark.unit
 def test_generated_tickets_are_diverse():
-    """Measured on 1000 tickets: 0.33-0.34 for the template generator before the phrase banks, 0.47-0.48 after."""
+    """Measured on 1000 tickets: 0.33-0.34 for the template generator before the phrase banks, 0.49-0.50 after."""
     import random
 
     for seed in (0, 1):
         share = _four_gram_share([r["ticket"] for r in samples.generate_clean_tickets(1000, random.Random(seed))])
-        assert share >= 0.44, share
+        assert share >= 0.45, share
 
 
 @pytest.mark.unit
