@@ -76,14 +76,37 @@ def ticket_phrasings() -> list[Phrasing]:
     return phrasings
 
 
+def _cue_groups(rule: str) -> dict[str, list[str]]:
+    """A cue rule's cue sentences by group (a plain list of cues is one group, ``all``)."""
+    cues = ticket_banks()["rules"][rule]["cues"]
+    return dict(cues) if isinstance(cues, dict) else {"all": list(cues)}
+
+
 def rule_cues() -> dict[str, tuple[str, ...]]:
-    """The cue sentences of each rule that raises a medium problem to high (a dependency, repeated failures)."""
-    return {name: tuple(rule["cues"]) for name, rule in ticket_banks()["rules"].items() if rule["kind"] == "cue"}
+    """Every cue sentence of each rule that raises a medium problem to high (a dependency, repeated failures)."""
+    return {
+        name: tuple(cue for cues in _cue_groups(name).values() for cue in cues)
+        for name, rule in ticket_banks()["rules"].items()
+        if rule["kind"] == "cue"
+    }
+
+
+@cache
+def escalation_cues(category: str) -> dict[str, tuple[str, ...]]:
+    """The cue rules that may raise a medium ``category`` statement to high, each with the cues that fit it."""
+    escalate = ticket_banks()["cells"][category]["medium"].get("escalate") or {}
+    if isinstance(escalate, list):  # rule names alone: every cue of each
+        escalate = {rule: ["all"] for rule in escalate}
+    result = {}
+    for rule, groups in escalate.items():
+        bank = _cue_groups(rule)
+        result[rule] = tuple(cue for group in (list(bank) if groups == ["all"] else groups) for cue in bank[group])
+    return result
 
 
 def escalations(category: str) -> tuple[str, ...]:
     """The cue rules that may raise a medium ``category`` statement to high."""
-    return tuple(ticket_banks()["cells"][category]["medium"].get("escalate", ()))
+    return tuple(escalation_cues(category))
 
 
 REPEAT_CUES = rule_cues()["repeated"]
@@ -163,7 +186,7 @@ def _choose_problem(rng: random.Random) -> tuple[str, str, str, str, str | None,
     if rule in direct and (rule not in escalations(category) or rng.random() >= ESCALATE_RATE):
         return category, urgency, rng.choice(direct[rule]), "", rule, False
     statement = rng.choice(cells[category]["medium"]["statements"])
-    return category, urgency, statement, rng.choice(rule_cues()[rule]), rule, False
+    return category, urgency, statement, rng.choice(escalation_cues(category)[rule]), rule, False
 
 
 def compose_ticket(rng: random.Random, index: int) -> tuple[dict, dict]:
