@@ -189,6 +189,18 @@ def _choose_problem(rng: random.Random) -> tuple[str, str, str, str, str | None,
     return category, urgency, statement, rng.choice(escalation_cues(category)[rule]), rule, False
 
 
+def _slots(text: str) -> set[str]:
+    return set(re.findall(r"{(\w+)}", text))
+
+
+def _reply(replies: list[str], statement: str, rng: random.Random) -> str:
+    """A reply that names only what the ticket says: one naming the statement's own slots (its amount, speed,
+    add-on...) when there is one, most of the time; else one without slots."""
+    fitting = [reply for reply in replies if _slots(reply) <= _slots(statement)]
+    specific = [reply for reply in fitting if _slots(reply)]
+    return rng.choice(specific if specific and rng.random() < 0.7 else [r for r in fitting if not _slots(r)])
+
+
 def compose_ticket(rng: random.Random, index: int) -> tuple[dict, dict]:
     """One ticket record and how it was made: ``{"rule", "hard_negative", "decisive", "parts"}``.
 
@@ -227,7 +239,7 @@ def compose_ticket(rng: random.Random, index: int) -> tuple[dict, dict]:
     if rng.random() < register.get("upper", 0):
         ticket = ticket.upper()
     replies = banks["cells"][category][urgency]["replies"]
-    reply = rng.choice(replies[rule] if urgency == "high" else replies).format(**values)
+    reply = _reply(replies[rule] if urgency == "high" else replies, statement, rng).format(**values)
     record = {"id": f"t{index:05d}", "ticket": ticket, "category": category, "urgency": urgency, "reply": reply}
     decisive = (cue or statement).format(**values)
     return record, {

@@ -323,3 +323,16 @@ def test_clean_tickets_trip_no_curation_step_and_every_label_has_replies():
     replies = samples.replies_by_label()
     assert set(replies) == {(c, u) for c in CATEGORIES for u in URGENCIES}
     assert all(len(texts) >= 2 and not any("{" in t for t in texts) for texts in replies.values())
+
+
+@pytest.mark.unit
+def test_replies_name_only_what_the_ticket_says(composed):
+    """A reply that names an amount or a speed takes it from its own ticket."""
+    import re
+
+    specific = 0
+    for record, _ in composed:
+        named = re.findall(r"\$\d+\.\d\d|\b\d+(?= Mbps)", record["reply"])
+        specific += bool(named)
+        assert all(value in record["ticket"] for value in named), record
+    assert specific >= 150
