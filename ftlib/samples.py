@@ -8,8 +8,12 @@
 * medium: degraded service, or a billing error or request that needs action;
 * low: questions, information and small requests.
 
-Every ticket is composed from independent parts (opener, situation, details, cue, ask,
-sign-off) with typos, casing and slang, so a model must learn the task and not a template.
+The variety is data, not code: ``data/generators/support_tickets.yaml`` holds, per category and
+urgency, many independent phrasings; per high-urgency rule, its own statements or cue sentences;
+hard negatives that share words with a rule without meeting it; and the registers (terse, chatty,
+formal, non-native, texting...) and layouts a ticket is written in. The code below only composes:
+it picks a phrasing, fills its slots and places it among openers, context, unrelated asides, details
+and sign-offs, so the decisive cue may sit at the start, the end or in the middle of the text.
 """
 
 from __future__ import annotations
@@ -17,383 +21,249 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from ftlib.data import write_jsonl
 from ftlib.fileio import write_json
 
+TICKET_BANKS = Path(__file__).resolve().parent.parent / "data" / "generators" / "support_tickets.yaml"
+CATEGORY_WEIGHTS = {
+    "billing": 1.3,
+    "outage": 1.2,
+    "slow_speed": 1.0,
+    "hardware": 1.0,
+    "account": 0.9,
+    "cancellation": 0.8,
+}
+HARD_NEGATIVE_RATE = 0.15  # share of low and medium tickets written as a hard negative
+ESCALATE_RATE = 0.5  # share of a high cell's escalatable rules written as a medium statement plus the rule's cue
+
+
+@cache
+def ticket_banks() -> dict:
+    """The phrase banks of the support-ticket generator (``data/generators/support_tickets.yaml``)."""
+    import yaml
+
+    return yaml.safe_load(TICKET_BANKS.read_text(encoding="utf-8"))
+
 
 @dataclass(frozen=True)
-class Situation:
+class Phrasing:
+    """One way of stating a ticket's problem, with the labels it carries.
+
+    ``rule``: the high-urgency rule it meets (a high statement or a cue), or, for a hard negative, the rule it
+    resembles without meeting; None for an ordinary low or medium statement.
+    """
+
     category: str
     urgency: str
-    statements: tuple[str, ...]
-    replies: tuple[str, ...]
-    escalates: bool = True  # a repeated-failure or dependency cue raises it to high
+    text: str
+    rule: str | None = None
+    hard_negative: bool = False
 
 
-SITUATIONS: tuple[Situation, ...] = (
-    # billing
-    Situation(
-        "billing",
-        "low",
-        (
-            "what is the {fee} on my latest bill?",
-            "can you explain the line called {fee} on my statement",
-            "when is my bill due this month?",
-            "how do I switch to paperless billing?",
-            "is it possible to move my payment date to the {day}?",
-            "i just want to know why my bill went from ${amount} to ${amount2}, is that the new price?",
-        ),
-        (
-            "Happy to help: the {fee} is explained on page 2 of your bill, and I've sent you a breakdown by email.",
-            "Thanks for asking! I've sent the details to your email and you can also see them under Billing in the app.",
-        ),
-        escalates=False,
-    ),
-    Situation(
-        "billing",
-        "medium",
-        (
-            "I was charged twice for {month}, ${amount} both times",
-            "my promo discount of ${amount} wasn't applied this month",
-            "you billed me for a {addon} package I never ordered",
-            "the amount on my bill is ${amount2} but my plan is ${amount}",
-            "please refund the late fee, I paid on time",
-            "I returned the old modem but I'm still being charged the equipment rental",
-        ),
-        (
-            "Sorry about the billing error: I've opened a billing review and the correction will show on your next statement.",
-            "Thanks for flagging this; I've raised a refund request for the difference and will confirm by email within 2 business days.",
-        ),
-    ),
-    Situation(
-        "billing",
-        "high",
-        (
-            "there are charges on my card from you that I did NOT authorise, ${amount} each",
-            "someone used my account to buy {addon} with my card, this is fraud",
-            "you took ${amount} from my bank account three times this week and now I'm overdrawn",
-            "autopay pulled ${amount2} instead of ${amount} and my rent payment bounced",
-        ),
-        (
-            "I'm very sorry: I've frozen payments on your account and escalated this to our fraud team, who will call you today.",
-            "This is urgent and I've escalated it: the extra payments are flagged for immediate refund and a specialist will contact you within the hour.",
-        ),
-        escalates=False,
-    ),
-    # outage
-    Situation(
-        "outage",
-        "high",
-        (
-            "my internet is completely down {since}",
-            "no internet and no TV at all, everything went dead {since}",
-            "the connection is totally dead, modem shows no signal",
-            "we have had zero service {since}, nothing works",
-            "internet's down. like fully down. no lights on the modem except power",
-        ),
-        (
-            "I'm sorry you're without service: I've opened a priority outage ticket and a technician will check your line within 4 hours.",
-            "Sorry for the outage; there's a fault in your area that we're fixing now, and I'll text you as soon as service is back.",
-        ),
-        escalates=False,
-    ),
-    Situation(
-        "outage",
-        "medium",
-        (
-            "the internet keeps dropping every {interval}, then comes back",
-            "TV channels freeze and the connection drops a few times a day",
-            "wifi disconnects randomly {since}, it comes back after a minute or two",
-            "some channels are missing {since} but internet works",
-        ),
-        (
-            "Sorry about the drops: I've run a line test and booked a remote repair, and I'll follow up if a visit is needed.",
-            "Thanks for reporting it; I've reset your line from our side and opened a ticket to monitor it for the next 24 hours.",
-        ),
-    ),
-    Situation(
-        "outage",
-        "low",
-        (
-            "is there any planned maintenance in my area this week?",
-            "will there be an outage for the network upgrade you emailed about?",
-            "how do I check if there's an outage before calling you?",
-        ),
-        (
-            "Good question: planned maintenance is listed on our status page, and none is scheduled for your area this week.",
-            "You can check outages anytime on our status page or in the app; I've also turned on outage texts for your account.",
-        ),
-        escalates=False,
-    ),
-    # slow_speed
-    Situation(
-        "slow_speed",
-        "medium",
-        (
-            "I'm paying for {plan} Mbps but getting {low} Mbps",
-            "internet is super slow in the evenings, videos keep buffering",
-            "speed tests show {low} down, my plan is {plan}",
-            "everything loads slowly {since}, pages take forever",
-            "the upload speed is terrible, {low} Mbps",
-        ),
-        (
-            "Sorry about the slow speeds: I've run a diagnostic on your line and scheduled an optimisation, so please retest tomorrow.",
-            "Thanks for the speed results; I've refreshed your connection profile and opened a ticket in case the speed does not recover.",
-        ),
-    ),
-    Situation(
-        "slow_speed",
-        "low",
-        (
-            "what speed should I expect on wifi vs cable?",
-            "how do I run a proper speed test?",
-            "would upgrading to {plan} Mbps help with gaming?",
-        ),
-        (
-            "Great question: wired connections get the full plan speed, and I've emailed you a short guide to testing it.",
-            "Happy to help; I've sent a speed test guide and the upgrade options for your address to your email.",
-        ),
-        escalates=False,
-    ),
-    # hardware
-    Situation(
-        "hardware",
-        "medium",
-        (
-            "my router's light is blinking {colour} and wifi is unstable",
-            "the TV remote stopped working even with new batteries",
-            "the set-top box freezes and restarts by itself",
-            "the modem makes a clicking noise and reboots",
-            "my wifi extender won't pair with the router anymore",
-        ),
-        (
-            "Sorry about the faulty equipment: I've ordered a replacement that will arrive in 2-3 days with a prepaid return label.",
-            "Thanks for the details; please try a factory reset (hold the back button 10 seconds), and if it fails I'll send a replacement.",
-        ),
-    ),
-    Situation(
-        "hardware",
-        "high",
-        (
-            "the router is smoking and there's a burning smell",
-            "sparks came out of the power adapter of the modem",
-            "the set-top box got really hot and the plastic is melting",
-        ),
-        (
-            "Please unplug the device right away and keep away from it; I've arranged an urgent replacement and a safety check today.",
-            "For your safety, unplug it now and do not use it; a technician will bring a new unit today and collect the faulty one.",
-        ),
-        escalates=False,
-    ),
-    Situation(
-        "hardware",
-        "low",
-        (
-            "can I buy a second router for upstairs?",
-            "how do I return my old modem?",
-            "does your box support {addon}?",
-            "which mesh wifi system works with your service?",
-        ),
-        (
-            "Sure: you can order extra equipment in the app, and I've emailed the compatible models and prices.",
-            "Happy to help; I've emailed you the details, including prices and a return label if you need one.",
-        ),
-        escalates=False,
-    ),
-    # account
-    Situation(
-        "account",
-        "high",
-        (
-            "someone changed my account password and email, I didn't do it",
-            "I think my account was hacked, there are logins from another country",
-            "I got a code to reset my password that I never requested and now I'm locked out",
-        ),
-        (
-            "I've locked your account to protect it and our security team will verify your identity and restore access today.",
-            "Thanks for telling us quickly: I've signed out all sessions, blocked changes and escalated this to our security team.",
-        ),
-        escalates=False,
-    ),
-    Situation(
-        "account",
-        "medium",
-        (
-            "I can't log in to my account, it says my details are wrong",
-            "the app won't let me update my payment card",
-            "I'm moving on the {day} and need to transfer my service to the new address",
-            "please add my partner as an authorised user",
-        ),
-        (
-            "Sorry for the trouble: I've reset your login so you can set a new password from the link I just emailed.",
-            "Thanks, I've started that request on your account and will confirm by email once it's done, usually within 1 business day.",
-        ),
-    ),
-    Situation(
-        "account",
-        "low",
-        (
-            "how do I change the email address on my account?",
-            "where can I see my contract details?",
-            "can I change my account username?",
-            "how do I turn off marketing emails?",
-        ),
-        (
-            "You can change that under Settings > Profile in the app, and I've emailed you step-by-step instructions.",
-            "Happy to help: the details are in My Account, and I've sent you a short guide by email.",
-        ),
-        escalates=False,
-    ),
-    # cancellation
-    Situation(
-        "cancellation",
-        "medium",
-        (
-            "I want to cancel my internet service",
-            "please cancel my TV package from next month",
-            "I'm moving abroad and need to cancel everything",
-            "cancel my subscription, I found a cheaper provider",
-        ),
-        (
-            "Sorry to see you go: I've started your cancellation and emailed the final bill date and equipment return details.",
-            "I've booked the cancellation for the end of this billing cycle and sent a confirmation with the return label.",
-        ),
-    ),
-    Situation(
-        "cancellation",
-        "low",
-        (
-            "what's the fee if I cancel before my contract ends?",
-            "when does my contract end?",
-            "can I pause my service while I'm away for the summer?",
-        ),
-        (
-            "Good question: your contract details and any early termination fee are in the app, and I've emailed a summary.",
-            "Happy to help; I've sent your contract end date and the options for pausing or cancelling to your email.",
-        ),
-        escalates=False,
-    ),
-)
-
-OPENERS = ("", "", "Hi,", "Hello,", "hey", "Good morning,", "Hi there,", "To whom it may concern,", "hiya", "Evening,")
-SIGNOFFS = ("", "", "Thanks", "thx", "Thanks in advance,", "Regards", "cheers", "Please help.", "ty")
-ASKS = (
-    "",
-    "",
-    "Can you help?",
-    "what can you do?",
-    "pls fix",
-    "Please sort this out.",
-    "Let me know asap.",
-    "Any update would be appreciated.",
-    "what are my options?",
-)
-CONTEXTS = (
-    "",
-    "",
-    "",
-    "I've been a customer for {years} years.",
-    "I already restarted everything.",
-    "I checked the cables twice.",
-    "Account number {account}.",
-    "I live at the flat above the shop.",
-)
-REPEAT_CUES = (
-    "This is the third time I'm reporting this.",
-    "I've called twice already and nothing was done.",
-    "same problem AGAIN, it keeps happening every week",
-    "nobody fixed it after my last ticket",
-)
-DEPENDENCY_CUES = (
-    "I work from home and have a client call in an hour.",
-    "I run a small business from home and can't take orders.",
-    "My mum's medical alarm depends on this connection.",
-    "I need it for my remote job, I'm losing money.",
-)
-SLANG = {"you": "u", "please": "pls", "right now": "rn", "because": "bc", "thanks": "thx", "are": "r"}
-FILLERS = {
-    "fee": ("service fee", "network access fee", "regulatory charge", "equipment fee"),
-    "month": ("March", "April", "May", "June", "last month"),
-    "addon": ("sports", "movies", "premium channels", "international calling", "4K streaming"),
-    "day": ("1st", "15th", "20th", "28th"),
-    "since": (
-        "since this morning",
-        "since yesterday",
-        "since 6am",
-        "for 3 days",
-        "since the storm last night",
-        "since Monday",
-    ),
-    "interval": ("10 minutes", "half an hour", "hour", "few minutes"),
-    "plan": ("100", "300", "500", "900"),
-    "low": ("5", "12", "20", "40"),
-    "colour": ("red", "orange", "amber", "white"),
-}
+def ticket_phrasings() -> list[Phrasing]:
+    """Every statement of the banks: ordinary ones, the high rules' own statements and the hard negatives."""
+    phrasings = []
+    for category, cells in ticket_banks()["cells"].items():
+        for urgency, cell in cells.items():
+            phrasings += [Phrasing(category, urgency, text) for text in cell.get("statements", ())]
+            for rule, texts in (cell.get("rules") or {}).items():
+                phrasings += [Phrasing(category, urgency, text, rule) for text in texts]
+            for rule, texts in (cell.get("hard_negatives") or {}).items():
+                phrasings += [Phrasing(category, urgency, text, rule, hard_negative=True) for text in texts]
+    return phrasings
 
 
-def _fill(text: str, rng: random.Random) -> str:
-    values = {key: rng.choice(options) for key, options in FILLERS.items()}
+def _cue_groups(rule: str) -> dict[str, list[str]]:
+    """A cue rule's cue sentences by group (a plain list of cues is one group, ``all``)."""
+    cues = ticket_banks()["rules"][rule]["cues"]
+    return dict(cues) if isinstance(cues, dict) else {"all": list(cues)}
+
+
+def rule_cues() -> dict[str, tuple[str, ...]]:
+    """Every cue sentence of each rule that raises a medium problem to high (a dependency, repeated failures)."""
+    return {
+        name: tuple(cue for cues in _cue_groups(name).values() for cue in cues)
+        for name, rule in ticket_banks()["rules"].items()
+        if rule["kind"] == "cue"
+    }
+
+
+@cache
+def escalation_cues(category: str) -> dict[str, tuple[str, ...]]:
+    """The cue rules that may raise a medium ``category`` statement to high, each with the cues that fit it."""
+    escalate = ticket_banks()["cells"][category]["medium"].get("escalate") or {}
+    if isinstance(escalate, list):  # rule names alone: every cue of each
+        escalate = {rule: ["all"] for rule in escalate}
+    result = {}
+    for rule, groups in escalate.items():
+        bank = _cue_groups(rule)
+        result[rule] = tuple(cue for group in (list(bank) if groups == ["all"] else groups) for cue in bank[group])
+    return result
+
+
+def escalations(category: str) -> tuple[str, ...]:
+    """The cue rules that may raise a medium ``category`` statement to high."""
+    return tuple(escalation_cues(category))
+
+
+REPEAT_CUES = rule_cues()["repeated"]
+DEPENDENCY_CUES = rule_cues()["dependency"]
+
+
+def _slot_values(rng: random.Random) -> dict:
+    values = {name: rng.choice(options) for name, options in ticket_banks()["slots"].items()}
     values.update(
         amount=f"{rng.randint(20, 180)}.{rng.choice(['00', '99', '50'])}",
         amount2=f"{rng.randint(60, 260)}.{rng.choice(['00', '99'])}",
         years=rng.randint(1, 15),
         account=rng.randint(10_000_000, 99_999_999),
     )
-    return text.format(**values)
+    return values
 
 
-def _noise(text: str, rng: random.Random) -> str:
-    """Real customers write in lower case, with slang and the odd typo."""
-    if rng.random() < 0.3:
-        text = text.lower()
-    if rng.random() < 0.2:
-        for formal, slang in SLANG.items():
-            text = text.replace(f" {formal} ", f" {slang} ")
-    if rng.random() < 0.25:
-        words = text.split(" ")
-        index = rng.randrange(len(words))
-        word = words[index]
-        if len(word) > 3:
-            cut = rng.randrange(len(word) - 1)
-            words[index] = word[:cut] + word[cut + 1] + word[cut] + word[cut + 2 :]
-        text = " ".join(words)
+def _weighted(rng: random.Random, items: list, weights: list[float]):
+    return rng.choices(items, weights=weights)[0]
+
+
+def _sentence(text: str, rng: random.Random, end: str = ".") -> str:
+    """A part as written: usually capitalised, usually ending in punctuation."""
+    if not text:
+        return text
+    if rng.random() < 0.7:
+        text = text[0].upper() + text[1:]
+    if text[-1] not in ".?!:)" and rng.random() < 0.8:
+        text += end
     return text
 
 
+def _write(text: str, register: dict, rng: random.Random) -> str:
+    """Apply a register's habits to the body: non-native rewrites, dropped articles, slang, lower case, typos."""
+    banks = ticket_banks()
+    if register.get("rewrites"):
+        for pattern, replacement in banks["rewrites"]:
+            if rng.random() < register["rewrites"]:
+                text = re.sub(pattern, replacement, text, count=1)
+    if register.get("drop_articles"):
+        text = re.sub(
+            r"\b(?:the|a) (?=[a-z])", lambda m: "" if rng.random() < register["drop_articles"] else m[0], text
+        )
+    if rng.random() < register.get("slang", 0):
+        for word, slang in banks["slang"].items():
+            text = re.sub(rf"\b{word}\b", slang, text, flags=re.IGNORECASE)
+    if rng.random() < register.get("lower", 0):
+        text = text.lower()
+    for _ in range(2 if register.get("typo", 0) > 0.4 else 1):
+        if rng.random() < register.get("typo", 0):
+            words = text.split(" ")
+            index = rng.randrange(len(words))
+            word = words[index]
+            if len(word) > 3 and word.isalpha():
+                cut = rng.randrange(len(word) - 1)
+                words[index] = word[:cut] + word[cut + 1] + word[cut] + word[cut + 2 :]
+            text = " ".join(words)
+    return text
+
+
+def _choose_problem(rng: random.Random) -> tuple[str, str, str, str, str | None, bool]:
+    """``(category, urgency, statement, cue, rule, hard_negative)`` of one ticket, before its slots are filled."""
+    cells = ticket_banks()["cells"]
+    category = _weighted(rng, list(CATEGORY_WEIGHTS), list(CATEGORY_WEIGHTS.values()))
+    urgency = rng.choice(("low", "medium", "high"))
+    cell = cells[category][urgency]
+    if urgency != "high":
+        negatives = [(rule, text) for rule, texts in (cell.get("hard_negatives") or {}).items() for text in texts]
+        if negatives and rng.random() < HARD_NEGATIVE_RATE:
+            rule, text = rng.choice(negatives)
+            return category, urgency, text, "", rule, True
+        return category, urgency, rng.choice(cell["statements"]), "", None, False
+    direct = cell.get("rules") or {}
+    rules = sorted(set(direct) | set(escalations(category)))
+    weights = [ticket_banks()["rules"][rule].get("weight", 1.0) * (2.0 if rule in direct else 1.0) for rule in rules]
+    rule = _weighted(rng, rules, weights)  # a cell's own rules (its statements) count double
+    if rule in direct and (rule not in escalations(category) or rng.random() >= ESCALATE_RATE):
+        return category, urgency, rng.choice(direct[rule]), "", rule, False
+    statement = rng.choice(cells[category]["medium"]["statements"])
+    return category, urgency, statement, rng.choice(escalation_cues(category)[rule]), rule, False
+
+
+def _slots(text: str) -> set[str]:
+    return set(re.findall(r"{(\w+)}", text))
+
+
+def _reply(replies: list[str], statement: str, rng: random.Random) -> str:
+    """A reply that names only what the ticket says: one naming the statement's own slots (its amount, speed,
+    add-on...) when there is one, most of the time; else one without slots."""
+    fitting = [reply for reply in replies if _slots(reply) <= _slots(statement)]
+    specific = [reply for reply in fitting if _slots(reply)]
+    return rng.choice(specific if specific and rng.random() < 0.7 else [r for r in fitting if not _slots(r)])
+
+
+def compose_ticket(rng: random.Random, index: int) -> tuple[dict, dict]:
+    """One ticket record and how it was made: ``{"rule", "hard_negative", "decisive", "parts"}``.
+
+    ``decisive`` is the sentence that sets the urgency (a cue if there is one, else the statement), and
+    ``parts`` the ticket's parts in order, before the register's rewrites, so a test can see where it sits.
+    """
+    banks = ticket_banks()
+    category, urgency, statement, cue, rule, hard_negative = _choose_problem(rng)
+    names = list(banks["registers"])
+    name = _weighted(rng, names, [banks["registers"][n]["weight"] for n in names])
+    register = banks["registers"][name]
+    layouts = banks["layouts"][register.get("layouts", "normal")]
+    layout = list(_weighted(rng, layouts, [layout["weight"] for layout in layouts])["parts"])
+    if cue and "cue" not in layout:
+        layout.insert(layout.index("statement") + 1, "cue")
+    values = _slot_values(rng)
+    frame = banks["frame"]
+    end = "!" if urgency == "high" and rng.random() < 0.3 else "."
+    texts = {
+        "opener": rng.choice(register["openers"]),
+        "context": rng.choice(frame["contexts"]) if rng.random() < 0.7 else "",
+        "statement": _sentence(statement, rng, end),
+        "cue": _sentence(cue, rng),
+        "detail": rng.choice(frame["details"][category]) if urgency != "low" and not hard_negative else "",
+        "lead": rng.choice(frame["leads"]),
+        "aside": rng.choice(frame["asides"]),
+        "ask": rng.choice(register["asks"] + (register["problem_asks"] if urgency != "low" else [])),
+        "signoff": rng.choice(register["signoffs"]),
+    }
+    parts = [(part, texts[part].format(**values)) for part in layout if texts[part]]
+    separator = register.get("separator", " ")
+    body = " ".join(text for part, text in parts if part not in ("opener", "signoff"))
+    opener = next((text for part, text in parts if part == "opener"), "")
+    signoff = next((text for part, text in parts if part == "signoff"), "")
+    ticket = separator.join(text for text in (opener, _write(body, register, rng), signoff) if text)
+    if rng.random() < register.get("upper", 0):
+        ticket = ticket.upper()
+    replies = banks["cells"][category][urgency]["replies"]
+    reply = _reply(replies[rule] if urgency == "high" else replies, statement, rng).format(**values)
+    record = {"id": f"t{index:05d}", "ticket": ticket, "category": category, "urgency": urgency, "reply": reply}
+    decisive = (cue or statement).format(**values)
+    return record, {
+        "rule": rule,
+        "hard_negative": hard_negative,
+        "decisive": decisive,
+        "register": name,
+        "parts": parts,
+    }
+
+
 def replies_by_label() -> dict[tuple[str, str], list[str]]:
-    """``(category, urgency)`` -> the replies of its situations, in ``SITUATIONS``' order."""
+    """``(category, urgency)`` -> the bank's replies without slots, in the bank's order."""
     replies: dict[tuple[str, str], list[str]] = {}
-    for situation in SITUATIONS:
-        replies.setdefault((situation.category, situation.urgency), []).extend(situation.replies)
+    for category, cells in ticket_banks()["cells"].items():
+        for urgency, cell in cells.items():
+            bank = cell["replies"]
+            texts = [text for texts in bank.values() for text in texts] if isinstance(bank, dict) else bank
+            replies[category, urgency] = [text for text in texts if "{" not in text]
     return replies
 
 
 def make_ticket(rng: random.Random, index: int) -> dict:
-    situation = rng.choice(SITUATIONS)
-    urgency = situation.urgency
-    cue = ""
-    if situation.escalates and rng.random() < 0.3:
-        cue = rng.choice(REPEAT_CUES if rng.random() < 0.5 else DEPENDENCY_CUES)
-        urgency = "high"
-    statement = _fill(rng.choice(situation.statements), rng)
-    statement = statement[0].upper() + statement[1:] if rng.random() < 0.7 else statement
-    if statement[-1] not in ".?!" and rng.random() < 0.8:
-        statement += rng.choice(".!") if situation.urgency == "high" else "."
-    parts = [
-        rng.choice(OPENERS),
-        _fill(rng.choice(CONTEXTS), rng),
-        statement,
-        cue,
-        rng.choice(ASKS),
-        rng.choice(SIGNOFFS),
-    ]
-    if rng.random() < 0.3:  # context after the problem, as often as before it
-        parts[1], parts[2] = parts[2], parts[1]
-    ticket = _noise(" ".join(part for part in parts if part), rng)
-    reply = _fill(rng.choice(situation.replies), rng)
-    return {"id": f"t{index:05d}", "ticket": ticket, "category": situation.category, "urgency": urgency, "reply": reply}
+    return compose_ticket(rng, index)[0]
 
 
 def _distinct(make, n: int, rng: random.Random, *text_of, max_similarity: float = 0.6) -> list[dict]:
@@ -1236,6 +1106,7 @@ RETURN_REASONS = (
 )
 WRONG_ITEMS = ("phone case", "set of mugs", "yoga mat", "kids' raincoat", "candle", "bath towel", "door mat")
 DISCOUNT_CODES = ("WELCOME10", "SPRING10", "NORTH10", "SAVE10", "HELLO10")
+SLANG = {"you": "u", "please": "pls", "right now": "rn", "because": "bc", "thanks": "thx", "are": "r"}
 CHAT_OPENERS = ("", "", "", "Hi,", "Hello,", "hey", "hi there", "Good morning,", "Hello Northwind,", "Hiya,")
 CHAT_ASKS = ("", "", "", "Can you help?", "what can I do?", "please help", "Thanks.", "any ideas?", "thx")
 ORDER_MENTIONS = (
