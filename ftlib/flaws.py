@@ -513,14 +513,17 @@ def _customer_turns(messages: list[dict]) -> list[int]:
     return [i for i, m in enumerate(messages) if m["role"] == "user"]
 
 
-def _long_paste(rng: random.Random, item: str, order: str) -> str:
-    """Something long a customer pastes into the chat: an order confirmation, an error log or a complaint."""
-    from ftlib.samples import PRODUCTS
+def _customer_text(record: dict) -> str:
+    """The customer's turns of a chat, one per line (what makes two chats duplicates)."""
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
 
+
+def _long_paste(rng: random.Random, item: str, order: str, products: Sequence) -> str:
+    """Something long a customer pastes into the chat: an order confirmation, an error log or a complaint."""
     kind = rng.choice(("confirmation", "log", "complaint"))
     parts: list[str] = []
     while sum(len(p) + 1 for p in parts) < 3200:
-        product = rng.choice(PRODUCTS)
+        product = rng.choice(products)
         values = {
             "q": rng.randint(1, 3),
             "item": product.name if len(parts) % 3 else item,
@@ -546,15 +549,17 @@ def _long_paste(rng: random.Random, item: str, order: str) -> str:
 
 
 def inject_chat_flaws(
-    clean: list[dict], rng: random.Random, rates: dict[str, float] | None = None
+    clean: list[dict], rng: random.Random, products: Sequence, rates: dict[str, float] | None = None
 ) -> tuple[list[dict], dict]:
     """Shop chats with duplicates, PII and markup in customer turns, placeholder last turns, chats in
     another language, other key layouts and over-long pastes, plus the ground-truth manifest.
 
     The flaws touch the customer's turns (``role: user``) except markup, which may sit in any turn.
+
+    Args:
+        products: the shop's products (``ftlib.samples.PRODUCTS``: name, colours, price) that pastes list.
     """
     from ftlib.curate import jaccard
-    from ftlib.samples import PRODUCTS, customer_text
 
     rates = rates or CHAT_FLAW_RATES
     total = round(len(clean) / (1 - rates["exact_duplicate"] - rates["near_duplicate"]))
@@ -597,7 +602,7 @@ def inject_chat_flaws(
                 found = re.search(r"#\d{5}", messages[-1]["content"])
                 values = {
                     "order": found.group(0) if found else f"#{rng.randint(10_000, 99_999)}",
-                    "item": rng.choice(PRODUCTS).name,
+                    "item": rng.choice(products).name,
                 }
                 record["topic"] = topic
                 record["messages"] = [
@@ -620,13 +625,13 @@ def inject_chat_flaws(
             else:
                 turn = rng.choice(_customer_turns(messages))
                 found = re.search(r"#\d{5}", " ".join(m["content"] for m in messages))
-                item = next((p.name for p in PRODUCTS if p.name in messages[-1]["content"]), rng.choice(PRODUCTS).name)
-                paste = _long_paste(rng, item, found.group(0) if found else "my order")
+                item = next((p.name for p in products if p.name in messages[-1]["content"]), rng.choice(products).name)
+                paste = _long_paste(rng, item, found.group(0) if found else "my order", products)
                 messages[turn]["content"] = f"{messages[turn]['content']}\n{paste}"
                 detail["turn"] = turn
             flaws[record["id"]] = detail
         cursor += round(rates[name] * total)
-    sources = [records[i] for i in order[cursor:] if len(customer_text(records[i]).split()) >= 10]
+    sources = [records[i] for i in order[cursor:] if len(_customer_text(records[i]).split()) >= 10]
     rng.shuffle(sources)
     copies = []
     for name in ("exact_duplicate", "near_duplicate"):
@@ -645,7 +650,7 @@ def inject_chat_flaws(
                 text, variant = near_variant(copy["messages"][turn]["content"], rng, kinds=("word",))
                 copy["messages"][turn]["content"] = text
                 detail.update(variant=variant, turn=turn)
-                if jaccard(customer_text(copy), customer_text(source)) < 0.75:  # too short: one word is no small edit
+                if jaccard(_customer_text(copy), _customer_text(source)) < 0.75:  # too short: one word is no small edit
                     continue
             elif rng.random() < 0.5:  # the same chat pasted again: only whitespace or case differ
                 text = copy["messages"][turn]["content"]

@@ -317,7 +317,7 @@ def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list
     rng = random.Random(seed)
     raw, manifest = inject_ticket_flaws(generate_clean_tickets(2790, rng), SUPPORT_TICKETS, rng, replies_by_label())
     listings, listings_manifest = inject_listing_flaws(generate_listings(1425, seed), random.Random(seed))
-    chats, chats_manifest = inject_chat_flaws(generate_shop_chats(1440, seed), random.Random(seed))
+    chats, chats_manifest = inject_chat_flaws(generate_shop_chats(1440, seed), random.Random(seed), PRODUCTS)
     paths = []
     for name, records, truth in (
         ("support_tickets", raw, manifest),
