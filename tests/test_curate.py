@@ -319,3 +319,11 @@ def test_step_length_measures_every_record_and_drops_the_long_ones(tokenizer):
     result = curate.step_length(records, SUPPORT_TICKETS, tokenizer, max_length=short)
     assert result.kept == records[:1] and result.token_lengths == [short, long]
     assert result.dropped == {1: f"<records>, line 2: {long} tokens > max_length {short}"}
+
+
+@pytest.mark.unit
+def test_name_cues_are_the_name_patterns_lookbehinds():
+    import re
+
+    lookbehinds = re.findall(r"\(\?<=(.*?)\)(?=\||\))", curate.NAME.pattern.split("){")[0])
+    assert sorted(cue.replace("\\b", "").replace("\\n", "\n") for cue in lookbehinds) == sorted(curate.NAME_CUES)
