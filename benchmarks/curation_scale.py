@@ -63,7 +63,9 @@ def generate(n: int, seed: int = 1234) -> Records:
                 key = next(k for k in TEXT_KEYS if isinstance(record.get(k), str))
                 extra = [f"Case {pick.randrange(10**7):07d}."]
                 while sum(map(len, extra)) < len(record[key]):
-                    extra.insert(0, pick.choice(pool))
+                    sentence = pick.choice(pool)
+                    if sentence not in extra:
+                        extra.insert(0, sentence)
                 derived[key] = " ".join([record[key], *extra])
             records.append(derived)
         block += 1
