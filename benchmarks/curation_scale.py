@@ -179,12 +179,12 @@ def table(results: dict[int, dict]) -> str:
             return results[n]["curate_seconds" if key == "seconds" else "curate_peak_mib"]
         return results[n]["steps"][step][key]
 
-    head = f"{'step':<44}" + "".join(f"{f'{n:,} s':>12}{f'{n:,} MiB':>13}" for n in sizes)
+    head = f"{'step':<44}" + "".join(f"{f'{n:,} s':>13}{f'{n:,} MiB':>15}" for n in sizes)
     head += "".join(f"{f'time {b // a}x':>10}{'mem*':>7}" for a, b in zip(sizes, sizes[1:]))
     lines = [head]
     for step in steps:
         row = f"{step:<44}" + "".join(
-            f"{cell(n, step, 'seconds'):>12.2f}{cell(n, step, 'peak_mib'):>13.0f}" for n in sizes
+            f"{cell(n, step, 'seconds'):>13.2f}{cell(n, step, 'peak_mib'):>15.0f}" for n in sizes
         )
         for a, b in zip(sizes, sizes[1:]):
             time_ratio = cell(b, step, "seconds") / max(cell(a, step, "seconds"), 1e-9)
