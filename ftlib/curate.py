@@ -8,12 +8,16 @@ length and split without leakage.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
+from datasketch.minhash import _fmix  # the scheme's pre-mix, so signatures match MinHash's exactly
 
 from ftlib.data import DataError, Records, location, normalize_text, numbered, to_messages, tokenize_example
 from ftlib.tasks import Task
@@ -264,6 +268,28 @@ NAME = re.compile(
 )
 
 
+# Every name follows one of these (the lookbehinds of NAME).
+NAME_CUES = (
+    "my name is ",
+    "My name is ",
+    "this is ",
+    "This is ",
+    "name: ",
+    "Name: ",
+    "holder: ",
+    "Holder: ",
+    "Regards, ",
+    "regards, ",
+    "Thanks, ",
+    "thanks, ",
+    "Cheers, ",
+    "\n- ",
+    " - ",
+    "Sincerely, ",
+)
+_DIGITS = re.compile(r"\d+")
+
+
 def scrub_pii(text: str) -> tuple[str, Counter]:
     """Replace emails, card numbers (Luhn-checked), phones, street addresses and names by typed placeholders.
 
@@ -288,14 +314,20 @@ def scrub_pii(text: str) -> tuple[str, Counter]:
     def is_phone(candidate: str) -> bool:
         return 10 <= len(re.sub(r"\D", "", candidate)) <= 13
 
-    for step in (
-        sub(EMAIL, "EMAIL"),
-        sub(CARD, "CARD", is_card),
-        sub(PHONE, "PHONE", is_phone),
-        sub(ADDRESS, "ADDRESS"),
-        sub(NAME, "NAME"),
+    def digits(at_least: int):
+        return lambda s: len(s) - len(_DIGITS.sub("", s)) >= at_least
+
+    # Each pattern runs only on a text that could hold a match: the checks are cheap necessary conditions
+    # (an @, enough digits for the check to pass, a cue the name must follow), and the slow patterns skip the rest.
+    for could_match, step in (
+        (lambda s: "@" in s, sub(EMAIL, "EMAIL")),
+        (digits(13), sub(CARD, "CARD", is_card)),
+        (digits(10), sub(PHONE, "PHONE", is_phone)),
+        (digits(1), sub(ADDRESS, "ADDRESS")),
+        (lambda s: any(cue in s for cue in NAME_CUES), sub(NAME, "NAME")),
     ):
-        text = step(text)
+        if could_match(text):
+            text = step(text)
     return text, counts
 
 
@@ -304,15 +336,21 @@ def scrub_pii(text: str) -> tuple[str, Counter]:
 
 def dedup_key(text: str) -> str:
     """Exact-duplicate key: case, whitespace and punctuation do not make a new ticket."""
-    return " ".join(re.sub(r"[^\w\s<>]", " ", normalize_text(text)).split())
+    return " ".join(_PUNCTUATION.sub(" ", normalize_text(text)).split())
 
 
-def shingles(text: str, size: int = 5) -> set[str]:
+_PUNCTUATION = re.compile(r"[^\w\s<>]")
+SHINGLE_SIZE = 5
+NUM_PERM = 128
+
+
+def shingles(text: str, size: int = SHINGLE_SIZE) -> set[str]:
+    """The character ``size``-grams of a text's ``dedup_key`` (the key itself when it is shorter)."""
     key = dedup_key(text)
     return {key[i : i + size] for i in range(max(1, len(key) - size + 1))}
 
 
-def minhash(text: str, num_perm: int = 128) -> MinHash:
+def minhash(text: str, num_perm: int = NUM_PERM) -> MinHash:
     signature = MinHash(num_perm=num_perm, seed=1)
     signature.update_batch([s.encode() for s in shingles(text)])
     return signature
@@ -323,12 +361,66 @@ def jaccard(a: str, b: str) -> float:
     return len(sa & sb) / max(1, len(sa | sb))
 
 
-def near_duplicate_groups(texts: list[str], threshold: float = 0.7, num_perm: int = 128) -> list[list[int]]:
+class _Shingled:
+    """Every text's shingles as ids into one vocabulary (4 bytes each), with each distinct shingle's 32-bit
+    SHA-1 hash (``datasketch.hashfunc.sha1_hash32``, the hash ``minhash`` feeds MinHash), computed once."""
+
+    def __init__(self, texts: list[str]):
+        vocabulary: dict[str, int] = {}
+        hashes, ids, offsets = array("I"), array("i"), array("q", [0])
+        for text in texts:
+            grams = shingles(text)
+            for shingle in grams.difference(vocabulary):
+                vocabulary[shingle] = len(hashes)
+                hashes.append(int.from_bytes(hashlib.sha1(shingle.encode()).digest()[:4], "little"))
+            ids.extend(map(vocabulary.__getitem__, grams))
+            offsets.append(len(ids))
+        self.ids = np.frombuffer(ids, dtype=np.int32)
+        self.offsets = np.frombuffer(offsets, dtype=np.int64)
+        self.hashes = np.frombuffer(hashes, dtype=np.uint32)
+
+    def row(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def jaccard(self, i: int, j: int) -> float:
+        """``jaccard`` of texts ``i`` and ``j``, from their shingle ids."""
+        a, b = self.row(i), self.row(j)
+        common = len(np.intersect1d(a, b, assume_unique=True))
+        return common / max(1, len(a) + len(b) - common)
+
+    def signatures(self, num_perm: int, chunk: int = 256) -> np.ndarray:
+        """Every text's MinHash values, equal to ``minhash(text, num_perm).hashvalues``: the same hashes,
+        permutations and arithmetic (datasketch's default ``affine32`` scheme), computed a chunk of texts at a
+        time with each distinct hash permuted once per chunk. Any other scheme falls back to ``MinHash``."""
+        reference = MinHash(num_perm=num_perm, seed=1)
+        n = len(self.offsets) - 1
+        out = np.empty((n, num_perm), dtype=reference.hashvalues.dtype)
+        if reference.scheme != "affine32":  # a datasketch whose default differs: its own, slower path
+            for i in range(n):
+                signature = MinHash(num_perm=num_perm, seed=1, hashfunc=int)  # the hashes are already SHA-1's
+                signature.update_batch(self.hashes[self.row(i)].tolist())
+                out[i] = signature.hashvalues
+            return out
+        a, b = reference.permutations
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            lo, hi = self.offsets[start], self.offsets[stop]
+            distinct, inverse = np.unique(self.hashes[self.ids[lo:hi]], return_inverse=True)
+            permuted = _fmix(distinct, 32)[:, None] * a + b
+            out[start:stop] = np.minimum.reduceat(permuted[inverse], self.offsets[start:stop] - lo, axis=0)
+        return out
+
+
+def near_duplicate_groups(texts: list[str], threshold: float = 0.7, num_perm: int = NUM_PERM) -> list[list[int]]:
     """Groups of indices whose texts are near-duplicates (MinHash LSH candidates, confirmed by exact Jaccard).
 
-    Each group lists its members in input order; singletons are left out.
+    Each group lists its members in input order; singletons are left out. Candidates are the pairs whose
+    signatures agree on a whole band of ``datasketch.MinHashLSH``'s banding for ``threshold`` (the pairs its
+    ``query`` returns); each text is shingled and hashed once, and a candidate already in the same group
+    needs no Jaccard. Time and memory grow with the number of texts and of candidate pairs, not all pairs.
     """
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    shingled = _Shingled(texts)
+    signatures = shingled.signatures(num_perm)
     parent = list(range(len(texts)))
 
     def root(i: int) -> int:
@@ -337,12 +429,17 @@ def near_duplicate_groups(texts: list[str], threshold: float = 0.7, num_perm: in
             i = parent[i]
         return i
 
-    for index, text in enumerate(texts):
-        signature = minhash(text, num_perm)
-        for other in lsh.query(signature):
-            if jaccard(text, texts[other]) >= threshold:
-                parent[root(index)] = root(other)
-        lsh.insert(index, signature)
+    for start, stop in MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges:
+        buckets: dict[bytes, list[int]] = defaultdict(list)
+        band = np.ascontiguousarray(signatures[:, start:stop])
+        for index, key in enumerate(band.view(f"V{band.shape[1] * band.itemsize}").ravel().tolist()):
+            buckets[key].append(index)
+        for bucket in buckets.values():
+            for position, index in enumerate(bucket[1:], 1):
+                for other in bucket[:position]:
+                    a, b = root(index), root(other)
+                    if a != b and shingled.jaccard(index, other) >= threshold:
+                        parent[a] = b
     groups: dict[int, list[int]] = defaultdict(list)
     for index in range(len(texts)):
         groups[root(index)].append(index)

@@ -143,6 +143,55 @@ def test_near_duplicates_are_grouped_and_distinct_texts_are_not():
     assert curate.near_duplicate_groups(texts, threshold=0.7) == [[0, 1]]
 
 
+def _brute_force_groups(texts: list[str], threshold: float) -> list[list[int]]:
+    """Connected components of all pairs with exact Jaccard >= threshold (quadratic: small sets only)."""
+    parent = list(range(len(texts)))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(texts)):
+        for j in range(i):
+            if curate.jaccard(texts[i], texts[j]) >= threshold:
+                parent[root(i)] = root(j)
+    groups = {}
+    for i in range(len(texts)):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(g for g in groups.values() if len(g) > 1)
+
+
+@pytest.mark.unit
+def test_near_duplicate_groups_match_brute_force_all_pairs_jaccard():
+    import random
+
+    rng = random.Random(0)
+    words = "router wifi bill invoice refund outage slow speed modem cable account password cancel tv phone".split()
+    bases = [" ".join(rng.choice(words) for _ in range(30)) + f" order {rng.randrange(10**6)}" for _ in range(40)]
+    texts = []
+    for base in bases:  # each base, and sometimes variants one or two words away (near-duplicates), or far
+        texts.append(base)
+        for _ in range(rng.randrange(3)):
+            variant = base.split()
+            variant[rng.randrange(len(variant))] = rng.choice(words)
+            texts.append(" ".join(variant) + rng.choice(["", " please", " thanks"]))
+    rng.shuffle(texts)
+    expected = _brute_force_groups(texts, 0.7)
+    assert expected and sorted(curate.near_duplicate_groups(texts, threshold=0.7)) == expected
+    assert sorted(curate.near_duplicate_groups(texts, threshold=0.5)) == _brute_force_groups(texts, 0.5)
+
+
+@pytest.mark.unit
+def test_batched_signatures_and_jaccard_equal_minhash_and_jaccard():
+    texts = ["my router keeps dropping the wifi", "my router keeps dropping the wifi!", "hi", "", "refund my bill"]
+    shingled = curate._Shingled(texts)
+    expected = [curate.minhash(t).hashvalues for t in texts]
+    assert all((row == e).all() for row, e in zip(shingled.signatures(128, chunk=2), expected))
+    pairs = [(i, j) for i in range(len(texts)) for j in range(len(texts))]
+    assert [shingled.jaccard(i, j) for i, j in pairs] == [curate.jaccard(texts[i], texts[j]) for i, j in pairs]
+
+
 @pytest.mark.unit
 def test_conflicting_duplicates_majority_wins_and_ties_drop_all(tickets):
     base = tickets[0]
@@ -280,3 +329,11 @@ def test_step_length_measures_every_record_and_drops_the_long_ones(tokenizer):
     result = curate.step_length(records, SUPPORT_TICKETS, tokenizer, max_length=short)
     assert result.kept == records[:1] and result.token_lengths == [short, long]
     assert result.dropped == {1: f"<records>, line 2: {long} tokens > max_length {short}"}
+
+
+@pytest.mark.unit
+def test_name_cues_are_the_name_patterns_lookbehinds():
+    import re
+
+    lookbehinds = re.findall(r"\(\?<=(.*?)\)(?=\||\))", curate.NAME.pattern.split("){")[0])
+    assert sorted(cue.replace("\\b", "").replace("\\n", "\n") for cue in lookbehinds) == sorted(curate.NAME_CUES)
