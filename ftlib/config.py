@@ -41,7 +41,8 @@ class TrainConfig:
     save_checkpoints: bool = True  # one at each evaluation: best-model selection and resuming need them
     early_stopping_patience: int | None = None  # stop after this many evaluations without a lower val loss
     # The loss weight of the answer tokens that spell a closed-label value (the "billing" of "category":"billing");
-    # every other answer token weighs 1. 1.0 trains exactly as before (no weights at all).
+    # every other answer token weighs 1. 1.0 trains exactly as before (no weights at all). The logged training
+    # loss is then the weighted one; the validation loss stays unweighted, comparable across weights.
     label_token_weight: float = 1.0
 
     def validate(self) -> None:
