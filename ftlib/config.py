@@ -40,6 +40,10 @@ class TrainConfig:
     data_order: str = "length-grouped"  # a key of DATA_ORDERS: how training batches are drawn
     save_checkpoints: bool = True  # one at each evaluation: best-model selection and resuming need them
     early_stopping_patience: int | None = None  # stop after this many evaluations without a lower val loss
+    # The loss weight of the answer tokens that spell a closed-label value (the "billing" of "category":"billing");
+    # every other answer token weighs 1. 1.0 trains exactly as before (no weights at all). The logged training
+    # loss is then the weighted one; the validation loss stays unweighted, comparable across weights.
+    label_token_weight: float = 1.0
 
     def validate(self) -> None:
         problems = []
@@ -74,5 +78,7 @@ class TrainConfig:
             problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if self.warmup_steps < 0 or (self.max_steps and self.warmup_steps >= self.max_steps):
             problems.append(f"warmup_steps ({self.warmup_steps}) must be >= 0 and below max_steps ({self.max_steps})")
+        if not self.label_token_weight > 0:
+            problems.append(f"label_token_weight must be > 0, got {self.label_token_weight}")
         if problems:
             raise ValueError("Invalid TrainConfig: " + "; ".join(problems))

@@ -435,9 +435,33 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
     truncated: bool
+    weights: list[float] | None = None  # per-token loss weights (0 where the label is -100); None: all 1
 
 
-def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> TokenizedExample:
+def _answer_tokens(tokenizer, answer: str, spans: list[tuple[int, int]], weight: float):
+    """The answer's token ids, and their loss weights: ``weight`` for a token overlapping a span, else 1.
+
+    Uses the fast tokenizer's character offsets; with no spans no offsets are asked for (weights None).
+    """
+    if not spans:
+        return tokenizer(answer, add_special_tokens=False)["input_ids"], None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("label_token_weight needs a fast tokenizer: its character offsets find the label tokens")
+    encoded = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
+    weights = [
+        weight if any(start < span_end and end > span_start for span_start, span_end in spans) else 1.0
+        for start, end in encoded["offset_mapping"]
+    ]
+    return encoded["input_ids"], weights
+
+
+def tokenize_example(
+    tokenizer,
+    messages: list[dict],
+    max_length: int,
+    task: Task | None = None,
+    label_token_weight: float = 1.0,
+) -> TokenizedExample:
     """Tokenize one chat example with completion-only labels: every assistant turn is learned, nothing else.
 
     Each assistant turn's prompt (everything before it) is tokenized exactly as it will be at generation
@@ -446,12 +470,19 @@ def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> Tokeni
     classic failure when pad == eos and padding is masked by token id. In a multi-turn chat the text between
     two assistant turns (the template's line break, the next user turn, the next assistant cue) is masked.
 
+    With ``label_token_weight`` != 1 (and a ``task`` with label fields), ``weights`` gives every label token a
+    loss weight: ``label_token_weight`` for the tokens overlapping a closed-label value of a JSON answer
+    (``Task.label_value_spans``: the ``billing`` and ``high`` of ``{"category":"billing","urgency":"high",...}``),
+    1 for the other answer tokens and the EOS, 0 where the label is -100. At 1 ``weights`` is None.
+
     Raises:
         ValueError: the chat template renders an earlier turn differently once later turns follow (so no
             single token sequence holds every turn as it is generated).
     """
+    weighted = label_token_weight != 1 and task is not None and bool(task.label_fields)
     input_ids: list[int] = []
     labels: list[int] = []
+    weights: list[float] = []
     rendered = ""  # the text tokenized so far
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
@@ -463,20 +494,37 @@ def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> Tokeni
                 "completion-only labels for every assistant turn need a template that only appends"
             )
         context = tokenizer(prompt[len(rendered) :], add_special_tokens=False)["input_ids"]
-        answer = tokenizer(message["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        spans = task.label_value_spans(message["content"]) if weighted else []
+        answer, answer_weights = _answer_tokens(tokenizer, message["content"], spans, label_token_weight)
+        answer = answer + [tokenizer.eos_token_id]
         input_ids += context + answer
         labels += [IGNORE_INDEX] * len(context) + answer
+        weights += [0.0] * len(context) + (answer_weights or [1.0] * (len(answer) - 1)) + [1.0]
         rendered = prompt + message["content"] + tokenizer.eos_token
     truncated = len(input_ids) > max_length
-    return TokenizedExample(input_ids[:max_length], labels[:max_length], truncated)
+    return TokenizedExample(
+        input_ids[:max_length], labels[:max_length], truncated, weights[:max_length] if weighted else None
+    )
 
 
 class SupervisedDataset(torch.utils.data.Dataset):
-    """Tokenized examples, ready for ``transformers.Trainer``."""
+    """Tokenized examples, ready for ``transformers.Trainer``.
 
-    def __init__(self, records: list[dict], tokenizer, max_length: int = 256, task: Task | None = None):
+    With ``label_token_weight`` != 1 every example also holds ``label_weights`` (see ``tokenize_example``),
+    which ``PaddingCollator`` pads and ``ftlib.train.answer_only_loss`` weighs the token losses with.
+    """
+
+    def __init__(
+        self,
+        records: list[dict],
+        tokenizer,
+        max_length: int = 256,
+        task: Task | None = None,
+        label_token_weight: float = 1.0,
+    ):
         tokenized = [
-            tokenize_example(tokenizer, to_messages(r, task, line=line), max_length) for line, r in numbered(records)
+            tokenize_example(tokenizer, to_messages(r, task, line=line), max_length, task, label_token_weight)
+            for line, r in numbered(records)
         ]
         # A prompt longer than max_length leaves no answer token: such an example trains nothing.
         useless = [t for t in tokenized if all(label == IGNORE_INDEX for label in t.labels)]
@@ -484,7 +532,11 @@ class SupervisedDataset(torch.utils.data.Dataset):
         if not tokenized:
             raise ValueError(f"No example keeps an answer token within max_length={max_length}: raise max_length")
         self.dropped_no_answer = len(useless)
-        self.examples = [{"input_ids": t.input_ids, "labels": t.labels} for t in tokenized]
+        self.examples = [
+            {"input_ids": t.input_ids, "labels": t.labels}
+            | ({"label_weights": t.weights} if t.weights is not None else {})
+            for t in tokenized
+        ]
         self.truncated = sum(t.truncated for t in tokenized)
         self.lengths = [len(t.input_ids) for t in tokenized]
 
@@ -513,6 +565,9 @@ def answer_positions(labels: torch.Tensor) -> torch.Tensor:
 
 class PaddingCollator:
     """Pads a batch on the right: pad id for inputs, 0 in the attention mask, -100 in labels.
+
+    Rows with ``label_weights`` (``SupervisedDataset`` with a ``label_token_weight``) give a float
+    ``label_weights`` tensor, padded with 0; rows without give none.
 
     With ``answer_logits_only`` it adds ``logits_to_keep``, a boolean mask for ``transformers``
     models: the vocabulary projection then runs on the answer positions only (a third of a ticket
@@ -548,6 +603,11 @@ class PaddingCollator:
             labels[row, :n] = torch.tensor(example["labels"])
             attention_mask[row, :n] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if "label_weights" in rows[0]:
+            weights = torch.zeros((len(rows), length), dtype=torch.float)
+            for row, example in enumerate(rows):
+                weights[row, : len(example["label_weights"])] = torch.tensor(example["label_weights"])
+            batch["label_weights"] = weights
         scored = answer_positions(labels)
         if self.answer_logits_only:
             batch["logits_to_keep"] = scored

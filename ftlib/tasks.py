@@ -161,6 +161,35 @@ class Task:
             return str(record[self.answer_fields[0]])
         return json.dumps({f: record[f] for f in self.answer_fields}, ensure_ascii=False, separators=(",", ":"))
 
+    def label_value_spans(self, answer: str) -> list[tuple[int, int]]:
+        """Character spans ``(start, end)`` of the closed-label values in a JSON answer, quotes left out.
+
+        In ``{"category":"billing","urgency":"high","reply":"..."}`` they are the spans of ``billing`` and
+        ``high``, whatever the order of the fields. A text answer, an answer that is not a JSON object, or a
+        label that is absent or not a string gives no span.
+        """
+        if self.answer_format != "json" or not self.label_values:
+            return []
+        try:
+            parsed = json.loads(answer)
+        except json.JSONDecodeError:
+            return []
+        if not isinstance(parsed, dict):
+            return []
+        spans = []
+        for name in self.label_fields:
+            value = parsed.get(name)
+            if not isinstance(value, str) or not value:
+                continue
+            key = re.escape(json.dumps(name, ensure_ascii=False))
+            quoted = json.dumps(value, ensure_ascii=False)
+            # A key inside a string value is escaped (\"category\"), so the first unescaped match is the field.
+            found = re.search(rf"(?<!\\){key}\s*:\s*{re.escape(quoted)}", answer)
+            if found:
+                end = found.end() - 1  # before the closing quote
+                spans.append((end - (len(quoted) - 2), end))
+        return sorted(spans)
+
     def to_messages(self, record: dict) -> list[dict]:
         """The training conversation: the prompt and the answer (a chat: the instruction and every turn)."""
         if self.input_is_chat:

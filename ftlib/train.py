@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -119,18 +120,28 @@ def history_from_log(log_history: list[dict]) -> dict:
     return {"train": train, "val": [{"step": step, "loss": loss} for step, loss in val_by_step.items()]}
 
 
-def answer_only_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+def answer_only_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, weights=None) -> torch.Tensor:
     """Next-token cross-entropy when the model returned logits for the answer positions only.
 
     The logits are ``(n_answer_tokens, vocab)``, in the row-major order of
     ``ftlib.data.answer_positions(labels)``; the targets are the labels one position later.
     Divided by ``num_items_in_batch`` (all label tokens of an accumulated batch) when Trainer passes it,
     as ``transformers`` does, so gradient accumulation gives the same update as one big batch.
+
+    With ``weights`` (the collator's ``label_weights``, aligned with ``labels``) the loss is the weighted mean
+    ``sum(w * token CE) / sum(w)`` over the answer tokens; ``num_items_in_batch`` is then the sum of the weights
+    of the accumulated batch (``FtlibTrainer`` counts it so). All weights 1 give the unweighted loss.
     """
     shifted = labels[:, 1:]
-    targets = shifted[shifted != IGNORE_INDEX].to(outputs.logits.device)
-    total = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
-    return total / (num_items_in_batch if num_items_in_batch is not None else targets.numel())
+    scored = shifted != IGNORE_INDEX
+    targets = shifted[scored].to(outputs.logits.device)
+    if weights is None:
+        total = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
+        return total / (num_items_in_batch if num_items_in_batch is not None else targets.numel())
+    token_weights = weights[:, 1:][scored].to(outputs.logits.device, torch.float)
+    losses = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="none")
+    total = (token_weights * losses).sum()
+    return total / (num_items_in_batch if num_items_in_batch is not None else token_weights.sum())
 
 
 class FtlibTrainer(Trainer):
@@ -139,20 +150,44 @@ class FtlibTrainer(Trainer):
     Causal attention makes the prefix's keys and values the same for every row, so the loss and the
     gradients are those of the plain forward pass (checked by a test), for ~40% less compute on the
     ticket task. Batches without ``shared_prefix_length`` take Trainer's usual path.
+
+    Batches with ``label_weights`` (``TrainConfig.label_token_weight`` != 1) get the weighted answer loss of
+    ``answer_only_loss`` on either path, normalized by the weight sum of the accumulated batch.
     """
 
     computed_tokens = 0  # non-pad tokens the training steps really ran: a shared prefix counts once per batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         prefix = int(inputs.pop("shared_prefix_length", 0))
+        weights = inputs.pop("label_weights", None)
         if model.training:
             rows = inputs["input_ids"].shape[0]
             self.computed_tokens += int(inputs["attention_mask"].sum()) - prefix * (rows - 1)
         if prefix == 0:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if weights is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # Trainer's own path (and its scaling across processes), with this batch's weights in the loss
+            unweighted = self.compute_loss_func
+            self.compute_loss_func = functools.partial(answer_only_loss, weights=weights)
+            try:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                self.compute_loss_func = unweighted
         outputs = forward_with_shared_prefix(model, inputs, prefix)
-        loss = answer_only_loss(outputs, inputs["labels"], num_items_in_batch)
+        loss = answer_only_loss(outputs, inputs["labels"], num_items_in_batch, weights)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_num_items_in_batch(self, batch_samples: list, device):
+        """Trainer's count of the label tokens in an accumulated batch; with ``label_weights``, their weight sum.
+
+        The weight sum is the count times this process's ratio of weight to tokens: exact on one process.
+        """
+        count = super()._get_num_items_in_batch(batch_samples, device)
+        if count is None or not batch_samples or "label_weights" not in batch_samples[0]:
+            return count
+        tokens = sum(int(batch["labels"][:, 1:].ne(IGNORE_INDEX).sum()) for batch in batch_samples)
+        weight = sum(float(batch["label_weights"][:, 1:].sum()) for batch in batch_samples)
+        return count * (weight / tokens) if tokens else count
 
 
 class StepProgress(TrainerCallback):
@@ -467,7 +502,10 @@ def prepare(plan: RunPlan) -> PreparedRun:
         plan.base_model, "nf4" if config.method == "qlora" else None, plan.device, plan.source
     )
     model = attach_lora(model, config, plan.adapter)
-    train_set = SupervisedDataset(plan.train_records, tokenizer, config.max_length, plan.task)
+    # Weights shape the training loss only: the validation loss stays the plain answer loss, comparable across runs.
+    train_set = SupervisedDataset(
+        plan.train_records, tokenizer, config.max_length, plan.task, config.label_token_weight
+    )
     val_set = SupervisedDataset(plan.val_records, tokenizer, config.max_length, plan.task)
     scratch = Path(plan.output_dir.parent / f".{plan.output_dir.name}.partial")
     args = training_arguments(config, scratch / "trainer", plan.device)  # under torchrun: joins the process group

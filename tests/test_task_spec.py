@@ -332,3 +332,24 @@ def test_a_key_given_twice_is_a_problem(tmp_path):
     text = yaml.safe_dump(GOOD, sort_keys=False) + "instruction: Another one.\n"
     problems = problems_of(tmp_path, text)
     assert problems == [f"instruction: given twice (line {len(text.splitlines())}); keep one"]
+
+
+@pytest.mark.unit
+def test_answer_fields_order_follows_the_spec_and_labels_still_score(tmp_path):
+    """A reply-first spec writes reply-first answers; scoring reads labels by key, in any order."""
+    from dataclasses import replace
+
+    from ftlib.evaluate import per_example_scores
+
+    spec = tasks.save_task_spec(
+        replace(tasks.SUPPORT_TICKETS, answer_fields=("reply", "category", "urgency")), tmp_path / "reply_first.yaml"
+    )
+    task = tasks.load_task_spec(spec)
+    record = {"ticket": "charged twice", "category": "billing", "urgency": "high", "reply": "Refund on the way."}
+    answer = task.answer_text(record)
+    assert answer == '{"reply":"Refund on the way.","category":"billing","urgency":"high"}'
+    assert [answer[start:end] for start, end in task.label_value_spans(answer)] == ["billing", "high"]
+    scores = per_example_scores(answer, record, task)
+    assert scores["json_valid"] == scores["category_accuracy"] == scores["urgency_accuracy"] == 1.0
+    # and a default-order answer scores the same under the reply-first task
+    assert per_example_scores(tasks.SUPPORT_TICKETS.answer_text(record), record, task) == scores

@@ -28,8 +28,8 @@ def config(**overrides):
     return train.TrainConfig(**(settings | overrides))
 
 
-def batch_of(tokenizer, records, task, **collator_options):
-    dataset = SupervisedDataset(records, tokenizer, 512, task)
+def batch_of(tokenizer, records, task, label_token_weight=1.0, **collator_options):
+    dataset = SupervisedDataset(records, tokenizer, 512, task, label_token_weight)
     return PaddingCollator(tokenizer.pad_token_id, **collator_options)([dataset[i] for i in range(len(dataset))])
 
 
@@ -65,19 +65,22 @@ def test_answer_only_logits_give_the_full_loss_and_gradients(lora_model, tickets
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gradients(model), expected))
 
 
-def test_shared_prefix_forward_matches_the_plain_forward(lora_model, tickets, task):
+@pytest.mark.parametrize("label_token_weight", [1.0, 3.0])
+def test_shared_prefix_forward_matches_the_plain_forward(lora_model, tickets, task, label_token_weight):
     model, tokenizer = lora_model
-    batch = batch_of(tokenizer, tickets, task, answer_logits_only=True, share_prefix=True)
+    batch = batch_of(tokenizer, tickets, task, label_token_weight, answer_logits_only=True, share_prefix=True)
     prefix = batch.pop("shared_prefix_length")
+    weights = batch.get("label_weights")
+    assert (weights is None) == (label_token_weight == 1.0)  # weight 1: no weights tensor at all
     assert prefix > 10  # the system prompt and the user header
     plain = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"]
     )
-    train.answer_only_loss(plain, batch["labels"]).backward()
+    train.answer_only_loss(plain, batch["labels"], weights=weights).backward()
     expected = gradients(model)
     model.zero_grad()
     shared = train.forward_with_shared_prefix(model, batch, prefix)
-    train.answer_only_loss(shared, batch["labels"]).backward()
+    train.answer_only_loss(shared, batch["labels"], weights=weights).backward()
     assert torch.allclose(shared.logits, plain.logits, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gradients(model), expected))
 
@@ -184,6 +187,7 @@ def test_early_stopping_ends_the_run(tmp_path, cpu, tickets, task):
         (dict(weight_decay=-0.1), "weight_decay must be >= 0"),
         (dict(early_stopping_patience=2, save_checkpoints=False), "early_stopping_patience needs save_checkpoints"),
         (dict(method="full", lora_alpha=0), "lora_alpha must be >= 1"),
+        (dict(label_token_weight=0), "label_token_weight must be > 0"),
     ],
 )
 def test_more_impossible_configs_are_rejected(overrides, message):
