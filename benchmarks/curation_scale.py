@@ -4,12 +4,13 @@
 
 Data: one sample-like block is generated as the committed sample is (2,790 distinct clean tickets, flaws
 injected: PII, markup, layouts, junk, other languages, exact, near and conflicting duplicates); every further
-block derives its records from that block's, in the same order and with the same flaws, each text given
-sentences of other tickets (as long as it, or longer) and a case number. The extra text is chosen per duplicate
-family (a record and its injected copies), so injected duplicates stay duplicates of each other, while a
-record's versions in two blocks share at most about half their text, well under the 0.7 Jaccard threshold: the
-duplicate rate stays the sample's at every size. Junk and
-other-language texts are left as they are (their steps drop them before de-duplication).
+block derives its records from that block's, in the same order and with the same flaws, each text given a
+sentence of another ticket, a note of words drawn from the sample (as long as the original text) and a case
+number. The extra text is chosen per duplicate family (a record and its injected copies), so injected duplicates
+stay duplicates of each other, while a record's versions in two blocks share less than half their text, far
+under the 0.7 Jaccard threshold: the duplicate rates stay the sample's at every size. Texts are about 3x the
+sample's length, so each record costs more than a sample record. Junk and other-language texts are left as they
+are (their steps drop them before de-duplication).
 
 Measurement: each size runs in a fresh process. Each step of ``ftlib.curate.curate`` is timed with
 ``time.perf_counter`` on its own (no tracing); memory is the process's peak resident set size during the step
@@ -51,6 +52,9 @@ def generate(n: int, seed: int = 1234) -> Records:
     flaws = manifest["flaws"]
     sentences = {s for r in clean for s in SENTENCE.split(r["ticket"]) if len(s.split()) >= 4}
     pool = sorted({re.sub(r"\d+", "9", s.lower()): s for s in sorted(sentences)}.values())  # one per template
+    words = sorted({w for r in clean for w in re.findall(r"[a-z]{3,}", f"{r['ticket']} {r['reply']}".lower())})
+    text = {r["id"]: next(r[k] for k in TEXT_KEYS if isinstance(r.get(k), str)) for r in base}
+    lengths = {i: len(t) for i, t in text.items()}  # a family's extras follow its original's length
     records = [{**r, "id": f"0-{r['id']}"} for r in base[:n]]
     block = 1
     while len(records) < n:
@@ -61,11 +65,10 @@ def generate(n: int, seed: int = 1234) -> Records:
             if flaw.get("class") not in KEEP_AS_IS:
                 pick = random.Random(f"{seed}:{block}:{family}")
                 key = next(k for k in TEXT_KEYS if isinstance(record.get(k), str))
-                extra = [f"Case {pick.randrange(10**7):07d}."]
-                while sum(map(len, extra)) < len(record[key]):
-                    sentence = pick.choice(pool)
-                    if sentence not in extra:
-                        extra.insert(0, sentence)
+                note = []  # words of other tickets, as long as the text: what two versions share stays under half
+                while sum(len(w) + 1 for w in note) < lengths.get(family, len(record[key])):
+                    note.append(pick.choice(words))
+                extra = [pick.choice(pool), f"Note: {' '.join(note)}.", f"Case {pick.randrange(10**7):07d}."]
                 derived[key] = " ".join([record[key], *extra])
             records.append(derived)
         block += 1
@@ -160,6 +163,7 @@ def run_size(n: int, num_procs: list[int], seed: int) -> dict:
         "steps": meter.steps,
         "curate_seconds": sum(meter.steps[s]["seconds"] for s in curation),
         "curate_peak_mib": max(meter.steps[s]["peak_mib"] for s in curation),
+        "mean_chars": sum(len(r[task.input_field]) for r in ledger.records) / max(1, len(ledger.records)),
         "baseline_mib": meter.baseline,
         "memory": "peak RSS during each step (VmHWM reset per step)"
         if meter.resettable
@@ -177,16 +181,20 @@ def table(results: dict[int, dict]) -> str:
     def cell(n, step, key):
         if step.startswith("curate"):
             return results[n]["curate_seconds" if key == "seconds" else "curate_peak_mib"]
-        return results[n]["steps"][step][key]
+        return results[n]["steps"].get(step, {}).get(key)  # None: not run at this size
 
     head = f"{'step':<44}" + "".join(f"{f'{n:,} s':>13}{f'{n:,} MiB':>15}" for n in sizes)
     head += "".join(f"{f'time {b // a}x':>10}{'mem*':>7}" for a, b in zip(sizes, sizes[1:]))
     lines = [head]
     for step in steps:
-        row = f"{step:<44}" + "".join(
-            f"{cell(n, step, 'seconds'):>13.2f}{cell(n, step, 'peak_mib'):>15.0f}" for n in sizes
-        )
+        row = f"{step:<44}"
+        for n in sizes:
+            seconds, peak = cell(n, step, "seconds"), cell(n, step, "peak_mib")
+            row += f"{seconds:>13.2f}{peak:>15.0f}" if seconds is not None else f"{'-':>13}{'-':>15}"
         for a, b in zip(sizes, sizes[1:]):
+            if cell(a, step, "seconds") is None or cell(b, step, "seconds") is None:
+                row += f"{'-':>10}{'-':>7}"
+                continue
             time_ratio = cell(b, step, "seconds") / max(cell(a, step, "seconds"), 1e-9)
             above = [max(cell(m, step, "peak_mib") - results[m]["baseline_mib"], 1.0) for m in (a, b)]
             row += f"{time_ratio:>9.1f}x{above[1] / above[0]:>6.1f}x"
@@ -195,7 +203,8 @@ def table(results: dict[int, dict]) -> str:
     for n in sizes:
         r = results[n]
         lines.append(
-            f"{n:,}: kept {r['kept']:,}; dropped {r['dropped']}; {r['tokens']:,} tokens; "
+            f"{n:,}: kept {r['kept']:,} (mean {r['mean_chars']:.0f} chars); dropped {r['dropped']}; "
+            f"{r['tokens']:,} tokens; "
             f"baseline {r['baseline_mib']:.0f} MiB; tokenizer workers' peak {r['workers_peak_mib']:.0f} MiB"
         )
     lines.append(f"MiB: {results[sizes[0]]['memory']}, one fresh process per size; mem* = growth of the peak above")
