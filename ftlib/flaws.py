@@ -204,6 +204,28 @@ def near_variant(
     return " ".join(words), kind
 
 
+def _with_copies(
+    records: list[dict],
+    copies: list[tuple[str, dict]],
+    flaws: dict[str, dict],
+    rates: Mapping[str, float],
+    task_name: str,
+    rng: random.Random,
+) -> tuple[list[dict], dict]:
+    """Insert each ``(source id, copy)`` at a random place after its source; return the records and the manifest."""
+    for source_id, copy in copies:  # every copy lands after its source
+        position = next(i for i, r in enumerate(records) if r["id"] == source_id)
+        records.insert(rng.randint(position + 1, len(records)), copy)
+    manifest = {
+        "task": task_name,
+        "records": len(records),
+        "rates": rates,
+        "counts": {name: sum(f["class"] == name for f in flaws.values()) for name in rates},
+        "flaws": flaws,
+    }
+    return records, manifest
+
+
 def inject_ticket_flaws(
     clean: list[dict],
     task: Task,
@@ -239,18 +261,7 @@ def inject_ticket_flaws(
             copy["id"] = f"{source['id']}-dup{len(copies)}"
             flaws[copy["id"]] = {"class": name, "of": source["id"], **detail}
             copies.append((source["id"], copy))
-    position = {r["id"]: i for i, r in enumerate(records)}
-    for source_id, copy in copies:  # every copy lands after its source
-        records.insert(rng.randint(position[source_id] + 1, len(records)), copy)
-        position = {r["id"]: i for i, r in enumerate(records)}
-    manifest = {
-        "task": task.name,
-        "records": len(records),
-        "rates": rates,
-        "counts": {name: sum(f["class"] == name for f in flaws.values()) for name in rates},
-        "flaws": flaws,
-    }
-    return records, manifest
+    return _with_copies(records, copies, flaws, rates, task.name, rng)
 
 
 def _flaw_in_place(
@@ -386,17 +397,7 @@ def inject_listing_flaws(
             else:
                 flaws[copy["id"]] = {"class": name, "of": source["id"]}
             copies.append((source["id"], copy))
-    for source_id, copy in copies:
-        position = next(i for i, r in enumerate(records) if r["id"] == source_id)
-        records.insert(rng.randint(position + 1, len(records)), copy)
-    manifest = {
-        "task": "listings",
-        "records": len(records),
-        "rates": rates,
-        "counts": {name: sum(f["class"] == name for f in flaws.values()) for name in rates},
-        "flaws": flaws,
-    }
-    return records, manifest
+    return _with_copies(records, copies, flaws, rates, "listings", rng)
 
 
 # ---------------------------------------------------------------- shop chats
@@ -657,14 +658,4 @@ def inject_chat_flaws(
                 copy["messages"][turn]["content"] = rng.choice((f" {text}  ", text.lower(), text.replace(" ", "  ", 1)))
             flaws[copy["id"]] = detail
             copies.append((source["id"], copy))
-    for source_id, copy in copies:  # every copy lands after its source
-        position = next(i for i, r in enumerate(records) if r["id"] == source_id)
-        records.insert(rng.randint(position + 1, len(records)), copy)
-    manifest = {
-        "task": "shop_chats",
-        "records": len(records),
-        "rates": rates,
-        "counts": {name: sum(f["class"] == name for f in flaws.values()) for name in rates},
-        "flaws": flaws,
-    }
-    return records, manifest
+    return _with_copies(records, copies, flaws, rates, "shop_chats", rng)
