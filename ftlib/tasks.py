@@ -77,11 +77,16 @@ class Task:
         """A chat task's turns as the record gives them (the last is the assistant's answer)."""
         return record[self.input_field]
 
+    def history(self, record: dict) -> list[dict]:
+        """A chat's turns before its answer: all but the last assistant turn (all, when the user spoke last)."""
+        turns = self.chat(record)
+        return turns[:-1] if turns and turns[-1]["role"] == "assistant" else turns
+
     def input_text(self, record: dict) -> str:
         """The input as one text: shown in tables, compared for duplicates (a chat: its turns before the answer)."""
         value = record[self.input_field]
         if self.input_is_chat:
-            return "\n".join(f"{m['role']}: {m['content']}" for m in value[:-1] if m["role"] != "system")
+            return "\n".join(f"{m['role']}: {m['content']}" for m in self.history(record) if m["role"] != "system")
         if self.input_is_object:
             return "\n".join(
                 f"{key}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for key, v in value.items()
@@ -130,7 +135,8 @@ class Task:
         """The chat prompt of a record: the instruction, then the record's input as the user turn.
 
         A chat task's prompt is the instruction (unless the chat has a system turn) and every turn before the
-        last assistant turn; few-shot examples are then whole earlier chats.
+        last assistant turn (every turn, for a chat that ends with the user: ``generate`` on new chats);
+        few-shot examples are then whole earlier chats.
 
         Args:
             examples: solved records shown first as user/assistant pairs (a few-shot prompt); none by default.
@@ -138,7 +144,7 @@ class Task:
         if self.input_is_chat:
             turns = self.chat(record)
             shots = [m for example in examples for m in self.chat(example) if m["role"] != "system"]
-            return [*self._system(turns), *shots, *turns[:-1]]
+            return [*self._system(turns), *shots, *self.history(record)]
         shots = [
             message
             for example in examples

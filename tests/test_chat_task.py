@@ -84,6 +84,9 @@ def test_the_prompt_is_every_turn_before_the_answer(chat_task):
     own_system = chat(messages=[{"role": "system", "content": "Be brief."}, *CHAT["messages"]])
     assert chat_task.prompt_messages(own_system)[0] == {"role": "system", "content": "Be brief."}
     assert chat_task.to_messages(own_system) == own_system["messages"]
+    waiting = chat(messages=CHAT["messages"][:-1])  # a new chat, waiting for the agent: nothing is cut
+    assert chat_task.prompt_messages(waiting)[1:] == CHAT["messages"][:-1]
+    assert chat_task.input_text(waiting) == chat_task.input_text(CHAT)
     shots = chat_task.prompt_messages(CHAT, examples=[CHAT])
     assert shots[1 : 1 + len(CHAT["messages"])] == CHAT["messages"]  # a few-shot example is a whole chat
     assert "assistant: Great" in chat_task.input_text(CHAT) and "5-7 working days" not in chat_task.input_text(CHAT)
