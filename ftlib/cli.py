@@ -107,13 +107,15 @@ def command_publish(args) -> int:
 
 
 def command_generate(args) -> int:
-    from ftlib.data import read_records, write_jsonl
+    from ftlib.data import check_input, numbered, read_records, write_jsonl
     from ftlib.evaluate import generate
     from ftlib.tasks import get_task
     from ftlib.train import load_for_eval
 
     task = get_task(args.task)
     records = read_records(args.data, args.split, args.revision)
+    for line, record in numbered(records):
+        check_input(record, task, records.source, line)  # before any model loads
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     answers = generate(
@@ -125,7 +127,7 @@ def command_generate(args) -> int:
 
 
 def command_evaluate(args) -> int:
-    from ftlib.data import DataError, numbered, read_records
+    from ftlib.data import check_input, numbered, read_records
     from ftlib.evaluate import evaluate_model
     from ftlib.fileio import write_json
     from ftlib.tasks import get_task
@@ -135,8 +137,7 @@ def command_evaluate(args) -> int:
     records = read_records(args.data, args.split, args.revision)
     source = records.source  # the file, or name[split] for a saved or hub dataset
     for line, record in numbered(records):
-        if task.input_field not in record:
-            raise DataError(records.source, line, task.input_field, "missing field")
+        check_input(record, task, records.source, line)  # before any model loads
     records = checked_labels(records, task, records.source, args.drop_invalid_labels)
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)

@@ -307,8 +307,11 @@ def _require_str(record: dict, field: str, source: str, line: int | None) -> str
 CHAT_ROLES = ("system", "user", "assistant")
 
 
-def check_chat(record: dict, field: str, source: str = "<records>", line: int | None = None) -> list[dict]:
-    """A record's chat turns, checked: {role, content} objects, roles known, a user turn, the last the assistant's.
+def check_chat(
+    record: dict, field: str, source: str = "<records>", line: int | None = None, answered: bool = True
+) -> list[dict]:
+    """A record's chat turns, checked: {role, content} objects, roles known, a user turn, the last the assistant's
+    (unless not ``answered``: a new chat waiting for its answer).
 
     Raises:
         DataError: naming the turn (e.g. ``messages[2].role``) and what is wrong with it.
@@ -329,9 +332,25 @@ def check_chat(record: dict, field: str, source: str = "<records>", line: int | 
             )
     if not any(turn["role"] == "user" for turn in turns):
         raise DataError(source, line, field, "no user turn")
-    if turns[-1]["role"] != "assistant":
+    if answered and turns[-1]["role"] != "assistant":
         raise DataError(source, line, f"{field}[{len(turns) - 1}].role", "the last turn must be the assistant's answer")
     return turns
+
+
+def check_input(record: dict, task: Task, source: str = "<records>", line: int | None = None) -> None:
+    """Check the input of a record to answer (its answer may be absent): what ``generate`` and ``evaluate`` need.
+
+    Raises:
+        DataError: naming the file, line and field.
+    """
+    if task.input_is_chat:
+        check_chat(record, task.input_field, source, line, answered=False)
+    elif task.input_is_object:
+        if not isinstance(record.get(task.input_field), dict) or not record[task.input_field]:
+            problem = "missing field" if task.input_field not in record else "expected a non-empty JSON object"
+            raise DataError(source, line, task.input_field, problem)
+    else:
+        _require_str(record, task.input_field, source, line)
 
 
 def to_messages(

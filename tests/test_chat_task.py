@@ -164,3 +164,20 @@ def test_a_chat_is_scored_on_its_last_assistant_turn(chat_task):
     assert evaluate.per_example_scores("No idea.", CHAT, chat_task)["reply_rougeL"] < 0.2
     few_shot = evaluate.few_shot_examples([CHAT, chat(id="x", topic="payment")], chat_task, k=2)
     assert {r["id"] for r in few_shot} == {"c1", "x"}
+
+
+def test_generate_and_evaluate_check_every_chat_before_a_model_loads(tmp_path, monkeypatch, capsys):
+    import json
+
+    from ftlib import cli, train
+
+    monkeypatch.setattr(train, "load_for_eval", lambda *a, **k: pytest.fail("a model loaded before the data check"))
+    data = tmp_path / "new.jsonl"
+    waiting = {"id": "w", "messages": [{"role": "user", "content": "where is order #1?"}]}
+    bad = {"id": "b", "messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]}
+    data.write_text("\n".join(json.dumps(r) for r in (waiting, bad)) + "\n")
+    for command in ("generate", "evaluate"):
+        code = cli.main([command, "--task", "shop_chats", "--run", str(tmp_path), "--data", str(data),
+                         "--output", str(tmp_path / "out.json")])  # fmt: skip
+        assert code == 2
+        assert "new.jsonl, line 2, field 'messages[1].role': 'bot' is not one of" in capsys.readouterr().err
