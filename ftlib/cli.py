@@ -442,19 +442,41 @@ def command_curriculum(args) -> int:
     if missing:  # before the first notebook runs for minutes
         raise FileNotFoundError(f"no such notebook: {', '.join(missing)}")
     mode = progress_mode()
+    executed = [out_dir / f"{source.stem}.ipynb" for source in sources]
+    title = f"ftlib curriculum: {task.name} task, {profile.name} profile"
     timings = {}
-    for source in sources:
+    for source, output in zip(sources, executed):
         name = source.stem
-        print(f"== {name} ({profile.name} profile) -> {out_dir / (name + '.ipynb')}", flush=True)
-        timings[name] = run_notebook(
-            source,
-            out_dir / f"{name}.ipynb",
-            {"profile": profile.name, "dataset": dataset, "run_dir": str(paths["root"])},
-            mode,
-        )
+        print(f"== {name} ({profile.name} profile) -> {output}", flush=True)
+        started = time.perf_counter()
+        try:
+            timings[name] = run_notebook(
+                source, output, {"profile": profile.name, "dataset": dataset, "run_dir": str(paths["root"])}, mode
+            )
+        except Exception:  # the failed notebook's partial output is a page too, marked failed; later ones "not run"
+            if not args.no_html:
+                seconds = {**timings, name: round(time.perf_counter() - started, 1)}
+                try:
+                    write_curriculum_html(executed, paths["root"] / "html", title, seconds, failed=name)
+                except Exception as error:  # the notebook's error is the one to see
+                    print(f"warning: no HTML pages ({type(error).__name__}: {error})", file=sys.stderr)
+            raise
     write_json(timings, paths["root"] / "curriculum_timings.json")
     print(f"All notebooks ran; outputs under {paths['root']}")
+    if not args.no_html:
+        write_curriculum_html(executed, paths["root"] / "html", title, timings)
     return 0
+
+
+def write_curriculum_html(
+    executed: list[Path], folder: Path, title: str, timings: dict[str, float], failed: str | None = None
+) -> Path:
+    """The executed notebooks as HTML pages under ``folder`` (``ftlib.report.export_html``); prints the index."""
+    from ftlib.report import export_html
+
+    index = export_html(executed, folder, title, timings, failed)
+    print(f"HTML pages of the executed notebooks: {index}", flush=True)
+    return index
 
 
 def add_split_flags(parser: argparse.ArgumentParser, data_flag: str, prefix: str) -> None:
@@ -588,6 +610,11 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     curriculum.add_argument("--run-dir", default=None)
     curriculum.add_argument(
         "--only", nargs="*", help="run only these notebooks: names without .ipynb, or paths to .ipynb files"
+    )
+    curriculum.add_argument(
+        "--no-html",
+        action="store_true",
+        help="skip the HTML pages of the executed notebooks (default: <run dir>/html/index.html and one page each)",
     )
     curriculum.set_defaults(handler=command_curriculum)
     return parser

@@ -6,8 +6,8 @@ The layers, bottom to top (a module may import its own layer or any below, never
    LoRA presets, task definitions, devices, progress lines, the hosted-notebook setup, records and tokenization;
 1. ``models``, ``memory``, ``curate``, ``flaws``, ``samples``, ``evaluate``, ``train``: the engine (loading,
    estimating, cleaning, generating samples, scoring, training);
-2. ``plots``, ``review``, ``choice``, ``plan``, ``profiles``, ``publish``: what the lessons show and decide
-   from the engine's results;
+2. ``plots``, ``review``, ``choice``, ``plan``, ``profiles``, ``publish``, ``report``: what the lessons show and
+   decide from the engine's results, and the executed notebooks as HTML pages;
 3. ``lesson``, ``cli`` (and ``__main__``): the two front ends, which nothing else imports.
 
 The graph is read from the source with ``ast``, not by importing: every ``import ftlib.x`` and
@@ -28,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ftlib"
 LAYERS = {
     0: ("fileio", "presets", "config", "runs", "tasks", "runtime", "progress", "hosted", "data"),
     1: ("models", "memory", "curate", "flaws", "samples", "evaluate", "train"),
-    2: ("plots", "review", "choice", "plan", "profiles", "publish"),
+    2: ("plots", "review", "choice", "plan", "profiles", "publish", "report"),
     3: ("lesson", "cli", "__main__"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

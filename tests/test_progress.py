@@ -285,7 +285,8 @@ def test_curriculum_shows_cells_and_relays_kernel_progress(tmp_path):
     relayed = [line for line in lines if line.startswith("      demo:")]
     assert [line.split(",")[0] for line in relayed] == ["      demo: batch 1/2 (50%)", "      demo: batch 2/2 (100%)"]
     assert lines.index(relayed[0]) > lines.index(cells[3])  # under the cell that printed them
-    assert lines[-2].startswith("   tiny_lesson done in ") and lines[-1].startswith("All notebooks ran")
+    assert lines[-3].startswith("   tiny_lesson done in ") and lines[-2].startswith("All notebooks ran")
+    assert lines[-1] == f"HTML pages of the executed notebooks: {run_dir / 'html' / 'index.html'}"
     assert "not a progress line" not in result.stdout  # only ftlib's progress lines leave the kernel
     output = result.stdout + result.stderr
     assert "without encryption" not in output and "kernels-community" not in output
