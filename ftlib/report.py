@@ -50,16 +50,28 @@ class NotebookStatus:
         return f"failed at cell {self.cell}" if self.state == "failed" and self.cell else self.state
 
 
+def raised(output) -> bool:
+    """An error output, except a clean ``sys.exit()`` / ``sys.exit(0)``, which papermill does not count either."""
+    if output.get("output_type") != "error":
+        return False
+    return not (output.get("ename") == "SystemExit" and output.get("evalue") in ("", "0"))
+
+
 def notebook_status(notebook) -> NotebookStatus:
-    """Whether an executed notebook ran through or failed, and at which code cell (1-based, non-empty ones)."""
+    """Whether an executed notebook ran through or failed, and at which code cell (1-based, non-empty ones).
+
+    A cell failed where it has an error output or papermill marked it (``metadata.papermill``: status
+    "failed" or an exception); papermill's own note cells at the top and before the failed cell are markdown.
+    """
     number = 0
     for cell in notebook.cells:
         if cell.cell_type != "code" or not cell.source.strip():
             continue
         number += 1
         papermill = cell.get("metadata", {}).get("papermill", {})
-        raised = any(output.get("output_type") == "error" for output in cell.get("outputs", ()))
-        if raised or papermill.get("status") == "failed" or papermill.get("exception"):
+        if any(raised(output) for output in cell.get("outputs", ())):
+            return NotebookStatus("failed", number)
+        if papermill.get("status") == "failed" or papermill.get("exception") is True:
             return NotebookStatus("failed", number)
     return NotebookStatus("ran")
 

@@ -158,6 +158,29 @@ def test_an_earlier_runs_page_is_removed_and_the_named_failure_wins(tmp_path, ru
     assert page.text_rows() == ["1 01_base_model The base model failed 0:00 (0.5 s)", "2 02_data_curation not run"]
 
 
+def test_papermills_failure_notes_keep_the_heading_and_the_failed_cell(tmp_path):
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import raise_for_execution_errors
+
+    path = executed_notebook(tmp_path / "03_lora.ipynb", "LoRA", plot=True, fails=True)
+    notebook = nbformat.read(path, as_version=4)
+    cells = len(notebook.cells)
+    with pytest.raises(PapermillExecutionError):  # what papermill does to a failed run's output
+        raise_for_execution_errors(notebook, str(path))
+    assert len(nbformat.read(path, as_version=4).cells) == cells + 2  # its two note cells, at the top and above 4
+    index = export_html([path], tmp_path / "html", "a run")
+    assert Page(index.read_text(encoding="utf-8")).text_rows() == ["1 03_lora LoRA failed at cell 4"]
+
+
+def test_a_clean_sys_exit_is_no_failure(tmp_path):
+    path = executed_notebook(tmp_path / "01_base_model.ipynb", "Base")
+    notebook = nbformat.read(path, as_version=4)
+    exit_output = new_output("error", ename="SystemExit", evalue="0", traceback=[])
+    notebook.cells.append(new_code_cell("sys.exit(0)", outputs=[exit_output]))
+    nbformat.write(notebook, path)
+    assert Page(export_html([path], tmp_path / "html", "a run").read_text()).statuses() == ["ran"]
+
+
 def fake_papermill(fail: str | None = None):
     """A ``run_notebook`` stand-in: writes an executed-looking notebook; raises for ``fail`` after writing it."""
 
