@@ -9,7 +9,8 @@ run time and its status:
 - ``failed at cell N``: cell N raised (N counts the non-empty code cells, papermill's parameters cell
   included, as the curriculum's progress lines do); the partial output is exported all the same;
 - ``not run``: no executed notebook, or none from this run (``timings`` given and the notebook not in it:
-  the file is an earlier run's, and its old page is removed rather than shown as this run's).
+  the file is an earlier run's, and its old page is removed rather than shown as this run's);
+- ``unreadable``: an executed notebook that is no valid notebook (its writing was cut short): no page.
 
 The notebook named ``failed`` (the one the curriculum stopped at) is "failed" even where its output shows no
 error cell (the kernel died, or never started): "failed at cell N" where a cell raised, else "failed".
@@ -33,14 +34,15 @@ body { font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; 
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 0.4rem 0.6rem; border-bottom: 1px solid #ddd; }
 td.time { text-align: right; font-variant-numeric: tabular-nums; }
-.ran { color: #1a7f37; } .failed { color: #cf222e; font-weight: bold; } .not-run { color: #777; }
+.ran { color: #1a7f37; } .failed, .unreadable { color: #cf222e; font-weight: bold; } .not-run { color: #777; }
 .heading { color: #555; font-size: 0.9em; }
 """
 
 
 @dataclass(frozen=True)
 class NotebookStatus:
-    """One notebook's line in the index: ``state`` is "ran", "failed" or "not run"; ``cell`` the failed cell."""
+    """One notebook's line in the index: ``state`` is "ran", "failed", "not run" or "unreadable"; ``cell`` the
+    failed cell, where known."""
 
     state: str
     cell: int | None = None
@@ -123,7 +125,13 @@ def export_html(
             status = NotebookStatus("failed" if name == failed else "not run")
             page.unlink(missing_ok=True)  # an earlier run's page is not this run's
         else:
-            notebook = nbformat.read(path, as_version=4)
+            try:
+                notebook = nbformat.read(path, as_version=4)
+            except (ValueError, OSError):  # cut short (a kernel or a disk gave out mid-write): no page to make
+                status = NotebookStatus("failed" if name == failed else "unreadable")
+                page.unlink(missing_ok=True)
+                rows.append((number, name, None, heading, status, seconds))
+                continue
             status, heading = notebook_status(notebook), first_heading(notebook)
             if name == failed and status.state != "failed":
                 status = NotebookStatus("failed")

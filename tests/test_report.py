@@ -181,6 +181,21 @@ def test_a_clean_sys_exit_is_no_failure(tmp_path):
     assert Page(export_html([path], tmp_path / "html", "a run").read_text()).statuses() == ["ran"]
 
 
+def test_a_notebook_cut_short_is_listed_without_a_page(tmp_path, run_notebooks):
+    run_notebooks[1].write_text('{"cells": [', encoding="utf-8")  # a write that never finished
+    index = export_html(run_notebooks[:2], tmp_path / "html", "a run")
+    assert Page(index.read_text(encoding="utf-8")).statuses() == ["ran", "unreadable"]
+    assert not (tmp_path / "html" / "02_data_curation.html").exists()
+    index = export_html(
+        run_notebooks[:2],
+        tmp_path / "html",
+        "a run",
+        {"01_base_model": 1.0, "02_data_curation": 2.0},
+        failed="02_data_curation",
+    )
+    assert Page(index.read_text(encoding="utf-8")).text_rows()[1] == "2 02_data_curation failed 0:02 (2.0 s)"
+
+
 def fake_papermill(fail: str | None = None):
     """A ``run_notebook`` stand-in: writes an executed-looking notebook; raises for ``fail`` after writing it."""
 
