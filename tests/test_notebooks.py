@@ -185,3 +185,23 @@ def test_notebook_runs_on_chats_from_a_spec_file_alone(chat_run, name):
         report = json.loads((run_dir / "data" / "curation_report.json").read_text())
         assert report["raw_file"].endswith("chats.jsonl") and report["leakage"] == []
         assert set(report["splits"]["train"]["topic"]) >= {"returns", "payment"}
+
+
+@pytest.mark.integration
+def test_the_executed_curriculum_reads_as_html_with_every_plot_embedded(smoke_run, tmp_path):
+    """The HTML pages `python -m ftlib curriculum` writes, made from the smoke run's executed notebooks."""
+    import re
+
+    from ftlib.report import export_html
+
+    run_dir, outcomes, _ = smoke_run
+    executed = [run_dir / path.name for path in PATHS]
+    index = export_html(executed, tmp_path / "html", title="smoke run")
+    page = index.read_text()
+    for path in PATHS:
+        link = f'href="{path.stem}.html"'
+        assert link in page, f"{path.stem} is not linked from the index"
+        html_page = (tmp_path / "html" / f"{path.stem}.html").read_text()
+        plots = sum("image/png" in o.get("data", {}) for c in cells(run_dir / path.name) for o in c.get("outputs", []))
+        assert len(re.findall(r"data:image/png;base64,", html_page)) >= plots, f"{path.stem}: a plot is missing"
+        assert outcomes[path.stem] is not None or "ran" in page
