@@ -82,3 +82,116 @@ class TrainConfig:
             problems.append(f"label_token_weight must be > 0, got {self.label_token_weight}")
         if problems:
             raise ValueError("Invalid TrainConfig: " + "; ".join(problems))
+
+
+def training_epochs(config: TrainConfig, train_examples: int) -> float:
+    """How many passes over ``train_examples`` the run makes (one process): ``num_epochs``, or
+    ``max_steps x batch_size x grad_accum / train_examples`` (220 steps of 8 on 2112 examples: 0.83)."""
+    if config.num_epochs is not None:
+        return float(config.num_epochs)
+    if train_examples < 1:
+        raise ValueError(f"train_examples must be >= 1, got {train_examples}")
+    return config.max_steps * config.batch_size * config.grad_accum / train_examples
+
+
+def training_steps(config: TrainConfig, train_examples: int) -> int:
+    """The optimizer steps of the run (one process): ``max_steps``, or the steps ``num_epochs`` passes take."""
+    if config.max_steps is not None:
+        return config.max_steps
+    per_epoch = -(-train_examples // (config.batch_size * config.grad_accum))  # the last batch may be short
+    return max(1, round(per_epoch * config.num_epochs))
+
+
+def config_rows(config: TrainConfig, train_examples: int) -> list[dict]:
+    """The run's whole configuration as table rows (setting, value, what it does), steps also counted in epochs.
+
+    Every field of ``TrainConfig`` gets a row, plus the derived effective batch, the LoRA scale alpha/r and the
+    epochs. Figures are this config's own; nothing is measured here.
+    """
+    lora = config.method != "full"
+    not_used = "not used: a full fine-tune has no adapters"
+    effective = config.batch_size * config.grad_accum
+    steps = training_steps(config, train_examples)
+    epochs = training_epochs(config, train_examples)
+    modules = ", ".join(TARGET_MODULES.get(config.target_modules, ()))
+
+    def row(setting, value, explanation):
+        shown = f"{value:g}" if isinstance(value, float) else str(value)  # 2e-4 stays 2e-4, not 0.000
+        return {"setting": setting, "value": shown, "what it does": explanation}
+
+    return [
+        row(
+            "method",
+            config.method,
+            {
+                "lora": "freeze the base model, train low-rank adapters next to its linear layers",
+                "qlora": "LoRA on a base model stored in 4-bit NF4",
+                "full": "train every weight of the model",
+            }.get(config.method, ""),
+        ),
+        row("lora_r", config.lora_r, "rank of each adapter B·A: its size and capacity" if lora else not_used),
+        row("lora_alpha", config.lora_alpha, "the update B·A is scaled by alpha / r" if lora else not_used),
+        row(
+            "LoRA scale (alpha / r)",
+            config.lora_alpha / config.lora_r,
+            "how strongly the adapters' update adds to the frozen weights" if lora else not_used,
+        ),
+        row(
+            "lora_dropout",
+            config.lora_dropout,
+            "share of the adapters' inputs zeroed at random during training (0: none)" if lora else not_used,
+        ),
+        row(
+            "target_modules",
+            config.target_modules,
+            f"the layers that get adapters: {modules}" if lora else not_used,
+        ),
+        row("learning_rate", config.learning_rate, "the peak step size of AdamW, reached after warmup"),
+        row("lr_scheduler", config.lr_scheduler, "how the learning rate falls from its peak to the last step"),
+        row("warmup_steps", config.warmup_steps, "steps over which the learning rate climbs from 0 to its peak"),
+        row(
+            "max_steps",
+            config.max_steps,
+            "optimizer steps to train" if config.max_steps is not None else "None: num_epochs decides",
+        ),
+        row(
+            "num_epochs",
+            config.num_epochs,
+            "passes over the training data" if config.num_epochs is not None else "None: max_steps decides",
+        ),
+        row("batch_size", config.batch_size, "examples in one forward and backward pass (the micro-batch)"),
+        row("grad_accum", config.grad_accum, "micro-batches whose gradients add up before one optimizer step"),
+        row("effective batch", effective, "batch_size x grad_accum: examples per optimizer step"),
+        row("training examples", train_examples, "the train split the run reads"),
+        row(
+            "epochs",
+            f"{epochs:.2f}",
+            f"{steps} steps x {effective} examples / {train_examples} examples: passes over the training data",
+        ),
+        row("weight_decay", config.weight_decay, "AdamW's pull of each trained weight towards 0 (0: none)"),
+        row("max_length", config.max_length, "tokens per example; longer examples are cut"),
+        row("eval_steps", config.eval_steps, "steps between two validation losses (and checkpoints)"),
+        row("eval_batch_size", config.eval_batch_size, "examples per batch when scoring validation"),
+        row(
+            "gradient_checkpointing",
+            config.gradient_checkpointing,
+            "recompute activations in the backward pass: less memory, more compute",
+        ),
+        row("seed", config.seed, "seeds the adapters' initialisation and the data order: a rerun repeats"),
+        row("data_order", config.data_order, "how training batches are drawn (length-grouped: little padding)"),
+        row(
+            "save_checkpoints",
+            config.save_checkpoints,
+            "a checkpoint at each evaluation: the run ends on the lowest validation loss and can resume",
+        ),
+        row(
+            "early_stopping_patience",
+            config.early_stopping_patience,
+            "stop after this many evaluations without a lower validation loss (None: never)",
+        ),
+        row(
+            "label_token_weight",
+            config.label_token_weight,
+            "loss weight of the answer tokens that spell a label value (1.0: plain loss)",
+        ),
+    ]

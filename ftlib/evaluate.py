@@ -8,12 +8,16 @@ import math
 import random
 import re
 from collections import defaultdict
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from pathlib import Path
 
 import numpy as np
 import torch
 from rouge_score import rouge_scorer
 
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, prompt_text
+from ftlib.fileio import write_json
 from ftlib.progress import track
 from ftlib.tasks import Task, parse_answer
 
@@ -484,3 +488,87 @@ def macro_f1_with_interval(
         scores.append(macro_f1(resampled))
     low, high = np.nanquantile(scores, [0.025, 0.975])
     return {"value": macro_f1(matrix), "low": float(low), "high": float(high)}
+
+
+SUCCESS_BAR = "success_bar.json"  # in the run folder: written by lesson 02 before any training, read by 05
+# Bars set for the built-in tasks: what the run must reach on the test split to count as a success.
+TASK_BARS = {
+    "support_tickets": {"json_valid": 0.99, "category_accuracy": 0.95, "urgency_accuracy": 0.85},
+}
+# Defaults for any other task, by the kind of headline metric. A choice, not a measurement: edit them to your need.
+DEFAULT_BARS = {"json_valid": 0.99, "accuracy": 0.8, "rougeL": 0.3, "attribute_coverage": 0.8}
+
+
+@dataclass(frozen=True)
+class SuccessBar:
+    """The minimum each headline metric must reach on the test split, fixed before any training."""
+
+    task: str
+    thresholds: dict[str, float]  # metric -> the lowest value that counts as met
+    note: str = ""
+    source: str = dataclass_field(default="", compare=False)  # where it came from (a file, or the defaults), not saved
+
+    def rows(self) -> list[dict]:
+        return [{"metric": name, "at least": value} for name, value in self.thresholds.items()]
+
+    def write(self, path: str | Path) -> Path:
+        return write_json({"task": self.task, "thresholds": self.thresholds, "note": self.note}, path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> SuccessBar:
+        saved = json.loads(Path(path).read_text())
+        thresholds = {name: float(value) for name, value in saved["thresholds"].items()}
+        return cls(saved["task"], thresholds, saved.get("note", ""), str(path))
+
+
+def success_bar(task: Task) -> SuccessBar:
+    """The bar for ``task``: ``TASK_BARS`` for a built-in task, else a threshold per headline metric taken from
+    ``DEFAULT_BARS`` by the metric's kind (JSON validity, label accuracy, ROUGE-L, attribute coverage)."""
+    if task.name in TASK_BARS:
+        note = "set for this task (a choice, not a measurement): routing needs right labels in valid JSON"
+        return SuccessBar(task.name, dict(TASK_BARS[task.name]), note, "defaults")
+    thresholds = {}
+    for metric in task.headline_metrics:
+        kind = next((k for k in ("json_valid", "attribute_coverage", "accuracy", "rougeL") if metric.endswith(k)), None)
+        if kind is not None:
+            thresholds[metric] = DEFAULT_BARS[kind]
+    note = "defaults by metric kind (ftlib.evaluate.DEFAULT_BARS): a choice, not a measurement"
+    return SuccessBar(task.name, thresholds, note, "defaults")
+
+
+def load_success_bar(path: str | Path, task: Task) -> SuccessBar:
+    """The bar lesson 02 wrote at ``path``; ``success_bar(task)`` when there is none (02 has not run here).
+
+    Raises:
+        ValueError: the file's bar belongs to another task.
+    """
+    if not Path(path).exists():
+        return success_bar(task)
+    bar = SuccessBar.read(path)
+    if bar.task != task.name:
+        raise ValueError(f"{path} holds the success bar of task {bar.task!r}, not {task.name!r}")
+    return bar
+
+
+def judge(results: dict[str, dict], bar: SuccessBar) -> list[dict]:
+    """Every run against the bar: one row per (run, metric) with its value, 95% interval, threshold and verdict.
+
+    "met?" reads the interval: ``yes`` when all of it is at or above the threshold, ``no`` when all of it is
+    below, ``unclear`` when it straddles the threshold (more test examples would decide), ``missing`` when the
+    run has no such metric. Accuracy rows of label fields also show the field's macro-F1 and its interval.
+    """
+    rows = []
+    for run, result in results.items():
+        metrics = result["metrics"]
+        for metric, threshold in bar.thresholds.items():
+            stat = metrics.get(metric)
+            row = {"run": run, "metric": metric, "value": None, "95% CI": "", "at least": threshold}
+            if stat is None:
+                row["met?"] = "missing"
+            else:
+                row |= {"value": stat["value"], "95% CI": f"[{stat['low']:.2f}, {stat['high']:.2f}]"}
+                row["met?"] = "yes" if stat["low"] >= threshold else "no" if stat["high"] < threshold else "unclear"
+            f1 = metrics.get(metric.removesuffix("_accuracy") + "_macro_f1") if metric.endswith("_accuracy") else None
+            row["macro-F1 [95% CI]"] = f"{f1['value']:.2f} [{f1['low']:.2f}, {f1['high']:.2f}]" if f1 else ""
+            rows.append(row)
+    return rows
