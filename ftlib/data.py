@@ -381,12 +381,7 @@ def to_messages(
             {"role": "assistant", "content": _require_str(record, "output", source, line)},
         ]
     if task is not None:
-        if task.input_is_object:
-            if not isinstance(record.get(task.input_field), dict) or not record[task.input_field]:
-                problem = "missing field" if task.input_field not in record else "expected a non-empty JSON object"
-                raise DataError(source, line, task.input_field, problem)
-        else:
-            _require_str(record, task.input_field, source, line)
+        check_input(record, task, source, line)
         for field in task.answer_fields:
             _require_str(record, field, source, line)
         return task.to_messages(record)
