@@ -95,3 +95,20 @@ def tiny_train_args(data, val, output, **flags) -> list[str]:
     for name, value in options.items():
         arguments += [f"--{name.replace('_', '-')}", str(value)]
     return arguments
+
+
+def with_active_lora(model, config):
+    """``model`` with LoRA adapters whose B matrices are random (seeded), so the adapters change the output.
+
+    Freshly attached adapters start as an exact no-op (B = 0); loss and gradient tests need them to do something.
+    """
+    import torch
+
+    from ftlib import train
+
+    model = train.attach_lora(model, config)
+    torch.manual_seed(0)
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_(0, 0.1)
+    return model

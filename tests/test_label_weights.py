@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import with_active_lora
 from transformers import TrainingArguments
 
 from ftlib import cli, runs, train
@@ -33,12 +34,7 @@ def billing_high(tickets):
 @pytest.fixture
 def lora_model(tiny):
     model, tokenizer = tiny
-    model = train.attach_lora(model, train.TrainConfig(lora_r=8))
-    torch.manual_seed(0)
-    for name, parameter in model.named_parameters():
-        if "lora_B" in name:  # B starts at zero; make the adapter do something
-            parameter.data.normal_(0, 0.1)
-    return model, tokenizer
+    return with_active_lora(model, train.TrainConfig(lora_r=8)), tokenizer
 
 
 def test_weights_land_on_exactly_the_label_value_tokens(tiny, billing_high, task):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import with_active_lora
 from transformers import AutoModelForCausalLM
 
 from ftlib import train
@@ -40,12 +41,7 @@ def gradients(model):
 @pytest.fixture
 def lora_model(tiny, task):
     model, tokenizer = tiny
-    model = train.attach_lora(model, config())
-    torch.manual_seed(0)
-    for name, parameter in model.named_parameters():
-        if "lora_B" in name:  # B starts at zero; make the adapter do something
-            parameter.data.normal_(0, 0.1)
-    return model, tokenizer
+    return with_active_lora(model, config()), tokenizer
 
 
 def test_answer_only_logits_give_the_full_loss_and_gradients(lora_model, tickets, task):
