@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ftlib import evaluate
+from ftlib import data, evaluate
 from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset
 
 pytestmark = pytest.mark.unit
@@ -79,7 +79,29 @@ def test_batched_left_padded_generation_matches_one_by_one(tiny, tickets, task):
     batched = evaluate.generate(model, tokenizer, conversations, batch_size=4, max_new_tokens=12)
     single = [evaluate.generate(model, tokenizer, [c], batch_size=1, max_new_tokens=12)[0] for c in conversations]
     assert batched == single
-    assert tokenizer.padding_side == "right"  # restored
+    assert tokenizer.padding_side == "right"  # untouched
+
+
+def test_shared_prefix_generation_matches_plain_generate(tiny, tickets, task, monkeypatch):
+    """The few-shot prompts share a long prefix: cached once, the answers are those of plain generation."""
+    model, tokenizer = tiny
+    conversations = [task.prompt_messages(t, tickets[:2]) for t in tickets]
+    prefixes = []
+    real_cache = evaluate._prefix_cache
+    monkeypatch.setattr(evaluate, "_prefix_cache", lambda m, p: prefixes.append(len(p)) or real_cache(m, p))
+    shared = evaluate.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12)
+    plain = evaluate.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12, share_prefix=False)
+    assert shared == plain
+    rows = [tokenizer(data.prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
+    assert prefixes == [evaluate.common_prefix_length(rows)]  # computed once, for every batch
+    assert prefixes[0] > 0.5 * min(len(r) for r in rows)  # the system turn and both solved examples
+
+
+def test_common_prefix_length():
+    assert evaluate.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert evaluate.common_prefix_length([[5, 1], [1, 5]]) == 0
+    assert evaluate.common_prefix_length([[1, 2]]) == 2
+    assert evaluate.common_prefix_length([]) == 0
 
 
 def test_verdict_is_computed_from_intervals():
