@@ -18,7 +18,6 @@ base model; ``--model`` takes any local folder (e.g. a run's ``lora/merged``).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -103,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{style}: prompts of {row['mean_prompt_tokens']:.0f} tokens on average; plain model.generate "
             f"{plain_seconds:.1f} s, ftlib {ours_seconds:.1f} s: {row['ratio']:.2f}x; "
             f"{row['ftlib_tokens_per_second']:.0f} vs {row['plain_tokens_per_second']:.0f} generated tokens/s; "
-            f"identical answers {row['identical']}/{len(tickets)}" + (f" (differ: {', '.join(differ)})" if differ else "")
+            f"identical answers {row['identical']}/{len(tickets)}"
+            + (f" (differ: {', '.join(differ)})" if differ else "")
         )
     if args.json:
         write_json(figures, args.json)
