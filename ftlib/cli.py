@@ -380,6 +380,14 @@ def curriculum_kernel_manager(extra_env: dict[str, str]) -> type:
             kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **extra_env}
             await super().start_kernel(**kwargs)
 
+        async def _async_interrupt_kernel(self) -> None:
+            # jupyter_client sends SIGINT before every shutdown request. The notebook has finished by then, but
+            # on a loaded machine the kernel can still be flushing its last output, and ipykernel then logs
+            # "KeyboardInterrupt caught in kernel" into the curriculum's output. Nothing is left to interrupt.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
     return CurriculumKernelManager
 
 

@@ -294,3 +294,27 @@ def test_curriculum_shows_cells_and_relays_kernel_progress(tmp_path):
     executed = (run_dir / "notebooks" / "tiny_lesson.ipynb").read_text()
     assert "kernels-community" not in executed and "import bitsandbytes" in executed
     assert list(json.loads((run_dir / "curriculum_timings.json").read_text())) == ["tiny_lesson"]
+
+
+@pytest.mark.unit
+def test_finished_kernels_are_shut_down_without_an_interrupt(monkeypatch):
+    """jupyter_client interrupts before a shutdown request; the curriculum's manager skips that SIGINT
+    (a loaded machine's kernel logged "KeyboardInterrupt caught in kernel"), but still interrupts a running one."""
+    import asyncio
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    from ftlib.cli import curriculum_kernel_manager
+
+    sent = []
+
+    async def record_interrupt(self):
+        sent.append(self.shutting_down)
+
+    monkeypatch.setattr(AsyncKernelManager, "_async_interrupt_kernel", record_interrupt)
+    manager = curriculum_kernel_manager({})()
+    manager.shutting_down = False
+    asyncio.run(manager._async_interrupt_kernel())
+    manager.shutting_down = True
+    asyncio.run(manager._async_interrupt_kernel())
+    assert sent == [False]
