@@ -18,7 +18,7 @@ printed next to them and must not drop below the previous ones (JSON 1.00, categ
 lesson 05 wrote it, ``eval/field_metrics.json`` (field test; same layout: run name -> evaluate_model result).
 
 Knobs, for the issue's question (which of them lifts the field-test scores at the same training budget):
-``--lora-r``, ``--learning-rate``, ``--steps`` or ``--epochs`` (num_epochs instead of max_steps),
+``--lora-r``, ``--learning-rate``, ``--batch-size``, ``--steps`` or ``--epochs`` (num_epochs instead of max_steps),
 ``--label-token-weight`` (TrainConfig.label_token_weight: the loss weight of the tokens that spell the category
 and urgency values; the reply dominates the answer tokens otherwise), ``--task PATH`` (a spec file: another
 answer_fields order, or another data file for more varied data), ``--seed``. ``--name`` and ``--output`` add each
@@ -216,7 +216,7 @@ def default_name(args: argparse.Namespace) -> str:
     length = f"epochs{args.epochs}" if args.epochs else f"steps{args.steps or 'profile'}"
     return (
         f"{task}-r{args.lora_r or 'profile'}-lr{args.learning_rate or 'profile'}-{length}"
-        f"-w{args.label_token_weight}-seed{args.seed}"
+        f"-w{args.label_token_weight}-seed{args.seed}" + (f"-bs{args.batch_size}" if args.batch_size else "")
     )
 
 
@@ -228,6 +228,7 @@ def main() -> None:
     length.add_argument("--epochs", type=float, help="passes over the train split instead of a step count")
     parser.add_argument("--learning-rate", type=float, help="default: the cpu profile's")
     parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the cpu profile's; lora_alpha stays 32)")
+    parser.add_argument("--batch-size", type=int, help="examples per step (default: the cpu profile's)")
     parser.add_argument("--label-token-weight", type=float, default=1.0, help="TrainConfig.label_token_weight")
     parser.add_argument("--task", help="a task spec file (default: the built-in support_tickets)")
     parser.add_argument("--seed", type=int, default=0, help="TrainConfig.seed (default 0)")
@@ -261,6 +262,8 @@ def main() -> None:
     overrides = {"label_token_weight": args.label_token_weight, "seed": args.seed}
     if args.lora_r:
         overrides["lora_r"] = args.lora_r
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
     if args.epochs:
         overrides |= {"max_steps": None, "num_epochs": args.epochs}
     splits = curated_splits(str(task.spec_file), profile.base_model, max_length=profile.max_length)
