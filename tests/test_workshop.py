@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from ftlib.cli import NOTEBOOKS, build_parser
+from ftlib.timings import CPU_2_CORES
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "workshop" / "README.md"
 DISCUSSION = ROOT / "workshop" / "discussion.md"
-# The figures the guide quotes: the cpu profile on 2 cores, measured by `make curriculum` on 2026-11-28.
-MEASURED = {"01_base_model": 156, "02_data_curation": 10.5, "03_lora": 1206, "04_qlora": 1160, "05_evaluation": 1047}
-MEASURED_LABEL = "cpu profile, 2 cores (2026-11-28)"
+# The figures the guide quotes (and every notebook's run-time line): one source, ftlib.timings.
+MEASURED = CPU_2_CORES.seconds
+MEASURED_LABEL = CPU_2_CORES.label
 
 
 def load_tool():
