@@ -103,9 +103,9 @@ def confusion_reading(columns: list[str], matrix: np.ndarray, labels: list[str],
     np.fill_diagonal(wrong, 0)
     if wrong.max() > 0:
         row, column = np.unravel_index(int(wrong.argmax()), wrong.shape)
-        sentence += (
-            f" The most frequent mix-up: {labels[row]} answered as {columns[column]} ({int(wrong.max())} times)."
-        )
+        count = int(wrong.max())
+        times = "once" if count == 1 else f"{count} times"
+        sentence += f" The most frequent mix-up: {labels[row]} answered as {columns[column]} ({times})."
     return sentence
 
 
