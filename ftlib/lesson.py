@@ -90,6 +90,15 @@ class Lesson:
         """``runs(names)`` read with ``load_run``: each existing run's record, by display name."""
         return {display: load_run(folder) for display, folder in self.runs(names).items()}
 
+    def histories(self, names: dict[str, str]) -> dict[str, dict]:
+        """Each existing run's loss history (its ``history.json``), by display name; a missing run is left out
+        without a word (``runs`` and ``records`` say what is missing)."""
+        return {
+            display: json.loads((self.paths[key] / "history.json").read_text())
+            for display, key in names.items()
+            if (self.paths[key] / MANIFEST).exists() and (self.paths[key] / "history.json").exists()
+        }
+
     def runs(self, names: dict[str, str]) -> dict[str, Path]:
         """The training runs of this run folder that exist, by display name; says which are missing and why.
 

@@ -2,12 +2,13 @@
 
 The layers, bottom to top (a module may import its own layer or any below, never one above):
 
-0. ``fileio``, ``presets``, ``tasks``, ``runtime``, ``progress``, ``hosted``, ``data``: files, the methods and
-   LoRA presets, task definitions, devices, progress lines, the hosted-notebook setup, records and tokenization;
+0. ``fileio``, ``presets``, ``tasks``, ``runtime``, ``progress``, ``hosted``, ``data``, ``timings``: files, the
+   methods and LoRA presets, task definitions, devices, progress lines, the hosted-notebook setup, records and
+   tokenization, measured notebook run times;
 1. ``models``, ``memory``, ``curate``, ``flaws``, ``samples``, ``evaluate``, ``train``: the engine (loading,
    estimating, cleaning, generating samples, scoring, training);
-2. ``plots``, ``review``, ``choice``, ``plan``, ``profiles``, ``publish``, ``report``: what the lessons show and
-   decide from the engine's results, and the executed notebooks as HTML pages;
+2. ``plots``, ``reading``, ``review``, ``choice``, ``plan``, ``profiles``, ``publish``, ``report``: what the lessons
+   show, say and decide from the engine's results, and the executed notebooks as HTML pages;
 3. ``lesson``, ``cli`` (and ``__main__``): the two front ends, which nothing else imports.
 
 The graph is read from the source with ``ast``, not by importing: every ``import ftlib.x`` and
@@ -26,9 +27,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ftlib"
 
 LAYERS = {
-    0: ("fileio", "presets", "config", "runs", "tasks", "runtime", "progress", "hosted", "data"),
+    0: ("fileio", "presets", "config", "runs", "tasks", "runtime", "progress", "hosted", "data", "timings"),
     1: ("models", "memory", "curate", "flaws", "samples", "evaluate", "train"),
-    2: ("plots", "review", "choice", "plan", "profiles", "publish", "report"),
+    2: ("plots", "reading", "review", "choice", "plan", "profiles", "publish", "report"),
     3: ("lesson", "cli", "__main__"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

@@ -61,6 +61,51 @@ def test_deterministic_cells_are_checked_by_nbval():
     assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
+def test_every_notebook_opens_with_objectives_and_measured_run_times(path):
+    from ftlib.timings import run_time_text
+
+    opening = cells(path)[1]
+    assert opening["cell_type"] == "markdown" and opening["id"] == "objectives", "the objectives follow the title"
+    text = source(opening)
+    objectives = text.split("You will learn to:\n")[1].split("\n\n")[0].splitlines()
+    assert 3 <= len(objectives) <= 4 and all(line.startswith("- ") for line in objectives)
+    assert text.endswith(run_time_text(path.stem)), "the run times are ftlib.timings', as the workshop guide's"
+
+
+def is_display(cell) -> bool:
+    """A code cell that shows a table or a plot."""
+    return cell["cell_type"] == "code" and ("show_table(" in source(cell) or "plots.plot_" in source(cell))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
+def test_every_table_and_plot_is_followed_by_a_reading_note(path):
+    notebook = cells(path)
+    for index, cell in enumerate(notebook):
+        if is_display(cell):
+            after = next((c for c in notebook[index + 1 :] if c["cell_type"] == "markdown"), None)
+            assert after is not None and "**Reading it.**" in source(after), (
+                f"{path.name}: cell {cell['id']} shows a table or plot without a 'Reading it' note after it"
+            )
+
+
+ENGINE_TERMS = ("papermill", "nbval", "keyboard", "KV cache", "numel", "allocator", "CUDA context", "GGUF")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
+def test_ci_and_engine_details_stay_in_the_readme_appendix(path):
+    import re
+
+    for cell in cells(path):
+        text = re.sub(r"\]\([^)]*\)", "]", source(cell)).replace("# NBVAL_CHECK_OUTPUT", "")  # links name the anchor
+        for term in ENGINE_TERMS:
+            assert term.lower() not in text.lower(), f"{path.name}: '{term}' belongs in the README's appendix"
+    assert "## Appendix: how the notebooks run (CI, papermill, engine details)" in (ROOT / "README.md").read_text()
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from ftlib.cli import NOTEBOOKS, build_parser
+from ftlib.timings import CPU_2_CORES, SMOKE_2_CORES
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "workshop" / "README.md"
 DISCUSSION = ROOT / "workshop" / "discussion.md"
-# The figures the guide quotes: the cpu profile on 2 cores, measured by `make curriculum` on 2026-11-28.
-MEASURED = {"01_base_model": 156, "02_data_curation": 10.5, "03_lora": 1206, "04_qlora": 1160, "05_evaluation": 1047}
-MEASURED_LABEL = "cpu profile, 2 cores (2026-11-28)"
+# The figures the guide quotes (and every notebook's run-time line): one source, ftlib.timings.
+MEASURED = CPU_2_CORES.seconds
+MEASURED_LABEL = CPU_2_CORES.label
 
 
 def load_tool():
@@ -120,6 +121,14 @@ def test_timing_tool_reads_curriculum_timings_and_prints_the_guides_table(tmp_pa
     assert lines[0] == "| notebook | support_tickets-smoke | support_tickets-cpu |"
     assert lines[2] == "| `01_base_model` | not run | 156 s (2 min 36 s) |"
     assert "| `05_evaluation` | 42.2 s | 1047 s (17 min 27 s) |" in lines
+
+
+@pytest.mark.unit
+def test_the_guides_smoke_table_is_the_tools_output_for_ftlibs_figures(tmp_path, capsys):
+    smoke = tmp_path / "curriculum_timings.json"
+    smoke.write_text(json.dumps(SMOKE_2_CORES.seconds))
+    assert load_tool().main([f"{SMOKE_2_CORES.label}={smoke}"]) == 0
+    assert capsys.readouterr().out.strip() in GUIDE.read_text(encoding="utf-8")
 
 
 @pytest.mark.unit

@@ -1,0 +1,59 @@
+"""Measured notebook run times, in one place.
+
+The workshop guide's timing table (``workshop/README.md``, printed by ``tools/workshop_timings.py``) and the
+run-time line at the top of every notebook quote these figures; tests check that both agree with them. Only
+measurements go here: no GPU was measured, and the lines say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GUIDE_LINK = "../workshop/README.md#timings"  # from a notebook in notebooks/
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall seconds per notebook from one ``python -m ftlib curriculum`` run (its ``curriculum_timings.json``)."""
+
+    label: str  # the machine, profile and date: the guide's column heading
+    seconds: dict[str, float]  # notebook name (e.g. ``03_lora``) -> wall seconds
+    note: str  # how to read the figures
+
+
+# `make curriculum` (the cpu profile) on a fresh clone on a shared, busy 2-core machine.
+CPU_2_CORES = Timings(
+    label="cpu profile, 2 cores (2026-11-28)",
+    seconds={"01_base_model": 156, "02_data_curation": 10.5, "03_lora": 1206, "04_qlora": 1160, "05_evaluation": 1047},
+    note="measured on a busy machine: an upper figure",
+)
+
+
+# `python -m ftlib curriculum --profile smoke` on the same kind of machine, also shared and busy.
+SMOKE_2_CORES = Timings(
+    label="smoke profile, 2 cores (2026-11-29)",
+    seconds={"01_base_model": 23.8, "02_data_curation": 8.7, "03_lora": 39.1, "04_qlora": 45.1, "05_evaluation": 109.1},
+    note="measured on a busy machine: an upper figure",
+)
+
+
+def short_duration(seconds: float) -> str:
+    """``10.5 s`` under a minute, else ``20 min 6 s`` (``3 min`` on the minute)."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+def run_time_text(notebook: str, smoke: Timings = SMOKE_2_CORES, cpu: Timings = CPU_2_CORES) -> str:
+    """The notebook's expected run time per profile, as the Markdown its opening cell carries.
+
+    Raises:
+        KeyError: ``smoke`` or ``cpu`` has no figure for ``notebook``.
+    """
+    return (
+        f"**Expected run time** ([how it was measured]({GUIDE_LINK})):\n"
+        f"- `smoke` profile (the smallest run), 2 cores: {short_duration(smoke.seconds[notebook])} ({smoke.note});\n"
+        f"- `cpu` profile, 2 cores: {short_duration(cpu.seconds[notebook])} ({cpu.note});\n"
+        "- GPU plan: not measured (no GPU was available); lesson 01 shows what the plan would run on each GPU."
+    )
