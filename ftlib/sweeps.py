@@ -227,6 +227,11 @@ class Runner:
     sizes: LessonSizes
     done: dict[tuple, Outcome] = field(default_factory=dict)
 
+    @property
+    def examples_per_step(self) -> int:
+        """Examples one optimizer step sees: the micro-batch times gradient accumulation."""
+        return self.config.batch_size * self.config.grad_accum
+
     def run(
         self, name: str, train_records: list[dict], data: str = "curated", reply: bool = False, **overrides
     ) -> Outcome:
