@@ -421,87 +421,124 @@ def outcome_rows(outcomes: dict[str, Outcome], metrics: list[str], batch_size: i
     return rows
 
 
+def loss_verdict(a: Outcome, b: Outcome) -> str:
+    """``a``'s validation loss against ``b``'s in words: ``lower (better)``, ``higher (worse)`` or ``within noise``."""
+    verdict = compare(a.val_loss, b.val_loss)
+    return {"lower": "lower (better)", "higher": "higher (worse)"}.get(verdict, verdict)
+
+
 def clean_vs_raw_sentence(clean: Outcome, raw: Outcome, task: Task) -> str:
-    """What the clean-vs-raw comparison shows, metric by metric, read from the intervals."""
-    parts = []
-    for metric in [main_metric(task), *headline(task), "reply_pii"]:
-        if metric in clean.metrics and metric in raw.metrics and metric not in [p[0] for p in parts]:
-            parts.append((metric, compare(raw.metrics[metric], clean.metrics[metric])))
-    text = "; ".join(
-        f"{m} {interval_text(raw.metrics[m])} vs {interval_text(clean.metrics[m])}: {verdict}" for m, verdict in parts
-    )
-    main = parts[0][1]
-    summary = (
-        "the curated data gave clearly better answers"
-        if main == "lower"
-        else "the raw data gave clearly better answers"
-        if main == "higher"
-        else "no difference this test set can resolve"
+    """What the clean-vs-raw comparison shows, read from the intervals: the labels (or the task's metric), the
+    validation loss, every headline metric and personal data in replies."""
+    main = main_metric(task)
+    verdict = compare(raw.metrics[main], clean.metrics[main])
+    summary = {
+        "lower": "the curated data gave clearly better answers",
+        "higher": "the raw data gave clearly better answers",
+    }.get(verdict, "no difference this test set can resolve")
+    details = "; ".join(
+        f"{m} {interval_text(raw.metrics[m])} vs {interval_text(clean.metrics[m])}: "
+        f"{compare(raw.metrics[m], clean.metrics[m])}"
+        for m in dict.fromkeys([*headline(task), "reply_pii"])
+        if m in raw.metrics and m in clean.metrics
     )
     leaked = raw.metrics.get("reply_pii", {}).get("value", 0) + clean.metrics.get("reply_pii", {}).get("value", 0)
     pii = (
         "Neither model wrote personal data into a reply."
         if leaked == 0
-        else "Replies with personal data: see reply_pii above (share of replies)."
+        else "Some replies hold personal data: reply_pii above is their share."
     )
     return (
-        f"Raw ({raw.n_train} examples) vs curated ({clean.n_train}), same {clean.max_steps} steps: {summary} "
-        f"({main_metric(task)}). {text}. {pii}"
+        f"Raw ({raw.n_train} examples) vs curated ({clean.n_train}), same {clean.max_steps} steps: on {main}"
+        f" ({interval_text(raw.metrics[main])} vs {interval_text(clean.metrics[main])}), {summary}. The raw run's"
+        f" validation loss is {loss_verdict(raw, clean)} ({interval_text(raw.val_loss, 3)} vs"
+        f" {interval_text(clean.val_loss, 3)}). Raw vs curated, metric by metric: {details}. {pii}"
     )
 
 
 def learning_curve_sentence(outcomes: dict[str, Outcome], task: Task, batch_size: int) -> str:
-    """Where the learning curve stops rising: the smallest size whose interval overlaps the best size's."""
+    """Where the learning curve stops improving: the smallest size within noise of the best, by the main metric
+    and by the validation loss. ``batch_size``: examples per optimizer step."""
     metric = main_metric(task)
     ordered = sorted(outcomes.values(), key=lambda o: o.n_train)
     best = max(ordered, key=lambda o: o.metrics[metric]["value"])
     enough = next(o for o in ordered if compare(o.metrics[metric], best.metrics[metric]) != "lower")
+    lowest = min(ordered, key=lambda o: o.val_loss["value"])
+    enough_loss = next(o for o in ordered if compare(o.val_loss, lowest.val_loss) != "higher")
     seen = ordered[0].max_steps * batch_size
-    points = ", ".join(f"{o.n_train}: {interval_text(o.metrics[metric])}" for o in ordered)
-    if enough is ordered[0]:
-        finding = f"every size, down to {enough.n_train} examples, is within noise of the best ({best.n_train})"
-    else:
-        finding = (
-            f"from {enough.n_train} examples on, the scores are within noise of the best ({best.n_train});"
-            f" fewer are clearly worse"
-        )
+
+    def finding(what: str, first: Outcome, top: Outcome) -> str:
+        if first is ordered[0]:
+            return f"{what}: every size, down to {first.n_train} examples, is within noise of the best ({top.n_train})"
+        return f"{what}: from {first.n_train} examples on, within noise of the best ({top.n_train}); fewer are worse"
+
+    points = ", ".join(
+        f"{o.n_train}: {interval_text(o.metrics[metric])} / loss {interval_text(o.val_loss, 3)}" for o in ordered
+    )
     return (
-        f"{metric} by training-set size ({points}): {finding}. Every run saw {seen} examples"
+        f"By training-set size ({metric} / validation loss, {points}). {finding(metric, enough, best)}."
+        f" {finding('Validation loss', enough_loss, lowest)}. Every run saw {seen} examples"
         f" ({ordered[0].max_steps} steps of {batch_size}), so a set larger than {seen} is never seen in full here:"
         f" these runs cannot test a tipping point above {seen} examples."
     )
 
 
+def _spread(outcomes: dict[str, Outcome], metric: str, label) -> tuple[str, float, float]:
+    """A sentence on the best and worst of a sweep, and the gaps (0 where within noise) of metric and loss."""
+    ordered = sorted(outcomes.values(), key=lambda o: -o.metrics[metric]["value"])
+    best, worst = ordered[0], ordered[-1]
+    real = compare(best.metrics[metric], worst.metrics[metric]) == "higher"
+    by_loss = sorted(outcomes.values(), key=lambda o: o.val_loss["value"])
+    low, high = by_loss[0], by_loss[-1]
+    loss_real = compare(low.val_loss, high.val_loss) == "lower"
+    text = (
+        f"{metric} is highest at {label(best)} ({interval_text(best.metrics[metric])}) and lowest at {label(worst)}"
+        f" ({interval_text(worst.metrics[metric])}): {'a real gap' if real else 'within noise'}; the validation loss"
+        f" is lowest at {label(low)} ({interval_text(low.val_loss, 3)}) and highest at {label(high)}"
+        f" ({interval_text(high.val_loss, 3)}): {'a real gap' if loss_real else 'within noise'}"
+    )
+    metric_gap = best.metrics[metric]["value"] - worst.metrics[metric]["value"] if real else 0.0
+    loss_gap = high.val_loss["value"] - low.val_loss["value"] if loss_real else 0.0
+    return text, metric_gap, loss_gap
+
+
 def sweep_sentence(by_rate: dict[str, Outcome], by_rank: dict[str, Outcome], task: Task) -> str:
-    """Which learning rate and rank did best, by how much, and whether the gaps are beyond noise."""
+    """Which learning rate and rank did best, whether the gaps are beyond noise, and which of the two moved the
+    result more (by the main metric where either gap is real, else by the validation loss)."""
     metric = main_metric(task)
-
-    def spread(outcomes: dict[str, Outcome], label) -> tuple[str, float]:
-        ordered = sorted(outcomes.values(), key=lambda o: -o.metrics[metric]["value"])
-        best, worst = ordered[0], ordered[-1]
-        gap = best.metrics[metric]["value"] - worst.metrics[metric]["value"]
-        verdict = compare(best.metrics[metric], worst.metrics[metric])
-        verdict = "a real gap" if verdict == "higher" else "within noise"
-        lowest = min(outcomes.values(), key=lambda o: o.val_loss["value"])
-        text = (
-            f"{label(best)} scores best ({interval_text(best.metrics[metric])}), {label(worst)} worst"
-            f" ({interval_text(worst.metrics[metric])}): {verdict}; the lowest validation loss is {label(lowest)}'s"
-            f" ({interval_text(lowest.val_loss, 3)})"
-        )
-        return text, gap if verdict == "a real gap" else 0.0
-
     if len(by_rate) < 2:
         only = next(iter(by_rate.values()))
         return f"{metric}: one learning rate ({only.learning_rate:g}) and one rank in this profile: nothing to compare."
-    rates, rate_gap = spread(by_rate, lambda o: f"learning rate {o.learning_rate:g}")
-    sentence = f"{metric}: {rates}."
+    rates, rate_gap, rate_loss = _spread(by_rate, metric, lambda o: f"learning rate {o.learning_rate:g}")
+    sentence = f"Learning rate: {rates}."
     if len(by_rank) > 1:
-        ranks, rank_gap = spread(by_rank, lambda o: f"rank {o.lora_r}")
-        sentence += f" {ranks}."
-        if rate_gap > rank_gap:
-            sentence += " Here the learning rate moved the result more than the rank did."
-        elif rank_gap > rate_gap:
-            sentence += " Here the rank moved the result more than the learning rate did."
+        ranks, rank_gap, rank_loss = _spread(by_rank, metric, lambda o: f"rank {o.lora_r}")
+        sentence += f" Rank: {ranks}."
+        what, rate_moved, rank_moved = (
+            (metric, rate_gap, rank_gap) if rate_gap or rank_gap else ("the validation loss", rate_loss, rank_loss)
+        )
+        if rate_moved > rank_moved:
+            sentence += f" Here the learning rate moved {what} more than the rank did."
+        elif rank_moved > rate_moved:
+            sentence += f" Here the rank moved {what} more than the learning rate did."
         else:
             sentence += " Neither the learning rate nor the rank moved the result beyond noise here."
     return sentence
+
+
+def chance_note(outcomes: dict[str, Outcome], task: Task) -> str:
+    """Which runs label no better than guessing (1 / number of labels, inside the interval): where the step budget
+    was too short for the labels, and the validation loss is the figure that moved."""
+    if not task.label_fields:
+        return ""
+    field_name = task.label_fields[0]
+    chance = 1 / len(task.label_values[field_name])
+    metric = f"{field_name}_accuracy"
+    guessing = [name for name, o in outcomes.items() if o.metrics[metric]["low"] <= chance <= o.metrics[metric]["high"]]
+    if not guessing:
+        return f"Every run labels {field_name} better than guessing (1/{len(task.label_values[field_name])})."
+    return (
+        f"{len(guessing)} of {len(outcomes)} runs label {field_name} no better than guessing"
+        f" (1/{len(task.label_values[field_name])} = {chance:.2f} inside the interval: {', '.join(guessing)}):"
+        " at this step budget the labels are barely learned, and the validation loss is the figure that moved."
+    )

@@ -100,14 +100,30 @@ def test_intervals_decide_the_sentences(task):
     sentence = sweeps.clean_vs_raw_sentence(outcome("curated", exact=good), outcome("raw", exact=poor), task)
     assert "curated data gave clearly better answers" in sentence and "personal data" in sentence
     same = sweeps.clean_vs_raw_sentence(outcome("curated"), outcome("raw"), task)
-    assert "no difference this test set can resolve" in same and "within noise" in same
+    assert "no difference this test set can resolve" in same and "validation loss is within noise" in same
     curve = {16: outcome("a", 16, exact=poor), 64: outcome("b", 64, exact=good), 200: outcome("c", 200, exact=good)}
     text = sweeps.learning_curve_sentence(curve, task, batch_size=8)
     assert "from 64 examples on" in text and "above 128 examples" in text
     rates = {"low": outcome("l", rate=1e-4, exact=poor), "mid": outcome("m", exact=good)}
     ranks = {"r4": outcome("r4", rank=4), "r16": outcome("r16")}
     text = sweeps.sweep_sentence(rates, ranks, task)
-    assert "a real gap" in text and "learning rate moved the result more than the rank" in text
+    assert "a real gap" in text and "learning rate moved labels_exact_match more than the rank" in text
+    # Labels within noise everywhere: the validation loss decides which of the two moved the result.
+    rates = {"low": outcome("l", rate=1e-4, loss=stat(2.0, 1.9, 2.1)), "mid": outcome("m")}
+    ranks = {"r4": outcome("r4", rank=4, loss=stat(1.05, 0.95, 1.15)), "r16": outcome("r16")}
+    text = sweeps.sweep_sentence(rates, ranks, task)
+    assert "learning rate moved the validation loss more than the rank" in text
+    assert "lowest at learning rate 0.001 (1.000 [0.900, 1.100])" in text
+
+
+@pytest.mark.unit
+def test_runs_that_label_no_better_than_guessing_are_named(task):
+    guess = outcome("guess", exact=stat(0.17, 0.1, 0.25))
+    assert "1 of 2 runs label category no better than guessing" in sweeps.chance_note(
+        {"guess": guess, "learned": outcome("learned", exact=stat(0.8, 0.7, 0.9))}, task
+    )
+    assert sweeps.chance_note({"learned": outcome("learned")}, task).startswith("Every run labels category better")
+    assert sweeps.chance_note({"a": guess}, get_task("listings")) == ""
     assert "nothing to compare" in sweeps.sweep_sentence({"only": outcome("o")}, {}, task)
 
 
