@@ -534,6 +534,10 @@ def chance_note(outcomes: dict[str, Outcome], task: Task) -> str:
     field_name = task.label_fields[0]
     chance = 1 / len(task.label_values[field_name])
     metric = f"{field_name}_accuracy"
+    unique: dict[str, tuple[str, Outcome]] = {}  # a run shared by several sections counts once, by its folder
+    for name, o in outcomes.items():
+        unique.setdefault(o.folder or name, (name, o))
+    outcomes = dict(unique.values())
     guessing = [name for name, o in outcomes.items() if o.metrics[metric]["low"] <= chance <= o.metrics[metric]["high"]]
     if not guessing:
         return f"Every run labels {field_name} better than guessing (1/{len(task.label_values[field_name])})."

@@ -122,6 +122,9 @@ def test_runs_that_label_no_better_than_guessing_are_named(task):
     assert "1 of 2 runs label category no better than guessing" in sweeps.chance_note(
         {"guess": guess, "learned": outcome("learned", exact=stat(0.8, 0.7, 0.9))}, task
     )
+    shared = {"curated": guess, "lr 0.001": guess}  # one run shown in two sections counts once
+    guess.folder = "runs/curated"
+    assert "1 of 1 runs label category" in sweeps.chance_note(shared, task)
     assert sweeps.chance_note({"learned": outcome("learned")}, task).startswith("Every run labels category better")
     assert sweeps.chance_note({"a": guess}, get_task("listings")) == ""
     assert "nothing to compare" in sweeps.sweep_sentence({"only": outcome("o")}, {}, task)
