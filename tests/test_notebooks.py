@@ -58,7 +58,7 @@ def test_deterministic_cells_are_checked_by_nbval():
         path.stem: sum("NBVAL_CHECK_OUTPUT" in source(c) and bool(c["outputs"]) for c in cells(path)) for path in PATHS
     }
     assert checked["01_base_model"] >= 1 and checked["02_data_curation"] >= 2
-    assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1
+    assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1 and checked["06_what_matters"] >= 1
 
 
 def sha256(path: Path) -> str:
