@@ -219,3 +219,68 @@ def plot_set_comparison(
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_learning_curve(
+    points: dict[int, dict[str, dict]],
+    metrics: list[str],
+    path: str | Path | None = None,
+    title: str = "Learning curve (95% bootstrap intervals)",
+):
+    """Each metric against the number of training examples (log scale), its interval as a shaded band.
+
+    Args:
+        points: training-set size -> ``{metric: {"value", "low", "high"}}``.
+    """
+    sizes = sorted(points)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, metric in enumerate(metrics):
+        stats = [points[n][metric] for n in sizes if metric in points[n]]
+        if len(stats) != len(sizes):
+            continue
+        colour = f"C{index}"
+        ax.plot(sizes, [s["value"] for s in stats], color=colour, marker="o", lw=2, label=metric)
+        ax.fill_between(sizes, [s["low"] for s in stats], [s["high"] for s in stats], color=colour, alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training examples (same step budget)")
+    ax.set_ylabel("score on the test split")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_validation_curves(
+    histories: dict[str, dict],
+    path: str | Path | None = None,
+    title: str = "Validation loss",
+    final: dict[str, dict] | None = None,
+):
+    """Validation loss per evaluation, one line per run, overlaid; no training loss, so the runs stay readable.
+
+    Args:
+        histories: run name -> ``ftlib.train`` history (its ``val`` points are drawn).
+        final: run name -> ``{"value", "low", "high"}`` of the kept checkpoint's loss, drawn as an error bar
+            after the last step.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    last = max((p["step"] for h in histories.values() for p in h.get("val", [])), default=0)
+    for index, (name, history) in enumerate(histories.items()):
+        colour = f"C{index}"
+        val = history.get("val", [])
+        if val:
+            ax.plot([p["step"] for p in val], [p["loss"] for p in val], color=colour, marker="o", lw=2, label=name)
+        if final and name in final:
+            stat = final[name]
+            x = last * (1.04 + 0.02 * index)
+            err = [[stat["value"] - stat["low"]], [stat["high"] - stat["value"]]]
+            ax.errorbar([x], [stat["value"]], yerr=err, color=colour, marker="s", capsize=3)
+    ax.set_xlabel("optimizer step (squares: the kept checkpoint, 95% interval)" if final else "optimizer step")
+    ax.set_ylabel("validation cross-entropy (answer tokens)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -58,7 +58,7 @@ def test_deterministic_cells_are_checked_by_nbval():
         path.stem: sum("NBVAL_CHECK_OUTPUT" in source(c) and bool(c["outputs"]) for c in cells(path)) for path in PATHS
     }
     assert checked["01_base_model"] >= 1 and checked["02_data_curation"] >= 2
-    assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1
+    assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1 and checked["06_what_matters"] >= 1
 
 
 @pytest.mark.unit
@@ -111,7 +111,7 @@ def sha256(path: Path) -> str:
 
 
 def run_curriculum(run_dir: Path, dataset: str) -> dict[str, Exception | None]:
-    """All five notebooks, in order, in one run folder, as papermill jobs in the smoke profile: each one's error."""
+    """Every notebook, in order, in one run folder, as papermill jobs in the smoke profile: each one's error."""
     import papermill
 
     outcomes = {}
@@ -189,6 +189,20 @@ def chat_run(tmp_path_factory):
                 "eval/loss_curves.png",
                 "eval/review_sheet.csv",
                 "eval/review_sheet.key.json",
+            ],
+        ),
+        (
+            "06_what_matters",
+            [
+                "what_matters/clean_vs_raw.json",
+                "what_matters/clean_vs_raw.png",
+                "what_matters/learning_curve.json",
+                "what_matters/learning_curve.png",
+                "what_matters/rate_and_rank.json",
+                "what_matters/learning_rate.png",
+                "what_matters/rank.png",
+                "what_matters/summary.json",
+                "what_matters/runs/raw/manifest.json",
             ],
         ),
     ],

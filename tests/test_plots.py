@@ -37,3 +37,28 @@ def test_memory_breakdown_bars_reach_the_estimates_total():
     # Each component is rounded to 1 MB in the manifest: the stack may differ from the rounded total by a few.
     assert [tops[x] for x in sorted(tops)] == pytest.approx(totals, abs=0.005)
     matplotlib.pyplot.close(figure)
+
+
+@pytest.mark.unit
+def test_learning_curve_draws_each_metric_with_its_interval_band(tmp_path):
+    points = {n: {"a": {"value": v, "low": v - 0.1, "high": v + 0.1}} for n, v in ((16, 0.3), (64, 0.6), (2000, 0.7))}
+    figure = plots.plot_learning_curve(points, ["a", "missing"], tmp_path / "curve.png")
+    ax = figure.axes[0]
+    assert [list(line.get_xdata()) for line in ax.lines] == [[16, 64, 2000]]
+    assert len(ax.collections) == 1 and (tmp_path / "curve.png").exists()
+    matplotlib.pyplot.close(figure)
+
+
+@pytest.mark.unit
+def test_validation_curves_overlay_one_line_per_run_and_the_kept_losses():
+    histories = {
+        name: {"train": [{"step": 1, "loss": 9.0}], "val": [{"step": 2, "loss": 1.0}, {"step": 4, "loss": 0.8}]}
+        for name in ("lr 1e-4", "lr 1e-3")
+    }
+    final = {"lr 1e-3": {"value": 0.8, "low": 0.7, "high": 0.9}}
+    figure = plots.plot_validation_curves(histories, final=final)
+    ax = figure.axes[0]
+    validation = [line for line in ax.lines if line.get_label() in histories]
+    assert len(validation) == 2 and all(9.0 not in line.get_ydata() for line in validation)  # no training loss
+    assert len(ax.containers) == 1  # one error bar: the run with a kept loss
+    matplotlib.pyplot.close(figure)

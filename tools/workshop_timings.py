@@ -8,7 +8,7 @@ or more of them, each optionally as ``LABEL=PATH`` (the column's heading; defaul
     .venv/bin/python tools/workshop_timings.py "smoke=runs/support_tickets-smoke/curriculum_timings.json" \
         "cpu, 2 cores=runs/support_tickets-cpu/curriculum_timings.json"
 
-One row per notebook (the curriculum's five in order, then any other name found), one column per file, and a
+One row per notebook (the curriculum's notebooks in order, then any other name found), one column per file, and a
 "notebooks in all" row. A notebook missing from a file (a ``--only`` run) reads "not run". Only what the files
 hold is printed: the figures are measurements of the machine that ran them, so say which machine beside the table.
 """
