@@ -110,12 +110,12 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run_curriculum(run_dir: Path, dataset: str) -> dict[str, Exception | None]:
-    """Every notebook, in order, in one run folder, as papermill jobs in the smoke profile: each one's error."""
+def run_curriculum(run_dir: Path, dataset: str, paths: list[Path] = PATHS) -> dict[str, Exception | None]:
+    """The notebooks, in order, in one run folder, as papermill jobs in the smoke profile: each one's error."""
     import papermill
 
     outcomes = {}
-    for path in PATHS:
+    for path in paths:
         try:
             papermill.execute_notebook(
                 str(path),
@@ -160,7 +160,9 @@ def chat_run(tmp_path_factory):
     (user / "my_chats.yaml").write_text(yaml.safe_dump(spec | {"name": "my_chats", "data": "chats.jsonl"}))
     run_dir = user / "runs"
     run_dir.mkdir()
-    return run_dir, run_curriculum(run_dir, str(user / "my_chats.yaml"))
+    # Lessons 01-05 only: lesson 06 compares label metrics, and it runs on two datasets already (tickets under
+    # nbval, listings above); on chats it was checked by hand (2026-11-29), and the test budget is 20 minutes.
+    return run_dir, run_curriculum(run_dir, str(user / "my_chats.yaml"), PATHS[:5])
 
 
 @pytest.mark.integration
@@ -230,7 +232,7 @@ def test_smoke_run_uses_the_real_model_and_leaves_samples_untouched(smoke_run):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", NOTEBOOKS[:5])
 def test_notebook_runs_on_chats_from_a_spec_file_alone(chat_run, name):
     run_dir, outcomes = chat_run
     if outcomes[name] is not None:
