@@ -216,7 +216,8 @@ def default_name(args: argparse.Namespace) -> str:
     length = f"epochs{args.epochs}" if args.epochs else f"steps{args.steps or 'profile'}"
     return (
         f"{task}-r{args.lora_r or 'profile'}-lr{args.learning_rate or 'profile'}-{length}"
-        f"-w{args.label_token_weight}-seed{args.seed}" + (f"-bs{args.batch_size}" if args.batch_size else "")
+        f"-w{args.label_token_weight or 'profile'}-seed{args.seed}"
+        + (f"-bs{args.batch_size}" if args.batch_size else "")
     )
 
 
@@ -229,7 +230,9 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, help="default: the cpu profile's")
     parser.add_argument("--lora-r", type=int, help="LoRA rank (default: the cpu profile's; lora_alpha stays 32)")
     parser.add_argument("--batch-size", type=int, help="examples per step (default: the cpu profile's)")
-    parser.add_argument("--label-token-weight", type=float, default=1.0, help="TrainConfig.label_token_weight")
+    parser.add_argument(
+        "--label-token-weight", type=float, help="TrainConfig.label_token_weight (default: the cpu profile's)"
+    )
     parser.add_argument("--task", help="a task spec file (default: the built-in support_tickets)")
     parser.add_argument("--seed", type=int, default=0, help="TrainConfig.seed (default 0)")
     parser.add_argument("--n-test", type=int, help="generated test examples (default: the cpu profile's, as lesson 05)")
@@ -259,7 +262,9 @@ def main() -> None:
     if task.field_test_file is None:
         parser.error(f"{task.spec_file}: the spec names no field_test set, and the bar is on it")
     profile = resolve_profile("cpu", max_steps=args.steps, learning_rate=args.learning_rate)
-    overrides = {"label_token_weight": args.label_token_weight, "seed": args.seed}
+    overrides = {"seed": args.seed}
+    if args.label_token_weight:
+        overrides["label_token_weight"] = args.label_token_weight
     if args.lora_r:
         overrides["lora_r"] = args.lora_r
     if args.batch_size:

@@ -140,6 +140,7 @@ def test_profile_train_config_matches_what_the_notebooks_built():
             eval_steps=planned.eval_steps,
             eval_batch_size=planned.eval_batch_size,
             max_length=planned.max_length,
+            label_token_weight=planned.label_token_weight,
         )
         assert planned.train_config() == by_hand
     smoke = PROFILES["smoke"]
