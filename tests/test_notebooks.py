@@ -12,6 +12,7 @@ from ftlib.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
+CHAT_LESSONS = (0, 1, 2, 4)  # the chat run's lessons (01, 02, 03 and 05): see chat_run
 PARAMETERS = ["profile", "dataset", "run_dir", "base_model", "max_steps", "method"]
 EXTRA_PARAMETERS = {"05_evaluation": ["ratings_file"]}  # after the shared ones
 
@@ -160,9 +161,10 @@ def chat_run(tmp_path_factory):
     (user / "my_chats.yaml").write_text(yaml.safe_dump(spec | {"name": "my_chats", "data": "chats.jsonl"}))
     run_dir = user / "runs"
     run_dir.mkdir()
-    # Lessons 01-05 only: lesson 06 compares label metrics, and it runs on two datasets already (tickets under
-    # nbval, listings above); on chats it was checked by hand (2026-11-29), and the test budget is 20 minutes.
-    return run_dir, run_curriculum(run_dir, str(user / "my_chats.yaml"), PATHS[:5])
+    # Within the 20-minute test budget: the lessons whose data handling differs for chats. 04 (QLoRA) reads the
+    # data as 03 does, and 06 runs on tickets (nbval) and listings (above); both were run on chats by hand
+    # (2026-11-29). Lesson 05 then scores the runs it finds: the bases and LoRA.
+    return run_dir, run_curriculum(run_dir, str(user / "my_chats.yaml"), [PATHS[i] for i in CHAT_LESSONS])
 
 
 @pytest.mark.integration
@@ -232,14 +234,14 @@ def test_smoke_run_uses_the_real_model_and_leaves_samples_untouched(smoke_run):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("name", NOTEBOOKS[:5])
+@pytest.mark.parametrize("name", [NOTEBOOKS[i] for i in CHAT_LESSONS])
 def test_notebook_runs_on_chats_from_a_spec_file_alone(chat_run, name):
     run_dir, outcomes = chat_run
     if outcomes[name] is not None:
         raise outcomes[name]
     if name == "05_evaluation":
         metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-        assert set(metrics) == {"base (zero-shot)", "base (few-shot)", "LoRA", "QLoRA"}
+        assert set(metrics) == {"base (zero-shot)", "base (few-shot)", "LoRA"}  # 04 did not run here
         for result in metrics.values():
             assert set(result["metrics"]) == {"reply_rougeL"}  # the spec's one text answer, no labels
             assert result["predictions"][0]["reference"].keys() == {"reply"}
