@@ -24,6 +24,28 @@ from ftlib.tasks import Task, parse_answer
 
 
 @torch.no_grad()
+def example_losses(
+    model, tokenizer, records: list[dict], task: Task | None, batch_size: int = 16, max_length: int = 256
+) -> list[tuple[float, int]]:
+    """Each record's summed answer-token loss and its token count (prompt excluded), for a loss with an interval."""
+    dataset = SupervisedDataset(records, tokenizer, max_length, task)
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    model.eval()
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        targets = batch["labels"][:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+        ).sum(dim=1)
+        counts = (targets != IGNORE_INDEX).sum(dim=1)
+        out += [(float(n), int(c)) for n, c in zip(nll, counts)]
+    return out
+
+
+@torch.no_grad()
 def heldout_loss(
     model, tokenizer, records: list[dict], task: Task | None = None, batch_size: int = 16, max_length: int = 256
 ) -> dict:
@@ -32,23 +54,8 @@ def heldout_loss(
     Token-weighted: every answer token counts once, however the batches fall. ``evaluate``'s
     perplexity metric reloads a model by hub id, so it cannot score an in-memory PEFT model.
     """
-    dataset = SupervisedDataset(records, tokenizer, max_length, task)
-    collate = PaddingCollator(tokenizer.pad_token_id)
-    model.eval()
-    total_nll, total_tokens = 0.0, 0
-    for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        targets = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.size(-1)),
-            targets.reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        total_nll += nll.item()
-        total_tokens += int((targets != IGNORE_INDEX).sum())
+    losses = example_losses(model, tokenizer, records, task, batch_size, max_length)
+    total_nll, total_tokens = sum(n for n, _ in losses), sum(c for _, c in losses)
     loss = total_nll / total_tokens
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": total_tokens}
 

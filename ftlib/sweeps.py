@@ -9,13 +9,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from rouge_score import rouge_scorer
 
 from ftlib.config import TrainConfig
 from ftlib.curate import dedup_key, scrub_pii
-from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, check_labels, validate_records
-from ftlib.evaluate import bootstrap_interval, generate, per_example_scores
+from ftlib.data import check_labels, validate_records
+from ftlib.evaluate import bootstrap_interval, example_losses, generate, per_example_scores
 from ftlib.fileio import write_json
 from ftlib.runtime import DeviceChoice, release_memory
 from ftlib.tasks import Task
@@ -154,28 +153,6 @@ def with_intervals(rows: list[dict[str, float]], seed: int = 0) -> dict[str, dic
         low, high = bootstrap_interval(values, seed=seed)
         metrics[name] = {"value": float(np.mean(values)), "low": low, "high": high}
     return metrics
-
-
-@torch.no_grad()
-def example_losses(
-    model, tokenizer, records: list[dict], task: Task, batch_size: int = 16, max_length: int = 256
-) -> list[tuple[float, int]]:
-    """Each record's summed answer-token loss and its token count (prompt excluded), for a loss with an interval."""
-    dataset = SupervisedDataset(records, tokenizer, max_length, task)
-    collate = PaddingCollator(tokenizer.pad_token_id)
-    model.eval()
-    out = []
-    for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-        targets = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
-        ).sum(dim=1)
-        counts = (targets != IGNORE_INDEX).sum(dim=1)
-        out += [(float(n), int(c)) for n, c in zip(nll, counts)]
-    return out
 
 
 def loss_interval(losses: list[tuple[float, int]], n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
