@@ -141,7 +141,8 @@ class ShipReport:
                 {
                     "check": f"{stage.stage}: greedy answers",
                     "result": f"{stage.answers_compared - len(stage.differing_answers)}/{stage.answers_compared} "
-                    "identical" + (f" (differ: {', '.join(stage.differing_answers)})" if stage.differing_answers else ""),
+                    "identical"
+                    + (f" (differ: {', '.join(stage.differing_answers)})" if stage.differing_answers else ""),
                     "bound": "all identical",
                     "ok": not stage.differing_answers,
                 }
@@ -261,9 +262,10 @@ def compare_templates(tokenizer_a, tokenizer_b, conversations: list[list[dict]],
         text_a, text_b = prompt_text(tokenizer_a, conversation), prompt_text(tokenizer_b, conversation)
         if text_a != text_b:
             renderings.append(i)
-        if tokenizer_a(text_a, add_special_tokens=False)["input_ids"] != tokenizer_b(
-            text_a, add_special_tokens=False
-        )["input_ids"]:
+        if (
+            tokenizer_a(text_a, add_special_tokens=False)["input_ids"]
+            != tokenizer_b(text_a, add_special_tokens=False)["input_ids"]
+        ):
             tokens.append(i)
     return TemplateParity(len(conversations), True, tuple(renderings), tuple(tokens))
 
@@ -277,8 +279,10 @@ def llama_cpp_permute(weights: np.ndarray, n_head: int) -> np.ndarray:
     transformers' Llama rotates the two halves of each head's dimensions; llama.cpp rotates neighbouring
     pairs. ``transformers``' GGUF reader undoes this with ``LlamaTensorProcessor._reverse_permute_weights``.
     """
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(
-        weights.shape
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
     )
 
 
@@ -485,7 +489,10 @@ def modelfile_text(gguf_name: str, tokenizer, system: str | None = None) -> str:
         ValueError: a system prompt containing ``\"\"\"``, which would end the Modelfile's quoted block.
     """
     template = tokenizer.chat_template
-    lines = [f"# Written by ftlib.export: `ollama create NAME -f {MODELFILE_NAME}` in this folder.", f"FROM ./{gguf_name}"]
+    lines = [
+        f"# Written by ftlib.export: `ollama create NAME -f {MODELFILE_NAME}` in this folder.",
+        f"FROM ./{gguf_name}",
+    ]
     stops = []
     if is_chatml(template):
         lines.append(f'TEMPLATE """{CHATML_OLLAMA_TEMPLATE}"""')
@@ -540,7 +547,9 @@ def ship(
     """Merge a run's adapter, write ``model.gguf`` and a ``Modelfile`` into ``out``, and check both hand-overs.
 
     Args:
-        run: a LoRA/QLoRA run folder (manifest.json + adapter/), or a full fine-tune's (its model/ is merged).
+        run: a LoRA/QLoRA run folder (manifest.json + adapter/), or a full fine-tune's (its model/ is exported
+            as it is, and ``merge`` is None). A QLoRA adapter is compared on its base in fp32, as it is merged:
+            the check is the merge's, not the gap between the 4-bit base it trained on and full precision.
         out: a new or empty folder; gets ``merged/``, ``model.gguf``, ``Modelfile`` and ``export_report.json``.
         records: the prompts to compare on (e.g. the task's test records); None: a few fixed prompts.
         task: turns records into prompts; its instruction is the Modelfile's SYSTEM.

@@ -214,7 +214,10 @@ def test_modelfile_translates_chatml_and_says_what_it_cannot():
     assert 'SYSTEM """Answer in JSON."""' in lines
     assert 'PARAMETER stop "<|im_end|>"' in lines and 'PARAMETER stop "<|im_start|>"' in lines
     assert "<|im_start|>user\n{{ .Content }}<|im_end|>\n<|im_start|>assistant\n" in text
-    smol = "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are SmolLM<|im_end|>\\n' }}"
+    smol = (
+        "{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\nYou are SmolLM<|im_end|>\\n' }}{% endif %}"
+    )
     tokenizer.chat_template = smol + CHATML_TEMPLATE
     assert 'SYSTEM """You are SmolLM"""' in export.modelfile_text("model.gguf", tokenizer)
     tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
@@ -229,9 +232,7 @@ def test_a_non_llama_model_is_refused_by_name(active_run, bpe_base, tmp_path, ca
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     qwen = AutoModelForCausalLM.from_config(
-        Qwen2Config(
-            vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
-        )
+        Qwen2Config(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     )
     with pytest.raises(export.UnsupportedModel, match="'qwen2'"):
         export.write_gguf(qwen, bpe_tokenizer(), tmp_path / "q.gguf")
@@ -275,12 +276,12 @@ def test_smollm2_with_an_active_adapter_survives_merge_and_gguf(tmp_path, task):
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0, 0.01)
-    conversations = [task.prompt_messages(t) for t in TICKETS[:3]]
-    ids = IDS[:3]
+    conversations = [task.prompt_messages(t) for t in TICKETS[:2]]  # two prompts keep the test near a minute
+    ids = IDS[:2]
     # adapter -> merged: the adapter model against a merged copy of it.
     merged = copy.deepcopy(peft_model).merge_and_unload()
     merge, merged_answers = export.compare_stage(
-        "adapter -> merged", peft_model, tokenizer, merged, tokenizer, conversations, ids, export.MERGE_TOLERANCE, 24
+        "adapter -> merged", peft_model, tokenizer, merged, tokenizer, conversations, ids, export.MERGE_TOLERANCE, 16
     )
     del peft_model
     path = export.write_gguf(merged, tokenizer, tmp_path / "model.gguf")
@@ -294,7 +295,7 @@ def test_smollm2_with_an_active_adapter_survives_merge_and_gguf(tmp_path, task):
         conversations,
         ids,
         export.GGUF_TOLERANCE["f32"],
-        24,
+        16,
         answers_a=merged_answers,
     )
     template = export.compare_templates(tokenizer, reloaded_tokenizer, conversations, ids)
