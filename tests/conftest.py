@@ -1,3 +1,4 @@
+import hashlib
 import os
 from pathlib import Path
 
@@ -6,9 +7,13 @@ os.environ.setdefault("FTLIB_NUM_THREADS", "1")  # tiny models: one thread is fa
 
 import pytest  # noqa: E402
 
+from ftlib.cli import NOTEBOOKS  # noqa: E402
 from ftlib.models import load_model  # noqa: E402
 from ftlib.runtime import pick_device  # noqa: E402
 from ftlib.tasks import SUPPORT_TICKETS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
 
 TICKETS = [
     {
@@ -112,3 +117,43 @@ def with_active_lora(model, config):
         if "lora_B" in name:
             parameter.data.normal_(0, 0.1)
     return model
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_curriculum(run_dir: Path, dataset: str, paths: list[Path] = NOTEBOOK_PATHS) -> dict[str, Exception | None]:
+    """The notebooks, in order, in one run folder, as papermill jobs in the smoke profile: each one's error."""
+    import papermill
+
+    outcomes = {}
+    for path in paths:
+        try:
+            papermill.execute_notebook(
+                str(path),
+                str(run_dir / path.name),
+                cwd=str(path.parent),
+                parameters={"profile": "smoke", "run_dir": str(run_dir), "dataset": dataset},
+                kernel_name="python3",
+                progress_bar=False,
+            )
+            outcomes[path.stem] = None
+        except Exception as error:  # reported by the notebook's own test
+            outcomes[path.stem] = error
+    return outcomes
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The curriculum on the second dataset (listings): switching the whole curriculum to it takes one parameter.
+
+    nbval runs the same notebooks on the default dataset (support tickets). Session-wide: the notebook tests
+    (tests/test_notebooks.py) check this run, and the exercises' solutions (tests/test_exercises.py) read it.
+    """
+    samples = sorted((ROOT / "data" / "samples").glob("*"))
+    before = {p.name: sha256(p) for p in samples}
+    run_dir = tmp_path_factory.mktemp("smoke")
+    outcomes = run_curriculum(run_dir, "listings")
+    after = {p.name: sha256(p) for p in samples}
+    return run_dir, outcomes, before == after

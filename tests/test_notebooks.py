@@ -1,17 +1,17 @@
 """The curriculum itself: structure checks, and every notebook executed by papermill (smoke profile)."""
 
 import ast
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
+from conftest import NOTEBOOK_PATHS as PATHS  # tests/, on pytest's path
+from conftest import run_curriculum
 
 from ftlib.cli import NOTEBOOKS
 from ftlib.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
 CHAT_LESSONS = (0, 1, 2, 4)  # the chat run's lessons (01, 02, 03 and 05): see chat_run
 PARAMETERS = ["profile", "dataset", "run_dir", "base_model", "max_steps", "method"]
 EXTRA_PARAMETERS = {"05_evaluation": ["ratings_file"]}  # after the shared ones
@@ -105,45 +105,6 @@ def test_ci_and_engine_details_stay_in_the_readme_appendix(path):
         for term in ENGINE_TERMS:
             assert term.lower() not in text.lower(), f"{path.name}: '{term}' belongs in the README's appendix"
     assert "## Appendix: how the notebooks run (CI, papermill, engine details)" in (ROOT / "README.md").read_text()
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def run_curriculum(run_dir: Path, dataset: str, paths: list[Path] = PATHS) -> dict[str, Exception | None]:
-    """The notebooks, in order, in one run folder, as papermill jobs in the smoke profile: each one's error."""
-    import papermill
-
-    outcomes = {}
-    for path in paths:
-        try:
-            papermill.execute_notebook(
-                str(path),
-                str(run_dir / path.name),
-                cwd=str(path.parent),
-                parameters={"profile": "smoke", "run_dir": str(run_dir), "dataset": dataset},
-                kernel_name="python3",
-                progress_bar=False,
-            )
-            outcomes[path.stem] = None
-        except Exception as error:  # reported by the notebook's own test
-            outcomes[path.stem] = error
-    return outcomes
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The curriculum on the second dataset (listings): switching the whole curriculum to it takes one parameter.
-
-    nbval runs the same notebooks on the default dataset (support tickets).
-    """
-    samples = sorted((ROOT / "data" / "samples").glob("*"))
-    before = {p.name: sha256(p) for p in samples}
-    run_dir = tmp_path_factory.mktemp("smoke")
-    outcomes = run_curriculum(run_dir, "listings")
-    after = {p.name: sha256(p) for p in samples}
-    return run_dir, outcomes, before == after
 
 
 @pytest.fixture(scope="module")
