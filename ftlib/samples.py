@@ -24,9 +24,9 @@ drift. ``write_later_tickets`` writes the batch the drift lesson scores.
 
 from __future__ import annotations
 
+import copy
 import random
 import re
-import copy
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -288,7 +288,13 @@ def compose_ticket(rng: random.Random, index: int, period: str = "default") -> t
         ticket = ticket.upper()
     replies = banks["cells"][category][urgency]["replies"]
     reply = _reply(replies[rule] if urgency == "high" else replies, statement, rng).format(**values)
-    record = {"id": f"{banks.get('id_prefix', 't')}{index:05d}", "ticket": ticket, "category": category, "urgency": urgency, "reply": reply}
+    record = {
+        "id": f"{banks.get('id_prefix', 't')}{index:05d}",
+        "ticket": ticket,
+        "category": category,
+        "urgency": urgency,
+        "reply": reply,
+    }
     decisive = (cue or statement).format(**values)
     return record, {
         "rule": rule,
