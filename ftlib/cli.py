@@ -227,7 +227,7 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
     """
     from dataclasses import fields
 
-    from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig
+    from ftlib.config import DATA_ORDERS, REPORTERS, SCHEDULERS, TrainConfig
     from ftlib.presets import METHODS, TARGET_MODULES
 
     choices = {
@@ -235,6 +235,7 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
         "target_modules": tuple(TARGET_MODULES),
         "data_order": tuple(DATA_ORDERS),
         "lr_scheduler": SCHEDULERS,
+        "report_to": REPORTERS,
     }
     types = config_field_types()
     group = parser.add_argument_group("hyperparameters (TrainConfig fields; they override --config)")

@@ -13,6 +13,10 @@ DATA_ORDERS = {
     "random": "random",  # shuffled every epoch
     "sequential": "sequential",  # file order: reproducible batches, e.g. to compare 1 and N processes
 }
+# TrainConfig.report_to: where Trainer also sends its logs. "none": only ftlib's own history.json and manifest;
+# "tensorboard": event files in the run folder's ``tensorboard/`` (optional extra ``ftlib[tracking]``; see
+# ftlib.train.TENSORBOARD_DIR for why TensorBoard).
+REPORTERS = ("none", "tensorboard")
 
 
 @dataclass
@@ -44,6 +48,7 @@ class TrainConfig:
     # every other answer token weighs 1. 1.0 trains exactly as before (no weights at all). The logged training
     # loss is then the weighted one; the validation loss stays unweighted, comparable across weights.
     label_token_weight: float = 1.0
+    report_to: str = "none"  # a key of REPORTERS: also log to a local tracker (off by default; it never trains)
 
     def validate(self) -> None:
         problems = []
@@ -78,6 +83,8 @@ class TrainConfig:
             problems.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if self.warmup_steps < 0 or (self.max_steps and self.warmup_steps >= self.max_steps):
             problems.append(f"warmup_steps ({self.warmup_steps}) must be >= 0 and below max_steps ({self.max_steps})")
+        if self.report_to not in REPORTERS:
+            problems.append(f"report_to must be one of {', '.join(REPORTERS)}, not {self.report_to!r}")
         if not self.label_token_weight > 0:
             problems.append(f"label_token_weight must be > 0, got {self.label_token_weight}")
         if problems:
@@ -193,5 +200,10 @@ def config_rows(config: TrainConfig, train_examples: int) -> list[dict]:
             "label_token_weight",
             config.label_token_weight,
             "loss weight of the answer tokens that spell a label value (1.0: plain loss)",
+        ),
+        row(
+            "report_to",
+            config.report_to,
+            "also log losses to a local tracker (tensorboard: event files in the run folder; none: off)",
         ),
     ]

@@ -8,6 +8,10 @@ Schema versions:
        beside the estimate as a display row (``{"peak_rss_mb": ..., "estimate": {"total GB": ...}}``); they
        are read and converted.
     2: ``version: 2``; memory is ``{"measured": {...}, "estimate": {...}}`` with field names, not display keys.
+    3: ``version: 3`` adds ``parent``: the run a re-tune started from (its folder and its data hashes), null for a
+       run that started from a fresh adapter. Versions 1 and 2 are read with ``parent`` None (their
+       ``continued_from`` still names the adapter folder); a version-2 reader refuses a version-3 manifest by its
+       version, with "upgrade ftlib", instead of stumbling on an unknown field.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import Any
 
 from ftlib.config import TrainConfig
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 
 
@@ -39,6 +43,21 @@ class DataSummary:
     train_truncated: int
     val_truncated: int
     dropped_without_answer_tokens: int
+
+
+@dataclass(frozen=True)
+class ParentRun:
+    """The run a re-tune continued: its folder and the data it had trained and validated on (the lineage)."""
+
+    run: str  # the parent's run folder, as the child was given it
+    train_sha256: str
+    val_sha256: str
+
+    @classmethod
+    def of(cls, folder: str | Path) -> ParentRun:
+        """The lineage entry of the run in ``folder``, read from its manifest."""
+        data = load_run(folder).data
+        return cls(str(folder), data.train_sha256, data.val_sha256)
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,7 @@ class RunRecord:
     memory: RunMemory
     wall_seconds: float
     versions: dict[str, str]  # python and the tracked packages
+    parent: ParentRun | None = None  # the run whose adapter this one kept training (version 3 on)
     version: int = SCHEMA_VERSION  # of this schema (see the module docstring)
 
     def to_json(self) -> str:
@@ -241,6 +261,8 @@ def record_from_dict(values: dict, source: str = "<manifest>") -> RunRecord:
         "checkpoints": CheckpointSummary,
         "metrics": RunMetrics,
     }
+    if values.get("parent") is not None:
+        nested["parent"] = ParentRun
     for name, kind in nested.items():
         if name in values:
             values[name] = _build(kind, values[name], f"{source}, field '{name}'")

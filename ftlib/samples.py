@@ -14,10 +14,17 @@ hard negatives that share words with a rule without meeting it; and the register
 formal, non-native, texting...) and layouts a ticket is written in. The code below only composes:
 it picks a phrasing, fills its slots and places it among openers, context, unrelated asides, details
 and sign-offs, so the decisive cue may sit at the start, the end or in the middle of the text.
+
+Periods: ``period="default"`` is the help desk the training data comes from; ``period="later"`` is the same
+desk some months on (the banks' ``later`` section): new products and plans in the slots, a new TV-streaming
+service whose failures are a new kind of outage, more outage and account tickets and fewer billing ones, and new
+statements in every category. Labels keep the same schema and the same urgency rules; only the text and the mix
+drift. ``write_later_tickets`` writes the batch the drift lesson scores.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 from dataclasses import dataclass
@@ -36,6 +43,8 @@ CATEGORY_WEIGHTS = {
     "account": 0.9,
     "cancellation": 0.8,
 }
+PERIODS = ("default", "later")  # "later": the banks' ``later`` section applied on top of the default ones
+LATER_TICKETS = 600  # the later batch the drift lesson scores: a week or two of a small desk's tickets
 HARD_NEGATIVE_RATE = 0.15  # share of low and medium tickets written as a hard negative
 ESCALATE_RATE = 0.5  # share of a high cell's escalatable rules written as a medium statement plus the rule's cue
 
@@ -46,6 +55,43 @@ def ticket_banks() -> dict:
     import yaml
 
     return yaml.safe_load(TICKET_BANKS.read_text(encoding="utf-8"))
+
+
+@cache
+def period_banks(period: str = "default") -> dict:
+    """The banks of one period: the default ones, or a copy with a later section applied (``PERIODS``).
+
+    A later section replaces ``category_weights`` and the slots it names (adding new ones), adds its ``contexts``
+    to ``frame.contexts`` and, per cell, adds its statements, rule statements and replies to the cell's own
+    (each new statement ``new_statement_weight`` times, so that it is drawn that much more often than an old one).
+    """
+    banks = ticket_banks()
+    if period == "default":
+        return banks
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
+    change = banks[period]
+    merged = copy.deepcopy({key: value for key, value in banks.items() if key not in PERIODS})
+    merged["category_weights"] = dict(change["category_weights"])
+    merged["slots"] |= change.get("slots") or {}
+    merged["frame"]["contexts"] += change.get("contexts") or []
+    merged["id_prefix"] = change.get("id_prefix", "t")
+    repeat = int(change.get("new_statement_weight", 1))  # listed that many times: drawn that much more often
+    for category, cells in (change.get("cells") or {}).items():
+        for urgency, cell in cells.items():
+            target = merged["cells"][category][urgency]
+            if cell.get("statements"):
+                target["statements"] = target.get("statements", []) + cell["statements"] * repeat
+            for rule, texts in (cell.get("rules") or {}).items():
+                target["rules"] = dict(target.get("rules") or {})
+                target["rules"][rule] = target["rules"].get(rule, []) + texts * repeat
+            replies = cell.get("replies") or []
+            if isinstance(replies, dict):
+                for rule, texts in replies.items():
+                    target["replies"][rule] = target["replies"].get(rule, []) + texts
+            else:
+                target["replies"] = target["replies"] + replies
+    return merged
 
 
 @dataclass(frozen=True)
@@ -113,8 +159,8 @@ REPEAT_CUES = rule_cues()["repeated"]
 DEPENDENCY_CUES = rule_cues()["dependency"]
 
 
-def _slot_values(rng: random.Random) -> dict:
-    values = {name: rng.choice(options) for name, options in ticket_banks()["slots"].items()}
+def _slot_values(rng: random.Random, banks: dict) -> dict:
+    values = {name: rng.choice(options) for name, options in banks["slots"].items()}
     values.update(
         amount=f"{rng.randint(20, 180)}.{rng.choice(['00', '99', '50'])}",
         amount2=f"{rng.randint(60, 260)}.{rng.choice(['00', '99'])}",
@@ -167,10 +213,11 @@ def _write(text: str, register: dict, rng: random.Random) -> str:
     return text
 
 
-def _choose_problem(rng: random.Random) -> tuple[str, str, str, str, str | None, bool]:
+def _choose_problem(rng: random.Random, banks: dict) -> tuple[str, str, str, str, str | None, bool]:
     """``(category, urgency, statement, cue, rule, hard_negative)`` of one ticket, before its slots are filled."""
-    cells = ticket_banks()["cells"]
-    category = _weighted(rng, list(CATEGORY_WEIGHTS), list(CATEGORY_WEIGHTS.values()))
+    cells = banks["cells"]
+    mix = banks.get("category_weights") or CATEGORY_WEIGHTS
+    category = _weighted(rng, list(mix), list(mix.values()))
     urgency = rng.choice(("low", "medium", "high"))
     cell = cells[category][urgency]
     if urgency != "high":
@@ -181,7 +228,7 @@ def _choose_problem(rng: random.Random) -> tuple[str, str, str, str, str | None,
         return category, urgency, rng.choice(cell["statements"]), "", None, False
     direct = cell.get("rules") or {}
     rules = sorted(set(direct) | set(escalations(category)))
-    weights = [ticket_banks()["rules"][rule].get("weight", 1.0) * (2.0 if rule in direct else 1.0) for rule in rules]
+    weights = [banks["rules"][rule].get("weight", 1.0) * (2.0 if rule in direct else 1.0) for rule in rules]
     rule = _weighted(rng, rules, weights)  # a cell's own rules (its statements) count double
     if rule in direct and (rule not in escalations(category) or rng.random() >= ESCALATE_RATE):
         return category, urgency, rng.choice(direct[rule]), "", rule, False
@@ -201,14 +248,15 @@ def _reply(replies: list[str], statement: str, rng: random.Random) -> str:
     return rng.choice(specific if specific and rng.random() < 0.7 else [r for r in fitting if not _slots(r)])
 
 
-def compose_ticket(rng: random.Random, index: int) -> tuple[dict, dict]:
+def compose_ticket(rng: random.Random, index: int, period: str = "default") -> tuple[dict, dict]:
     """One ticket record and how it was made: ``{"rule", "hard_negative", "decisive", "parts"}``.
 
     ``decisive`` is the sentence that sets the urgency (a cue if there is one, else the statement), and
     ``parts`` the ticket's parts in order, before the register's rewrites, so a test can see where it sits.
+    ``period``: one of ``PERIODS`` (see the module docstring).
     """
-    banks = ticket_banks()
-    category, urgency, statement, cue, rule, hard_negative = _choose_problem(rng)
+    banks = period_banks(period)
+    category, urgency, statement, cue, rule, hard_negative = _choose_problem(rng, banks)
     names = list(banks["registers"])
     name = _weighted(rng, names, [banks["registers"][n]["weight"] for n in names])
     register = banks["registers"][name]
@@ -216,7 +264,7 @@ def compose_ticket(rng: random.Random, index: int) -> tuple[dict, dict]:
     layout = list(_weighted(rng, layouts, [layout["weight"] for layout in layouts])["parts"])
     if cue and "cue" not in layout:
         layout.insert(layout.index("statement") + 1, "cue")
-    values = _slot_values(rng)
+    values = _slot_values(rng, banks)
     frame = banks["frame"]
     end = "!" if urgency == "high" and rng.random() < 0.3 else "."
     texts = {
@@ -240,7 +288,13 @@ def compose_ticket(rng: random.Random, index: int) -> tuple[dict, dict]:
         ticket = ticket.upper()
     replies = banks["cells"][category][urgency]["replies"]
     reply = _reply(replies[rule] if urgency == "high" else replies, statement, rng).format(**values)
-    record = {"id": f"t{index:05d}", "ticket": ticket, "category": category, "urgency": urgency, "reply": reply}
+    record = {
+        "id": f"{banks.get('id_prefix', 't')}{index:05d}",
+        "ticket": ticket,
+        "category": category,
+        "urgency": urgency,
+        "reply": reply,
+    }
     decisive = (cue or statement).format(**values)
     return record, {
         "rule": rule,
@@ -262,8 +316,8 @@ def replies_by_label() -> dict[tuple[str, str], list[str]]:
     return replies
 
 
-def make_ticket(rng: random.Random, index: int) -> dict:
-    return compose_ticket(rng, index)[0]
+def make_ticket(rng: random.Random, index: int, period: str = "default") -> dict:
+    return compose_ticket(rng, index, period)[0]
 
 
 def _distinct(make, n: int, rng: random.Random, *text_of, max_similarity: float = 0.6) -> list[dict]:
@@ -298,14 +352,30 @@ def _distinct(make, n: int, rng: random.Random, *text_of, max_similarity: float 
     return records
 
 
-def generate_clean_tickets(n: int, rng: random.Random) -> list[dict]:
-    """``n`` distinct tickets without flaws."""
-    return _distinct(make_ticket, n, rng, lambda r: r["ticket"])
+def generate_clean_tickets(n: int, rng: random.Random, period: str = "default") -> list[dict]:
+    """``n`` distinct tickets without flaws, of one of ``PERIODS``."""
+    if period == "default":  # the very calls that wrote the committed sample
+        return _distinct(make_ticket, n, rng, lambda r: r["ticket"])
+    return _distinct(lambda rng, index: make_ticket(rng, index, period), n, rng, lambda r: r["ticket"])
 
 
-def generate_support_tickets(n: int = 3000, seed: int = 1234) -> list[dict]:
-    """``n`` clean, distinct support tickets (no injected flaws); deterministic for a given seed."""
-    return generate_clean_tickets(n, random.Random(seed))
+def generate_support_tickets(n: int = 3000, seed: int = 1234, period: str = "default") -> list[dict]:
+    """``n`` clean, distinct support tickets (no injected flaws); deterministic for a given seed and period."""
+    return generate_clean_tickets(n, random.Random(seed), period)
+
+
+def write_later_tickets(folder: str | Path = "data/samples", n: int = LATER_TICKETS, seed: int = 1234) -> list[Path]:
+    """The later period's batch (``support_tickets_later.jsonl``, clean and labelled) and its manifest.
+
+    Clean on purpose: the drift lesson is about the new text and mix, not about curation, which 02 teaches.
+    """
+    folder = Path(folder)
+    records = generate_support_tickets(n, seed, period="later")
+    manifest = {"task": "support_tickets", "period": "later", "records": len(records), "flaws": {}, "seed": seed}
+    return [
+        write_jsonl(records, folder / "support_tickets_later.jsonl"),
+        write_json(manifest, folder / "support_tickets_later.manifest.json"),
+    ]
 
 
 def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list[Path]:
@@ -327,7 +397,7 @@ def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list
         truth["seed"] = seed
         paths.append(write_jsonl(records, folder / f"{name}.jsonl"))
         paths.append(write_json(truth, folder / f"{name}.manifest.json"))
-    return paths
+    return paths + write_later_tickets(folder, seed=seed)
 
 
 # ---------------------------------------------------------------- listings: data-to-text

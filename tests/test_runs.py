@@ -77,15 +77,16 @@ def test_version_1_manifest_is_read_and_converted(tmp_path):
     assert record.memory.measured == runs.MeasuredMemory(peak_rss_mb=1000.0)
     assert record.memory.estimate.total_gb == 1.09 and record.memory.estimate.components_gb["weights"] == 0.5
     assert record.memory.estimate.peak_phase == "backward"
-    # Written back, it is a version-2 manifest that reads to the same record.
+    assert record.parent is None  # lineage arrived in version 3
+    # Written back, it is a current-version manifest that reads to the same record.
     again = tmp_path / "again"
     again.mkdir()
     record.write(again)
-    assert json.loads((again / "manifest.json").read_text())["version"] == 2
+    assert json.loads((again / "manifest.json").read_text())["version"] == runs.SCHEMA_VERSION == 3
     assert runs.load_run(again) == record
 
 
-@pytest.mark.parametrize("version", [3, "2", 0])
+@pytest.mark.parametrize("version", [4, "2", 0])
 def test_unknown_version_is_refused_naming_the_file(tmp_path, version):
     with pytest.raises(runs.ManifestError, match=rf"manifest.json: manifest version {version!r} is not one"):
         runs.load_run(write(tmp_path, V1_MANIFEST | {"version": version}))
