@@ -155,9 +155,14 @@ class CostReport:
 def time_generation(
     model, tokenizer, conversations: list[list[dict]], name: str, batch_size: int = 16, max_new_tokens: int = 96
 ) -> tuple[Measurement, list[str]]:
-    """Answer ``conversations`` greedily and measure the pass; returns the measurement and the answers."""
+    """Answer ``conversations`` greedily and measure the pass; returns the measurement and the answers.
+
+    One short untimed pass first (one prompt, two tokens): the first call of a model pays one-off set-up costs
+    that would otherwise land on whichever setup is timed first.
+    """
     import torch
 
+    generate_tokens(model, tokenizer, conversations[:1], 1, 2)
     prompt_tokens = [
         len(tokenizer(prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"]) for c in conversations
     ]
