@@ -68,6 +68,7 @@ class ForgettingReport:
     kl_continuation: dict[str, dict]
     task: str | None = None
     task_scores: dict[str, dict] = field(default_factory=dict)  # metric -> {"base", "tuned", "difference"}
+    task_answers: list[dict] = field(default_factory=list)  # per record: id, base answer, tuned answer
 
     def rows(self) -> list[dict]:
         """Table rows: one per divergence (by source) and one per task metric, each with its 95% interval."""
@@ -104,6 +105,7 @@ class ForgettingReport:
             "kl_continuation": self.kl_continuation,
             "task": self.task,
             "task_scores": self.task_scores,
+            "task_answers": self.task_answers,
             "divergences": [vars(d) for d in self.divergences],
         }
 
@@ -262,6 +264,10 @@ def measure(
         tuned_answers = [decode_answer(tokenizer, row) for row in ids]
         report.task = task.name
         report.task_scores = task_comparison(reference.task_predictions, tuned_answers, list(task_records), task)
+        report.task_answers = [
+            {"id": r.get("id"), "base": b, "tuned": t}
+            for r, b, t in zip(task_records, reference.task_predictions, tuned_answers)
+        ]
     return report
 
 

@@ -37,6 +37,7 @@ def test_kl_is_zero_for_identical_models_and_positive_after_a_weight_moves(tiny)
     assert all(d.kl > 1e-4 and d.kl_continuation > 1e-4 for d in moved.divergences)
     assert set(moved.kl) == {"generic", "listings", "all"} and moved.kl["generic"]["prompts"] == 2
     assert moved.task == "listings" and "description_rougeL" in moved.task_scores
+    assert [a["id"] for a in moved.task_answers] == ["l1"] and moved.task_answers[0]["base"] != ""
 
 
 @pytest.mark.unit
