@@ -525,3 +525,89 @@ def chance_note(outcomes: dict[str, Outcome], task: Task) -> str:
         f" (1/{len(task.label_values[field_name])} = {chance:.2f} inside the interval: {', '.join(guessing)}):"
         " at this step budget the labels are barely learned, and the validation loss is the figure that moved."
     )
+
+
+# ---------------------------------------------------------------- the full budget, measured beforehand
+
+# Written by ``benchmarks/quality_bar.py --output``: one entry per variant, each trained at the cpu profile's full
+# budget (hundreds of steps) and scored on the generated test split and the hand-written field test.
+FULL_BUDGET_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "quality_variants.json"
+FULL_BUDGET_METRICS = ("category_accuracy", "urgency_accuracy")
+FULL_BUDGET_REFERENCE = "label-weight-10"  # the cpu profile's defaults: every other variant is read against it
+
+
+@dataclass(frozen=True)
+class MeasuredVariant:
+    """One full-budget training run of ``benchmarks/quality_bar.py``, as its results file keeps it."""
+
+    name: str  # the variant's key in the results file (it says what differs from the defaults)
+    method: str  # lora | qlora
+    steps: int | None  # None where the file does not say (a run scored afterwards from its folder)
+    label_token_weight: float | None
+    learning_rate: float | None
+    train_seconds: float | None
+    field: dict[str, dict[str, float]]  # metric -> {"value", "low", "high"} on the field test
+    generated: dict[str, dict[str, float]]  # the same on the generated test split
+
+
+def full_budget_variants(path: str | Path = FULL_BUDGET_RESULTS) -> list[MeasuredVariant]:
+    """Every trained variant of a ``quality_bar.py`` results file (base-model rows left out), in file order."""
+    import json
+
+    entries = json.loads(Path(path).read_text())
+    variants = []
+    for name, entry in entries.items():
+        for method, result in entry["results"].items():
+            if method not in ("lora", "qlora") or "field_test" not in result:
+                continue
+            config = entry.get("configs", {}).get(method, {})
+            variants.append(
+                MeasuredVariant(
+                    name,
+                    method,
+                    config.get("max_steps") or result.get("steps_run"),
+                    config.get("label_token_weight"),
+                    config.get("learning_rate"),
+                    result.get("train_seconds"),
+                    {m: result["field_test"]["metrics"][m] for m in FULL_BUDGET_METRICS},
+                    {m: result["test"]["metrics"][m] for m in FULL_BUDGET_METRICS},
+                )
+            )
+    return variants
+
+
+def full_budget_rows(variants: list[MeasuredVariant]) -> list[dict]:
+    """One row per variant: its knobs and both test sets' label accuracies with their 95% intervals."""
+    rows = []
+    for v in variants:
+        row = {
+            "variant": v.name,
+            "method": v.method,
+            "steps": v.steps if v.steps is not None else "-",
+            "label weight": f"{v.label_token_weight:g}" if v.label_token_weight is not None else "-",
+            "learning rate": f"{v.learning_rate:g}" if v.learning_rate is not None else "-",
+        }
+        row |= {f"field {m.removesuffix('_accuracy')}": interval_text(v.field[m]) for m in FULL_BUDGET_METRICS}
+        row |= {f"generated {m.removesuffix('_accuracy')}": interval_text(v.generated[m]) for m in FULL_BUDGET_METRICS}
+        rows.append(row)
+    return rows
+
+
+def full_budget_sentence(variants: list[MeasuredVariant], reference: str = FULL_BUDGET_REFERENCE) -> str:
+    """Each LoRA variant against the reference on the field test, read from the intervals: which differ at all."""
+    by_name = {(v.name, v.method): v for v in variants}
+    ref = by_name.get((reference, "lora"))
+    if ref is None:
+        return f"The results file has no LoRA run named {reference!r} to compare against."
+    parts = []
+    for v in variants:
+        if v.method != "lora" or v.name == reference:
+            continue
+        verdicts = [f"{m.removesuffix('_accuracy')} {compare(v.field[m], ref.field[m])}" for m in FULL_BUDGET_METRICS]
+        parts.append(f"{v.name}: " + ", ".join(verdicts))
+    differs = [p for p in parts if "higher" in p or "lower" in p]
+    return (
+        f"Against {reference} on the field test ({len(parts)} LoRA variants): "
+        + "; ".join(parts)
+        + f". {len(differs)} of {len(parts)} differ beyond noise in at least one label; the rest are within noise."
+    )

@@ -145,3 +145,52 @@ def test_runner_trains_identical_runs_once_and_writes_each_outcome(tmp_path, tic
     assert set(small.val_loss) == {"value", "low", "high"} and small.history["val"]
     rows = sweeps.outcome_rows({"a": first, "b": small}, sweeps.headline(task), batch_size=2)
     assert rows[1]["epochs"] == 1.0 and rows[1]["rank"] == 2 and "[" in rows[0]["category_accuracy"]
+
+
+def _variant_entry(field: tuple[float, float, float], method: str = "lora", weight: float = 10.0) -> dict:
+    stat = {"value": field[0], "low": field[1], "high": field[2]}
+    metrics = {"category_accuracy": stat, "urgency_accuracy": stat}
+    return {
+        "settings": {},
+        "configs": {method: {"max_steps": 220, "label_token_weight": weight, "learning_rate": 1e-3}},
+        "results": {
+            method: {"test": {"metrics": metrics}, "field_test": {"metrics": metrics}, "train_seconds": 900.0},
+            "base": {"test": {"metrics": metrics}, "field_test": {"metrics": metrics}},
+        },
+    }
+
+
+@pytest.mark.unit
+def test_full_budget_results_are_read_and_compared_by_their_intervals(tmp_path):
+    path = tmp_path / "quality_variants.json"
+    path.write_text(
+        json.dumps(
+            {
+                "label-weight-10": _variant_entry((0.85, 0.80, 0.90)),
+                "close": _variant_entry((0.83, 0.78, 0.88), weight=3.0),
+                "far": _variant_entry((0.50, 0.43, 0.57)),
+                "quantized": _variant_entry((0.84, 0.79, 0.89), method="qlora"),
+            }
+        )
+    )
+    variants = sweeps.full_budget_variants(path)
+    assert [(v.name, v.method) for v in variants] == [
+        ("label-weight-10", "lora"),
+        ("close", "lora"),
+        ("far", "lora"),
+        ("quantized", "qlora"),
+    ]  # the base model's rows are not trained variants
+    rows = sweeps.full_budget_rows(variants)
+    assert rows[1]["label weight"] == "3" and rows[1]["field category"] == "0.83 [0.78, 0.88]"
+    sentence = sweeps.full_budget_sentence(variants)
+    assert "close: category within noise, urgency within noise" in sentence
+    assert "far: category lower, urgency lower" in sentence
+    assert "quantized" not in sentence  # LoRA variants only
+    assert "1 of 2 differ" in sentence
+    assert "no LoRA run named 'missing'" in sweeps.full_budget_sentence(variants, reference="missing")
+
+
+@pytest.mark.unit
+def test_the_committed_full_budget_results_hold_the_reference_run():
+    names = {(v.name, v.method) for v in sweeps.full_budget_variants()}
+    assert (sweeps.FULL_BUDGET_REFERENCE, "lora") in names
