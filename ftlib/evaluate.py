@@ -80,6 +80,16 @@ def _prefix_cache(model, prefix: list[int]):
     return model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).past_key_values
 
 
+def answer_ids(row: list[int], eos_token_id: int) -> list[int]:
+    """A generated row cut after its first EOS: ``generate`` fills a finished row with padding."""
+    return row[: row.index(eos_token_id) + 1] if eos_token_id in row else row
+
+
+def decode_answer(tokenizer, ids: list[int]) -> str:
+    """An answer's text as ``generate`` returns it: special tokens dropped, outer whitespace stripped."""
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -89,7 +99,22 @@ def generate(
     max_new_tokens: int = 96,
     share_prefix: bool = True,
 ) -> list[str]:
-    """Greedy answers for a list of chat prompts, in batches padded on the left.
+    """Greedy answers for a list of chat prompts (``generate_tokens``, decoded)."""
+    ids = generate_tokens(model, tokenizer, conversations, batch_size, max_new_tokens, share_prefix)
+    return [decode_answer(tokenizer, row) for row in ids]
+
+
+@torch.no_grad()
+def generate_tokens(
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    batch_size: int = 16,
+    max_new_tokens: int = 96,
+    share_prefix: bool = True,
+) -> list[list[int]]:
+    """The greedy answer tokens of each chat prompt, up to and with the EOS (``answer_ids``), in batches padded on
+    the left.
 
     Left padding keeps every prompt's last token at the end of the row, where generation
     continues; right padding would make the model continue after pad tokens.
@@ -113,7 +138,7 @@ def generate(
     pad = tokenizer.pad_token_id
     # Longest first: rows of a batch have similar lengths, so less padding is computed.
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-    by_index: dict[int, str] = {}
+    by_index: dict[int, list[int]] = {}
     starts = range(0, len(order), batch_size)
     for start in track(starts, len(starts), f"generate ({len(order)} prompts)", "batch"):
         chunk = order[start : start + batch_size]
@@ -137,7 +162,7 @@ def generate(
             **kwargs,
         )
         for index, row in zip(chunk, output[:, input_ids.shape[1] :]):
-            by_index[index] = tokenizer.decode(row, skip_special_tokens=True).strip()
+            by_index[index] = answer_ids(row.tolist(), tokenizer.eos_token_id)
     return [by_index[i] for i in range(len(rows))]
 
 

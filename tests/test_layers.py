@@ -8,9 +8,10 @@ The layers, bottom to top (a module may import its own layer or any below, never
 1. ``models``, ``memory``, ``curate``, ``flaws``, ``samples``, ``evaluate``, ``train``, ``export``: the engine (loading,
    estimating, cleaning, generating samples, scoring, training, exporting);
 2. ``plots``, ``reading``, ``review``, ``choice``, ``plan``, ``profiles``, ``publish``, ``report``, ``sweeps``,
-   ``drift``, ``registry``: what the lessons show, say and decide from the engine's results, the executed notebooks
-   as HTML pages, lesson 06's experiments (several engine runs compared), and lesson 07's drift check, re-tunes and
-   registry of runs;
+   ``drift``, ``registry``, ``forgetting``, ``cost``: what the lessons show, say and decide from
+   the engine's results, the executed notebooks as HTML pages, lesson 06's experiments (several engine runs
+   compared), and lesson 07's measures of a tuned model (how far it moved from its base, what answering costs),
+   drift check, re-tunes and registry of runs;
 3. ``lesson``, ``cli`` (and ``__main__``): the two front ends, which nothing else imports.
 
 The graph is read from the source with ``ast``, not by importing: every ``import ftlib.x`` and
@@ -31,7 +32,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ftlib"
 LAYERS = {
     0: ("fileio", "presets", "config", "runs", "tasks", "runtime", "progress", "hosted", "data", "timings"),
     1: ("models", "memory", "curate", "flaws", "samples", "evaluate", "train", "export"),
-    2: ("plots", "reading", "review", "choice", "plan", "profiles", "publish", "report", "sweeps", "drift", "registry"),
+    2: (
+        "plots",
+        "reading",
+        "review",
+        "choice",
+        "plan",
+        "profiles",
+        "publish",
+        "report",
+        "sweeps",
+        "drift",
+        "registry",
+        "forgetting",
+        "cost",
+    ),
     3: ("lesson", "cli", "__main__"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
