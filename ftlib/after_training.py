@@ -121,9 +121,10 @@ def generic_prompts(n: int) -> list[dict]:
 
 
 def other_records(task: Task, n: int) -> list[dict]:
-    """The first ``n`` records of ``task``'s data that have every field (its raw file holds flawed records)."""
+    """The first ``n`` records of ``task``'s data with every field, none of them blank (its raw file holds flaws)."""
     valid, _ = validate_records(read_jsonl(raw_data_file(task)), task)
-    return valid[:n]
+    filled = [r for r in valid if all(str(value).strip() for value in task.answers(r).values())]
+    return filled[:n]
 
 
 @dataclass
@@ -568,13 +569,16 @@ def cost_sentence(report: cost.CostReport) -> str:
     return "\n".join(lines)
 
 
+def parity_verdict(report) -> str:
+    """One line: did every check of an ``ftlib.export.ShipReport`` pass."""
+    return "Parity: every check passed." if report.ok else "Parity: a check FAILED: do not ship these files."
+
+
 def shipping_note(report) -> str:
-    """What ``ftlib.export.ship`` wrote, whether every check passed, and how to run the files (not run here)."""
+    """What ``ftlib.export.ship`` wrote, and how to run the files (not run here)."""
     folder = Path(report.gguf).parent
-    verdict = "every check passed" if report.ok else "a check FAILED: do not ship these files"
     return "\n".join(
         [
-            f"Parity: {verdict}.",
             f"Merged model (transformers): {report.merged_dir}",
             f"Single-file model ({report.gguf_dtype}, {report.gguf_bytes / 1e6:.0f} MB): {report.gguf}",
             f"Ollama Modelfile: {report.modelfile}",
