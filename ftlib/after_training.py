@@ -388,7 +388,7 @@ class DriftStudy:
         return self.rows()
 
     def shift_sentence(self) -> str:
-        return self.skipped or shift_sentence(self.results, "in use", self.metrics)
+        return "" if self.skipped else shift_sentence(self.results, "in use", self.metrics)
 
     def weekly_check(self) -> drift.DriftReport | None:
         """The drift check of the run in use: the later sample's scores against the success bar (already scored),
@@ -423,7 +423,7 @@ class DriftStudy:
         return self.report.rows() if self.report else []
 
     def check_text(self) -> str:
-        return self.skipped or self.report.text()
+        return "" if self.skipped else self.report.text()
 
     def retune(self) -> list[dict]:
         """Keep training the run in use on the new records, with and without replayed old ones, and score each
@@ -468,7 +468,7 @@ class DriftStudy:
     def retune_sentence(self) -> str:
         """Recovery on the new tickets and forgetting of the old, re-tune by re-tune, from the intervals."""
         if self.skipped:
-            return self.skipped
+            return ""  # note() said why, once
         metric = main_metric(self.lesson.task)
         old, new = self.results["old test"], self.results["new test"]
         before_old, before_new = old["in use"]["metrics"][metric], new["in use"]["metrics"][metric]

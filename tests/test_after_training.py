@@ -38,7 +38,9 @@ def test_drift_study_skips_in_one_line_for_a_task_without_a_later_batch(tmp_path
     study = after_training.drift_study(lesson, tmp_path / "lora", after_training.lesson_sizes("smoke"))
     assert study.skipped and "\n" not in study.note() and study.note().startswith("Drift and re-tuning skipped")
     assert study.split_rows() == study.score_current() == study.retune() == study.score_retunes() == []
-    assert study.weekly_check() is None and study.check_text() == study.retune_sentence() == study.skipped
+    assert (
+        study.weekly_check() is None and study.check_text() == study.retune_sentence() == study.shift_sentence() == ""
+    )
 
 
 def test_generic_prompts_cover_every_kind_first_and_the_other_task():
