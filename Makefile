@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh clone (see README.md):
-#   make curriculum   set up, then run all six notebooks in the CPU profile into runs/
+#   make curriculum   set up, then run all seven notebooks in the CPU profile into runs/
 #   make test         set up, then run the test suite (unit, integration and notebook tests)
 #   make test-unit    the fast part of make test: only tests marked unit (the tiny random model, no notebooks)
 # Both are idempotent: the virtualenv is rebuilt only when pyproject.toml changes.

@@ -14,7 +14,15 @@ from pathlib import Path
 if typing.TYPE_CHECKING:
     from ftlib.tasks import Task
 
-NOTEBOOKS = ("01_base_model", "02_data_curation", "03_lora", "04_qlora", "05_evaluation", "06_what_matters")
+NOTEBOOKS = (
+    "01_base_model",
+    "02_data_curation",
+    "03_lora",
+    "04_qlora",
+    "05_evaluation",
+    "06_what_matters",
+    "07_after_training",
+)
 
 
 def check_run_source(run: str) -> None:

@@ -299,6 +299,7 @@ def check_drift(
     max_new_tokens: int = 96,
     thresholds: DriftThresholds | None = None,
     seed: int = 0,
+    labelled_result: dict | None = None,
 ) -> DriftReport:
     """Measure the drift of ``new_records`` (unlabelled is enough) and report it.
 
@@ -309,6 +310,8 @@ def check_drift(
         train_records: the data the model trained on: its vocabulary.
         labelled: a small labelled sample of the new tickets, scored against ``bar``; None to skip quality.
         bar: the success bar (``ftlib.evaluate.load_success_bar``); needed with ``labelled``.
+        labelled_result: the labelled sample's ``evaluate_model`` result when it is already scored (it is then not
+            generated again); ``labelled`` is not needed with it.
     """
     new_sample, reference_sample = equal_samples(new_records, reference_records, seed)
     train_texts = [task.input_text(record) for record in train_records]
@@ -320,10 +323,10 @@ def check_drift(
         seed=seed,
     )
     quality = None
-    if labelled:
+    if labelled or labelled_result:
         if bar is None:
             raise ValueError("a labelled sample is scored against a success bar: pass bar=")
-        result = evaluate_model(model, tokenizer, labelled, task, batch_size, max_new_tokens)
+        result = labelled_result or evaluate_model(model, tokenizer, labelled, task, batch_size, max_new_tokens)
         quality = judge({"new tickets": result}, bar)
     return drift_report(quality, perplexity, vocabulary_new, vocabulary_reference, thresholds)
 

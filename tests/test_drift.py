@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ftlib import data, drift, samples
-from ftlib.evaluate import SuccessBar
+from ftlib.evaluate import SuccessBar, evaluate_model
 from ftlib.profiles import sample_path
 from ftlib.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
 
@@ -209,6 +209,11 @@ def test_check_drift_end_to_end(tiny, tickets):
         model, tokenizer, SUPPORT_TICKETS, same[:20], reference[:20], train, labelled=tickets, bar=bar, max_new_tokens=4
     )
     assert labelled.quality[0]["met?"] == "no" and labelled.recommend_retune  # random weights write no JSON
+    scored = evaluate_model(model, tokenizer, tickets, SUPPORT_TICKETS, max_new_tokens=4)
+    reused = drift.check_drift(
+        model, tokenizer, SUPPORT_TICKETS, same[:20], reference[:20], train, bar=bar, labelled_result=scored
+    )
+    assert reused.quality == labelled.quality  # the sample scored once, not generated again
     with pytest.raises(ValueError, match="bar="):
         drift.check_drift(model, tokenizer, SUPPORT_TICKETS, same, reference, train, labelled=tickets)
 

@@ -199,6 +199,8 @@ def test_evaluate_model_prompts_with_the_few_shot_examples(tickets, task, monkey
     assert seen == [task.prompt_messages(t, shots) for t in tickets]
     assert result["few_shot"] == ["t0", "t1"]
     assert result["heldout"] is None  # the zero-shot row's perplexity already; not repeated
+    monkeypatch.setattr(evaluate, "heldout_loss", lambda *args: pytest.fail("heldout=False computes no loss"))
+    assert evaluate.evaluate_model(None, None, tickets, task, heldout=False)["heldout"] is None
     assert result["metrics"]["labels_exact_match"]["value"] == 1.0
     assert result["predictions"][0]["scores"] == evaluate.per_example_scores(
         result["predictions"][0]["prediction"], tickets[0], task

@@ -292,6 +292,36 @@ def check_test_size(answer, run_dir):
             assert row["test answers to separate"] == round(answer["answers"] * (spread / row["difference"]) ** 2)
 
 
+def check_prompt_kinds(answer, run_dir):
+    from ftlib.forgetting import GENERIC_SOURCE, read_generic
+
+    kinds = {record["id"]: record["kind"] for record in read_generic("measure")}
+    study = load(run_dir, "after/forgetting/forgetting.json")
+    lora = [d for d in study["reports"]["LoRA"]["divergences"] if d["source"] == GENERIC_SOURCE]
+    rows = answer["rows"]
+    assert {row["kind"] for row in rows} == {kinds[d["id"]] for d in lora}
+    assert sum(row["prompts"] for row in rows) == len(lora)
+    assert [row["mean KL per token"] for row in rows] == sorted(
+        (row["mean KL per token"] for row in rows), reverse=True
+    )
+    for row in rows:
+        group = [d["kl"] for d in lora if kinds[d["id"]] == row["kind"]]
+        assert row["mean KL per token"] == pytest.approx(sum(group) / len(group))
+    assert answer["most_moved"] == rows[0]["kind"]
+    assert answer["answer_moves_more"] == (sum(d["kl_continuation"] for d in lora) > sum(d["kl"] for d in lora))
+
+
+def check_your_price(answer, run_dir):
+    measured = load(run_dir, "after/cost.json")["measured"]
+    assert [row["setup"] for row in answer["rows"]] == [m["name"] for m in measured]
+    for row, m in zip(answer["rows"], measured):
+        hours = m["cpu_seconds_per_1000"] * answer["tickets"] / 1000 / 3600
+        assert row["CPU-hours"] == pytest.approx(hours) and row["USD (estimate)"] == pytest.approx(
+            hours * answer["price"]
+        )
+    assert answer["saved"] == pytest.approx(answer["rows"][1]["USD (estimate)"] - answer["rows"][0]["USD (estimate)"])
+
+
 CHECKS = {
     "01_base_model-rule": check_rule,
     "01_base_model-strata": check_strata,
@@ -305,4 +335,6 @@ CHECKS = {
     "05_evaluation-half_test": check_half_test,
     "06_what_matters-loss_or_labels": check_loss_or_labels,
     "06_what_matters-test_size": check_test_size,
+    "07_after_training-prompt_kinds": check_prompt_kinds,
+    "07_after_training-your_price": check_your_price,
 }

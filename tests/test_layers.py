@@ -8,10 +8,10 @@ The layers, bottom to top (a module may import its own layer or any below, never
 1. ``models``, ``memory``, ``curate``, ``flaws``, ``samples``, ``evaluate``, ``train``, ``export``: the engine (loading,
    estimating, cleaning, generating samples, scoring, training, exporting);
 2. ``plots``, ``reading``, ``review``, ``choice``, ``plan``, ``profiles``, ``publish``, ``report``, ``sweeps``,
-   ``drift``, ``registry``, ``forgetting``, ``cost``: what the lessons show, say and decide from the engine's
-   results, the executed notebooks as HTML pages, lesson 06's experiments (several engine runs compared), and lesson
-   07's drift check, re-tunes, registry of runs and measures of a tuned model (how far it moved from its base, what
-   answering costs);
+   ``drift``, ``registry``, ``forgetting``, ``cost``, ``after_training``: what the lessons show, say and decide from
+   the engine's results, the executed notebooks as HTML pages, lesson 06's experiments (several engine runs
+   compared), and lesson 07's measures of a tuned model (how far it moved from its base, what answering costs),
+   drift check, re-tunes, registry of runs and the lesson's sizes and steps;
 3. ``lesson``, ``cli`` (and ``__main__``): the two front ends, which nothing else imports.
 
 The graph is read from the source with ``ast``, not by importing: every ``import ftlib.x`` and
@@ -46,6 +46,7 @@ LAYERS = {
         "registry",
         "forgetting",
         "cost",
+        "after_training",
     ),
     3: ("lesson", "cli", "__main__"),
 }
