@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.unit
 def test_steps_become_epochs():
     config = PROFILES["cpu"].train_config("lora")
-    assert training_epochs(config, 2112) == pytest.approx(220 * 8 / 2112)
-    assert round(training_epochs(config, 2112), 2) == 0.83
+    assert training_epochs(config, 2112) == pytest.approx(290 * 8 / 2112)
+    assert round(training_epochs(config, 2112), 2) == 1.10
     accumulated = TrainConfig(max_steps=10, batch_size=4, grad_accum=3)
     assert training_epochs(accumulated, 60) == pytest.approx(2.0)
     by_epochs = TrainConfig(max_steps=None, num_epochs=2.0, batch_size=4, grad_accum=2)
@@ -33,7 +33,7 @@ def test_config_rows_cover_every_field_with_an_explanation():
     settings = {row["setting"]: row for row in rows}
     assert {field.name for field in dataclasses.fields(TrainConfig)} <= set(settings)
     assert all(row["what it does"] for row in rows)
-    assert settings["epochs"]["value"] == "0.83"
+    assert settings["epochs"]["value"] == "1.10"
     assert settings["effective batch"]["value"] == "8"
     assert settings["LoRA scale (alpha / r)"]["value"] == "2"
     assert settings["learning_rate"]["value"] == "0.001"
