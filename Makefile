@@ -42,7 +42,7 @@ lint: setup
 
 # nbval leaves out the exercises' solutions: tests/test_exercises.py runs them on the smoke run it checks.
 test: model browser lint
-	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --ignore=notebooks/exercises --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --ignore=notebooks/exercises --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=20
 
 test-unit: model
 	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests -m unit -p no:cacheprovider

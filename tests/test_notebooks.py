@@ -178,7 +178,7 @@ def chat_run(tmp_path_factory):
             "07_after_training",
             [
                 "after/forgetting/forgetting.json",
-                "after/forgetting/full-fine-tune/manifest.json",
+                "after/forgetting/LoRA/manifest.json",
                 "after/cost.json",
                 "after/ship/model.gguf",
                 "after/ship/Modelfile",

@@ -277,36 +277,6 @@ def test_a_lesson_resolves_a_spec_path(tmp_path, monkeypatch):
         lesson.start("smoke", str(write_spec(tmp_path, GOOD | {"stratify_field": "summary"}, "bad.yaml")))
 
 
-@pytest.mark.integration
-def test_notebooks_02_and_03_run_on_a_spec_file(tmp_path):
-    """Lessons 02 and 03 under papermill with ``dataset`` = the path of a copied spec (its data beside it)."""
-    import json
-    import shutil
-
-    import papermill
-
-    spec = tmp_path / "mine" / "tasks" / "task.yaml"
-    spec.parent.mkdir(parents=True)
-    shutil.copy(ROOT / "data" / "tasks" / "support_tickets.yaml", spec)
-    (tmp_path / "mine" / "samples").mkdir()
-    raw = shutil.copy(ROOT / "data" / "samples" / "support_tickets.jsonl", tmp_path / "mine" / "samples")
-    run_dir = tmp_path / "run"
-    for name in ("02_data_curation", "03_lora"):
-        papermill.execute_notebook(
-            str(ROOT / "notebooks" / f"{name}.ipynb"),
-            str(tmp_path / f"{name}.ipynb"),
-            cwd=str(ROOT / "notebooks"),
-            parameters={"profile": "smoke", "dataset": str(spec), "run_dir": str(run_dir)},
-            kernel_name="python3",
-            progress_bar=False,
-        )
-    report = json.loads((run_dir / "data" / "curation_report.json").read_text())
-    assert report["raw_file"] == str(raw)  # the spec's data, not the repository's sample
-    assert set(report["splits"]["train"]["category"]) <= set(tasks.CATEGORIES)
-    assert (run_dir / "lora" / "adapter" / "adapter_model.safetensors").is_file()
-    assert (run_dir / "lora" / "manifest.json").is_file()
-
-
 @pytest.mark.unit
 def test_the_readme_spec_example_loads(tmp_path):
     """The spec shown under "Your own data" is a valid spec."""
