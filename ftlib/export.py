@@ -19,9 +19,7 @@ the Llama architecture (SmolLM2, Llama 3, ...) is written; any other is refused 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ftlib.fileio import fsync_dir, write_json, write_text
+from ftlib.fileio import atomic_path, write_json, write_text
 from ftlib.runs import load_run
 
 if TYPE_CHECKING:
@@ -378,11 +376,8 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f32", name: str
     tied = bool(getattr(config, "tie_word_embeddings", False))
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(descriptor)
-    try:
-        writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    with atomic_path(path) as partial:  # a crash mid-write leaves no half GGUF behind
+        writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
         writer.add_name(name.replace("mistral", "model"))
         writer.add_context_length(config.max_position_embeddings)
         writer.add_embedding_length(config.hidden_size)
@@ -433,13 +428,6 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f32", name: str
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        with open(partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
     return path
 
 

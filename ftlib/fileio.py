@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,6 +33,29 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(handle)
 
 
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` for a writer that wants a file name (a GGUF writer, a library's ``save``).
+
+    On a clean exit the file is fsynced and moved over ``path``; if the block raises, it is removed and ``path`` is
+    left as it was. Creates the parent folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique name: two processes writing the same file never share a temporary one.
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
 def atomic_write(
     path: str | Path, write: Callable[[TextIO], Any], *, encoding: str = "utf-8", newline: str | None = None
 ) -> Path:
@@ -40,21 +64,10 @@ def atomic_write(
     If ``write`` (or anything after it) raises, the temporary file is removed and ``path`` is left as it was.
     Creates the parent folder. Returns ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name: two processes writing the same file never share a temporary one.
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding=encoding, newline=newline) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
+    with atomic_path(path) as temporary, open(temporary, "w", encoding=encoding, newline=newline) as handle:
+        write(handle)
+        handle.flush()
+    return Path(path)
 
 
 def write_text(text: str, path: str | Path, encoding: str = "utf-8") -> Path:

@@ -107,3 +107,17 @@ def test_replace_dir_keeps_one_previous_generation_or_none(tmp_path):
     fileio.replace_dir(folder("other", "fourth"), final, keep_previous=False)
     assert (final / "content.txt").read_text() == "fourth"
     assert (tmp_path / "run.previous" / "content.txt").read_text() == "second"  # untouched without keep_previous
+
+
+@pytest.mark.unit
+def test_atomic_path_moves_a_finished_file_in_and_leaves_the_old_one_on_failure(tmp_path):
+    target = tmp_path / "model.bin"
+    with fileio.atomic_path(target) as partial:
+        partial.write_bytes(b"first")
+        assert not target.exists()  # nothing at the name until the block ends
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError), fileio.atomic_path(target) as partial:
+        partial.write_bytes(b"half")
+        raise RuntimeError("the writer crashed")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]  # no temporary file left behind
