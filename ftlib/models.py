@@ -179,6 +179,12 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(specials)
+    return chatml_tokenizer(backend)
+
+
+def chatml_tokenizer(backend) -> PreTrainedTokenizerFast:
+    """A ``tokenizers`` backend with the ChatML special tokens (``<|im_start|>``, ``<|im_end|>``,
+    ``<|endoftext|>``) wrapped for transformers, with the ChatML chat template."""
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<|im_start|>",

@@ -11,7 +11,7 @@ from conftest import TICKETS  # tests/, on pytest's path
 from ftlib import cli, export, train
 from ftlib.config import TrainConfig
 from ftlib.fileio import write_jsonl
-from ftlib.models import CHATML_TEMPLATE, tiny_random_llama_config, tiny_tokenizer
+from ftlib.models import CHATML_TEMPLATE, chatml_tokenizer, tiny_random_llama_config, tiny_tokenizer
 from ftlib.runtime import pick_device
 
 CONVERSATIONS = [
@@ -24,7 +24,6 @@ IDS = [ticket["id"] for ticket in TICKETS]
 def bpe_tokenizer():
     """A real byte-level BPE tokenizer (merges learned from the tickets) with ChatML tokens and template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     backend = Tokenizer(models.BPE())
@@ -38,15 +37,7 @@ def bpe_tokenizer():
     )
     texts = [json.dumps(ticket) for ticket in TICKETS] + ["system user assistant Triage the ticket."] * 3
     backend.train_from_iterator(texts, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
+    return chatml_tokenizer(backend)
 
 
 @pytest.fixture(scope="module")
