@@ -633,6 +633,24 @@ class PaddingCollator:
         return batch
 
 
+def forward_with_shared_prefix(model, inputs: dict, prefix: int):
+    """Run the first ``prefix`` tokens (the same in every row) once, then every row's own tokens on its cache.
+
+    Returns the model output of the second pass: logits at ``inputs["logits_to_keep"]`` positions
+    past the prefix, which are all of them, since the prefix holds no answer token.
+    """
+    input_ids = inputs["input_ids"]
+    cache = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1).past_key_values
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    return model(
+        input_ids=input_ids[:, prefix:],
+        attention_mask=inputs["attention_mask"],
+        past_key_values=cache,
+        logits_to_keep=inputs["logits_to_keep"][:, prefix:],
+        use_cache=False,
+    )
+
+
 def stratified_split(
     records: list[dict], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), key=None, seed: int = 0
 ) -> dict[str, list[dict]]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from rouge_score import rouge_scorer
 
-from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, prompt_text
+from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, forward_with_shared_prefix, prompt_text
 from ftlib.fileio import write_json
 from ftlib.progress import track
 from ftlib.tasks import Task, parse_answer
@@ -29,18 +29,33 @@ def example_losses(
 ) -> list[tuple[float, int]]:
     """Each record's summed answer-token loss and its token count (prompt excluded), for a loss with an interval."""
     dataset = SupervisedDataset(records, tokenizer, max_length, task)
-    collate = PaddingCollator(tokenizer.pad_token_id)
+    # As in training: the batch's shared prompt prefix runs once, and the vocabulary projection only at the
+    # answer positions (the prefix holds none), so the scores equal the plain forward pass's for less compute.
+    collate = PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=True)
     model.eval()
     out = []
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        prefix = int(batch.pop("shared_prefix_length"))
+        batch = {key: value.to(model.device) for key, value in batch.items() if key != "label_weights"}
+        if prefix > 0:
+            logits = forward_with_shared_prefix(model, batch, prefix).logits
+        else:
+            logits = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                logits_to_keep=batch["logits_to_keep"],
+            ).logits
         targets = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
-        ).sum(dim=1)
-        counts = (targets != IGNORE_INDEX).sum(dim=1)
+        scored = targets != IGNORE_INDEX  # row-major, in the order of the logits' rows
+        token_nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), targets[scored], reduction="none"
+        )
+        rows = scored.nonzero()[:, 0]
+        nll = torch.zeros(len(targets), dtype=torch.float64, device=token_nll.device).index_add_(
+            0, rows, token_nll.double()
+        )
+        counts = scored.sum(dim=1)
         out += [(float(n), int(c)) for n, c in zip(nll, counts)]
     return out
 

@@ -20,7 +20,14 @@ from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, Traine
 from transformers.trainer_utils import TrainOutput
 
 from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig  # noqa: F401 (re-exported)
-from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset, check_labels, records_hash
+from ftlib.data import (  # noqa: F401 (forward_with_shared_prefix re-exported)
+    IGNORE_INDEX,
+    PaddingCollator,
+    SupervisedDataset,
+    check_labels,
+    forward_with_shared_prefix,
+    records_hash,
+)
 from ftlib.fileio import replace_dir, write_json
 from ftlib.memory import MemoryEstimate, estimate_memory, model_config_for, workload_from_records
 from ftlib.models import count_parameters, load_model, load_tokenizer
@@ -225,24 +232,6 @@ class StepProgress(TrainerCallback):
         if self.progress is not None:
             self.progress.close()
             self.progress = None  # the evaluation train() runs afterwards is not part of training
-
-
-def forward_with_shared_prefix(model, inputs: dict, prefix: int):
-    """Run the first ``prefix`` tokens (the same in every row) once, then every row's own tokens on its cache.
-
-    Returns the model output of the second pass: logits at ``inputs["logits_to_keep"]`` positions
-    past the prefix, which are all of them, since the prefix holds no answer token.
-    """
-    input_ids = inputs["input_ids"]
-    cache = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1).past_key_values
-    cache.batch_repeat_interleave(input_ids.shape[0])
-    return model(
-        input_ids=input_ids[:, prefix:],
-        attention_mask=inputs["attention_mask"],
-        past_key_values=cache,
-        logits_to_keep=inputs["logits_to_keep"][:, prefix:],
-        use_cache=False,
-    )
 
 
 def estimate_run_memory(

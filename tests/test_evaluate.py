@@ -59,15 +59,21 @@ def test_heldout_loss_matches_a_manual_token_weighted_mean(tiny, tickets, task):
     model, tokenizer = tiny
     result = evaluate.heldout_loss(model, tokenizer, tickets, task, batch_size=3)
     dataset = SupervisedDataset(tickets, tokenizer, 256, task)
-    nll, count = 0.0, 0
-    for example in dataset.examples:  # one at a time: no padding at all
+    manual = []
+    for example in dataset.examples:  # one at a time, the plain forward pass: no padding, no shared prefix
         batch = PaddingCollator(tokenizer.pad_token_id)([example])
         with torch.no_grad():
             logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
         targets = batch["labels"][0, 1:]
         keep = targets != IGNORE_INDEX
-        nll += torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item()
-        count += int(keep.sum())
+        manual.append(
+            (torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item(), int(keep.sum()))
+        )
+    # Batched (a shared prompt prefix run once, logits at the answer positions only): the same per-example scores
+    batched = evaluate.example_losses(model, tokenizer, tickets, task, batch_size=3)
+    assert [c for _, c in batched] == [c for _, c in manual]
+    assert [n for n, _ in batched] == pytest.approx([n for n, _ in manual], rel=1e-5)
+    nll, count = sum(n for n, _ in manual), sum(c for _, c in manual)
     assert result["tokens"] == count
     assert result["loss"] == pytest.approx(nll / count, rel=1e-5)
     assert result["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
