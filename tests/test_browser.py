@@ -2,7 +2,7 @@
 
 nbval and papermill run the notebooks without a frontend, so they never see what a learner sees: rendered plots,
 ipywidgets, the review panel (shown only when ``review.interactive_frontend()`` is true) and a click that saves a
-rating. This test prepares a run folder (notebooks 02-04 under papermill, smoke profile), starts JupyterLab on it,
+rating. This test prepares a run folder (notebooks 02 and 03 under papermill, smoke profile), starts JupyterLab on it,
 runs every cell of 05 from the Run menu and checks the page and the ratings file. Screenshots stay in
 ``runs/browser-smoke/screenshots/`` for people to look at.
 """
@@ -33,7 +33,8 @@ from ftlib import review
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / "runs" / "browser-smoke"
-PREPARE = ["02_data_curation", "03_lora", "04_qlora"]  # what lesson 05 reads: the splits and both adapters
+# What lesson 05 reads: the splits and an adapter. It scores the runs it finds; nbval and the listings run cover QLoRA.
+PREPARE = ["02_data_curation", "03_lora"]
 NOTEBOOK = "notebooks/05_evaluation.ipynb"
 CHROMIUM = Path(os.environ.get("FTLIB_BROWSER", "/usr/bin/chromium"))
 # Playwright's own browser download needs the internet; Debian's chromium needs only the apt mirror.
@@ -49,7 +50,7 @@ CHROMIUM_ARGS = [
 ]
 # JupyterLab answers in a few seconds on an idle machine; the CPU is shared with training runs, so allow more.
 SERVER_START_S = 180
-# Lesson 05 scores four runs in the smoke profile; a busy 2-core machine can take many times an idle one's time.
+# Lesson 05 scores three runs in the smoke profile; a busy 2-core machine can take many times an idle one's time.
 RUN_ALL_S = 1800
 # Loading the page, the kernel start and one click's round trip through the kernel.
 UI_S = 180
@@ -77,7 +78,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def run_dir() -> Path:
-    """``runs/browser-smoke/``, cleared, with what notebooks 02-04 write in the smoke profile (papermill)."""
+    """``runs/browser-smoke/``, cleared, with what notebooks 02 and 03 write in the smoke profile (papermill)."""
     reason = browser_missing_reason()
     if reason:
         pytest.skip(reason)  # before the notebooks run: without a browser their output is of no use
