@@ -676,11 +676,27 @@ def resolve_adapter(adapter: str | Path | None) -> tuple[Path | None, ParentRun 
     return folder, ParentRun.of(run) if (run / MANIFEST).exists() else None
 
 
+def last_step_evaluation(trainer: Trainer) -> dict | None:
+    """The validation metrics logged at the last training step when the trainer keeps that step's weights.
+
+    Then a final ``evaluate()`` would score the same weights on the same set again (the smoke profile's runs end
+    on an evaluation step); None when it must run: no evaluation at the last step, or an earlier best checkpoint
+    was loaded back.
+    """
+    state, args = trainer.state, trainer.args
+    during = entries_during_training(state.log_history)
+    last = next((entry for entry in reversed(during) if "eval_loss" in entry), None)
+    keeps_last = not args.load_best_model_at_end or state.best_global_step in (None, state.global_step)
+    if last is None or last["step"] != state.global_step or not keeps_last:
+        return None
+    return {key: value for key, value in last.items() if key.startswith("eval_")}
+
+
 def fit(run: PreparedRun) -> FitResult:
     """Train (from the checkpoint when resuming), score the kept weights on validation, and read the history."""
     train_output = run.trainer.train(resume_from_checkpoint=run.checkpoint)
-    final_eval = run.trainer.evaluate()
     log_history = run.trainer.state.log_history
+    final_eval = last_step_evaluation(run.trainer) or run.trainer.evaluate()
     return FitResult(
         train_output,
         final_eval,

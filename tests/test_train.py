@@ -69,6 +69,23 @@ def test_lora_loss_regression(lora_run):
 EXPECTED_FIRST_LOSSES = [5.6415, 5.2217, 4.6447]
 
 
+@pytest.mark.parametrize("max_steps, evaluations", [(4, 2), (3, 2)])
+def test_a_run_ending_on_an_evaluation_step_is_not_scored_twice(
+    tmp_path, cpu, tickets, task, monkeypatch, max_steps, evaluations
+):
+    """Evaluations every 2 steps: 4 steps evaluate at 2 and 4 only; 3 steps at 2, then once more at the end."""
+    calls = []
+    evaluate = train.Trainer.evaluate
+    monkeypatch.setattr(train.Trainer, "evaluate", lambda self, *a, **k: calls.append(1) or evaluate(self, *a, **k))
+    config = tiny_config(max_steps=max_steps, eval_steps=2)
+    result = train.train(
+        "tiny-random-llama", tickets * 2, tickets, tmp_path / "run", config=config, task=task, device=cpu
+    )
+    assert len(calls) == evaluations
+    if max_steps == 4:  # the final validation loss is the one logged at the last step: the same weights and set
+        assert result.record.metrics.final_val_loss == result.history["val"][-1]["loss"]
+
+
 def test_run_folder_holds_adapter_history_and_manifest(lora_run):
     folder = lora_run.output_dir
     assert (folder / "adapter" / "adapter_model.safetensors").exists()
