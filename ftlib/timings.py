@@ -21,11 +21,19 @@ class Timings:
     note: str  # how to read the figures
 
 
-# `make curriculum` (the cpu profile) on a fresh clone on a shared, busy 2-core machine.
+# `make curriculum` (the cpu profile) on a fresh clone, alone on an idle 2-core machine: all seven notebooks.
 CPU_2_CORES = Timings(
-    label="cpu profile, 2 cores (2026-11-28)",
-    seconds={"01_base_model": 156, "02_data_curation": 10.5, "03_lora": 1206, "04_qlora": 1160, "05_evaluation": 1047},
-    note="measured on a busy machine: an upper figure",
+    label="cpu profile, 2 idle cores (2026-11-29)",
+    seconds={
+        "01_base_model": 67.0,
+        "02_data_curation": 10.0,
+        "03_lora": 906.3,
+        "04_qlora": 917.4,
+        "05_evaluation": 658.3,
+        "06_what_matters": 680.4,
+        "07_after_training": 574.3,
+    },
+    note="measured on an idle machine, a fresh clone",
 )
 
 

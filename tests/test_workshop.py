@@ -110,8 +110,8 @@ def test_timing_tool_reads_curriculum_timings_and_prints_the_guides_table(tmp_pa
     assert tool.main([f"{MEASURED_LABEL}={cpu}"]) == 0
     table = capsys.readouterr().out.strip()
     assert table in GUIDE.read_text(encoding="utf-8"), "the guide's table is the tool's output for these figures"
-    assert "| `03_lora` | 1206 s (20 min 6 s) |" in table
-    assert table.splitlines()[-1] == "| notebooks in all | 3580 s (59 min 40 s) |"
+    assert "| `03_lora` | 906 s (15 min 6 s) |" in table
+    assert table.splitlines()[-1] == "| notebooks in all | 3814 s (63 min 34 s) |"
 
     smoke = tmp_path / "support_tickets-smoke" / "curriculum_timings.json"  # an --only run: one notebook
     smoke.parent.mkdir()
@@ -119,8 +119,8 @@ def test_timing_tool_reads_curriculum_timings_and_prints_the_guides_table(tmp_pa
     assert tool.main([str(smoke), str(cpu)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| notebook | support_tickets-smoke | support_tickets-cpu |"
-    assert lines[2] == "| `01_base_model` | not run | 156 s (2 min 36 s) |"
-    assert "| `05_evaluation` | 42.2 s | 1047 s (17 min 27 s) |" in lines
+    assert lines[2] == "| `01_base_model` | not run | 67 s (1 min 7 s) |"
+    assert "| `05_evaluation` | 42.2 s | 658 s (10 min 58 s) |" in lines
 
 
 @pytest.mark.unit
