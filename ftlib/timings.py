@@ -37,11 +37,19 @@ CPU_2_CORES = Timings(
 )
 
 
-# `python -m ftlib curriculum --profile smoke` on the same kind of machine, also shared and busy.
+# `python -m ftlib curriculum --profile smoke` on the same kind of machine, beside one other one-thread job.
 SMOKE_2_CORES = Timings(
     label="smoke profile, 2 cores (2026-11-29)",
-    seconds={"01_base_model": 23.8, "02_data_curation": 8.7, "03_lora": 39.1, "04_qlora": 45.1, "05_evaluation": 109.1},
-    note="measured on a busy machine: an upper figure",
+    seconds={
+        "01_base_model": 25.6,
+        "02_data_curation": 9.8,
+        "03_lora": 26.0,
+        "04_qlora": 26.1,
+        "05_evaluation": 70.1,
+        "06_what_matters": 64.1,
+        "07_after_training": 123.1,
+    },
+    note="measured beside another job: an upper figure",
 )
 
 
