@@ -245,7 +245,12 @@ def main() -> None:
         results = results_from_run_dir(Path(args.run_dir))
         bar = report(results, ["lora", "qlora"])
         if args.output:
-            entry = {"settings": {"run_dir": args.run_dir}, "results": results, "bar": bar.as_dict()}
+            entry = {
+                "settings": {"run_dir": args.run_dir},
+                "configs": configs_from_run_dir(Path(args.run_dir)),  # the knobs of lessons 03/04's runs
+                "results": results,
+                "bar": bar.as_dict(),
+            }
             save_results(Path(args.output), args.name or Path(args.run_dir).name, entry)
         return
 
@@ -341,6 +346,13 @@ def main() -> None:
         }
         save_results(Path(args.output), name, entry)
         print(f"results of {name!r} added to {args.output}")
+
+
+def configs_from_run_dir(run_dir: Path) -> dict:
+    """The ``TrainConfig`` of lessons 03/04's runs in ``run_dir``, as their manifests record it."""
+    from ftlib.runs import load_run
+
+    return {method: asdict(load_run(run_dir / method).config) for method in ("lora", "qlora")}
 
 
 def results_from_run_dir(run_dir: Path) -> dict:

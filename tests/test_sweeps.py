@@ -182,7 +182,7 @@ def test_full_budget_results_are_read_and_compared_by_their_intervals(tmp_path):
     ]  # the base model's rows are not trained variants
     rows = sweeps.full_budget_rows(variants)
     assert rows[1]["label weight"] == "3" and rows[1]["field category"] == "0.83 [0.78, 0.88]"
-    sentence = sweeps.full_budget_sentence(variants)
+    sentence = sweeps.full_budget_sentence(variants, reference="label-weight-10")
     assert "close: category within noise, urgency within noise" in sentence
     assert "far: category lower, urgency lower" in sentence
     assert "quantized" not in sentence  # LoRA variants only
