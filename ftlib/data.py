@@ -637,9 +637,14 @@ def forward_with_shared_prefix(model, inputs: dict, prefix: int):
     """Run the first ``prefix`` tokens (the same in every row) once, then every row's own tokens on its cache.
 
     Returns the model output of the second pass: logits at ``inputs["logits_to_keep"]`` positions
-    past the prefix, which are all of them, since the prefix holds no answer token.
+    past the prefix, which are all of them, since the prefix holds no answer token. A prefix of 0 (rows that
+    differ from their first token) is one plain pass.
     """
     input_ids = inputs["input_ids"]
+    if prefix == 0:
+        return model(
+            input_ids=input_ids, attention_mask=inputs["attention_mask"], logits_to_keep=inputs["logits_to_keep"]
+        )
     cache = model(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1).past_key_values
     cache.batch_repeat_interleave(input_ids.shape[0])
     return model(

@@ -37,15 +37,8 @@ def example_losses(
     for start in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         prefix = int(batch.pop("shared_prefix_length"))
-        batch = {key: value.to(model.device) for key, value in batch.items() if key != "label_weights"}
-        if prefix > 0:
-            logits = forward_with_shared_prefix(model, batch, prefix).logits
-        else:
-            logits = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                logits_to_keep=batch["logits_to_keep"],
-            ).logits
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        logits = forward_with_shared_prefix(model, batch, prefix).logits
         targets = batch["labels"][:, 1:]
         scored = targets != IGNORE_INDEX  # row-major, in the order of the logits' rows
         token_nll = torch.nn.functional.cross_entropy(

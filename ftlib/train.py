@@ -20,7 +20,7 @@ from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, Traine
 from transformers.trainer_utils import TrainOutput
 
 from ftlib.config import DATA_ORDERS, SCHEDULERS, TrainConfig  # noqa: F401 (re-exported)
-from ftlib.data import (  # noqa: F401 (forward_with_shared_prefix re-exported)
+from ftlib.data import (
     IGNORE_INDEX,
     PaddingCollator,
     SupervisedDataset,
