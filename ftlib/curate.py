@@ -256,7 +256,8 @@ STREET = (
     r"Crescent|Gardens|Square|Parkway"
 )
 ADDRESS = re.compile(
-    rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{STREET})\b\.?"
+    # Not the cents of an amount: "$94.00 By the way" is no street.
+    rf"(?<![.$£€\d])\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{STREET})\b\.?"
     r"(?:,?\s+(?:Apt|Apartment|Flat|Unit)\.?\s*\w+)?",
     re.IGNORECASE,
 )
