@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=32, help="field-test tickets")
     parser.add_argument("--batch-size", type=int, default=32, help="the cpu profile's eval batch")
     parser.add_argument("--max-new-tokens", type=int, default=80, help="the cpu profile's")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds of the three setups after the first")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/inference_cost.json"))
     args = parser.parse_args(argv)
 
@@ -55,12 +56,42 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.batch_size}, {threads} thread(s)",
         flush=True,
     )
+    merged = cost.merged_copy(tuned)
     report = cost.measure(
-        tuned, base, tokenizer, tickets, SUPPORT_TICKETS, shots, args.batch_size, args.max_new_tokens, parameters
+        tuned,
+        base,
+        tokenizer,
+        tickets,
+        SUPPORT_TICKETS,
+        shots,
+        args.batch_size,
+        args.max_new_tokens,
+        parameters,
+        merged=merged,
     )
     for row in report.rows():
         print("  " + "  ".join(f"{k}: {v}" for k, v in row.items()), flush=True)
     print(f"merged vs unmerged: {report.merged_identical[0]}/{report.merged_identical[1]} identical answers")
+    zero_shot = [SUPPORT_TICKETS.prompt_messages(t) for t in tickets]
+    few = [SUPPORT_TICKETS.prompt_messages(t, shots) for t in tickets]
+    names = [m.name for m in report.measurements]  # tuned unmerged, base few-shot, tuned merged
+    spreads, rounds = cost.repeated_passes(
+        {names[0]: (tuned, zero_shot), names[1]: (base, few), names[2]: (merged, zero_shot)},
+        tokenizer,
+        args.repeats,
+        args.batch_size,
+        args.max_new_tokens,
+    )
+    print(f"{args.repeats} more rounds, order rotated (s/ticket: mean [lowest, highest pass]):")
+    for spread in spreads.values():
+        low, high = spread.interval
+        print(f"  {spread.name}: {spread.mean:.3f} [{low:.3f}, {high:.3f}]")
+    ratios = {
+        "base few-shot / tuned": cost.ratio_range(rounds, names[1], names[0]),
+        "merged / unmerged": cost.ratio_range(rounds, names[2], names[0]),
+    }
+    for label, (mean, low, high) in ratios.items():
+        print(f"  {label}: {mean:.2f} [{low:.2f}, {high:.2f}] (within each round)")
     write_json(
         {
             "settings": {
@@ -77,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             "every row under 'estimates' are estimates from the assumptions and formulas they state",
             **report.as_dict(),
             "rows": report.rows(),
+            "repeated": {
+                "rounds": rounds,
+                "seconds_per_ticket": {
+                    s.name: {"mean": s.mean, "low": s.interval[0], "high": s.interval[1]} for s in spreads.values()
+                },
+                "ratios": {k: {"mean": m, "low": lo, "high": hi} for k, (m, lo, hi) in ratios.items()},
+            },
         },
         args.json,
     )

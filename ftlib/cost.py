@@ -187,6 +187,61 @@ def merged_copy(peft_model):
     return copy.deepcopy(peft_model).merge_and_unload()
 
 
+@dataclass(frozen=True)
+class Spread:
+    """Seconds per ticket of one setup over repeated passes: the mean and the lowest and highest pass."""
+
+    name: str
+    seconds_per_ticket: list[float]  # one value per pass, in pass order
+
+    @property
+    def mean(self) -> float:
+        return sum(self.seconds_per_ticket) / len(self.seconds_per_ticket)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The range over the passes (with 5 passes a bootstrap or t interval would claim more than they show)."""
+        return min(self.seconds_per_ticket), max(self.seconds_per_ticket)
+
+
+def repeated_passes(
+    setups: dict[str, tuple[object, list[list[dict]]]],
+    tokenizer,
+    repeats: int = 5,
+    batch_size: int = 16,
+    max_new_tokens: int = 96,
+) -> tuple[dict[str, Spread], list[dict[str, float]]]:
+    """Time every setup ``repeats`` times, the order rotated each round, so that a slow spell of a shared machine
+    lands on every setup in turn rather than on one.
+
+    Args:
+        setups: name -> (model, conversations), e.g. the tuned model on zero-shot prompts and the base on few-shot.
+
+    Returns:
+        Per setup, its seconds per ticket pass by pass; and per round, every setup's seconds per ticket (a ratio of
+        two setups is read within a round, where both ran under the same load).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
+    names = list(setups)
+    rounds: list[dict[str, float]] = []
+    for index in range(repeats):
+        order = names[index % len(names) :] + names[: index % len(names)]
+        timed = {}
+        for name in order:
+            model, conversations = setups[name]
+            measurement, _ = time_generation(model, tokenizer, conversations, name, batch_size, max_new_tokens)
+            timed[name] = measurement.seconds_per_ticket
+        rounds.append({name: timed[name] for name in names})
+    return {name: Spread(name, [r[name] for r in rounds]) for name in names}, rounds
+
+
+def ratio_range(rounds: list[dict[str, float]], numerator: str, denominator: str) -> tuple[float, float, float]:
+    """(mean, lowest, highest) of ``numerator / denominator`` over the rounds of ``repeated_passes``."""
+    ratios = [r[numerator] / r[denominator] for r in rounds]
+    return sum(ratios) / len(ratios), min(ratios), max(ratios)
+
+
 def cpu_scaled_estimate(measurement: Measurement, measured_parameters: float, model=LARGE_MODEL) -> Estimate:
     """ESTIMATE: ``measurement`` on this CPU for a model of ``model[1]`` parameters, scaled by the parameter ratio.
 

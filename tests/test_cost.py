@@ -72,3 +72,29 @@ def test_measure_times_the_three_setups_on_the_tiny_model(tiny, tickets, task, c
     assert few.mean_prompt_tokens > zero.mean_prompt_tokens  # the solved examples lengthen every prompt
     assert all(0 < m.generated_tokens <= 6 * 4 and m.wall_seconds > 0 for m in report.measurements)
     assert len(report.estimates) == 4 and all(e.kind == "estimate" for e in report.estimates)
+
+
+@pytest.mark.unit
+def test_repeated_passes_rotate_the_order_and_give_a_range_and_ratios(tiny, tickets, task, monkeypatch):
+    model, tokenizer = tiny
+    conversations = [task.prompt_messages(t) for t in tickets]
+    calls = []
+    real = cost.time_generation
+
+    def spy(model, tokenizer, conversations, name, batch_size, max_new_tokens):
+        calls.append(name)
+        return real(model, tokenizer, conversations, name, batch_size, max_new_tokens)
+
+    monkeypatch.setattr(cost, "time_generation", spy)
+    setups = {"a": (model, conversations), "b": (model, conversations[:1]), "c": (model, conversations)}
+    spreads, rounds = cost.repeated_passes(setups, tokenizer, repeats=3, batch_size=2, max_new_tokens=4)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # each setup first once: no setup always first
+    assert [list(r) for r in rounds] == [["a", "b", "c"]] * 3
+    for name, spread in spreads.items():
+        assert spread.seconds_per_ticket == [r[name] for r in rounds]
+        low, high = spread.interval
+        assert low <= spread.mean <= high and low > 0
+    mean, low, high = cost.ratio_range(rounds, "b", "a")
+    assert low <= mean <= high and mean == pytest.approx(sum(r["b"] / r["a"] for r in rounds) / 3)
+    with pytest.raises(ValueError, match="repeats"):
+        cost.repeated_passes(setups, tokenizer, repeats=0)
