@@ -533,8 +533,9 @@ def chance_note(outcomes: dict[str, Outcome], task: Task) -> str:
 # budget (hundreds of steps) and scored on the generated test split and the hand-written field test.
 FULL_BUDGET_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "quality_variants.json"
 FULL_BUDGET_METRICS = ("category_accuracy", "urgency_accuracy")
-# The cpu profile's defaults (290 steps, label weight 10, wider phrase banks): the others are read against it
-FULL_BUDGET_REFERENCE = "wider-banks-steps-290-w10"
+# The cpu profile's defaults (290 steps, label weight 10, the phrase banks with boundary phrasings): the others are
+# read against it
+FULL_BUDGET_REFERENCE = "boundary-banks-w10"
 
 
 @dataclass(frozen=True)
