@@ -66,11 +66,12 @@ SIZES = {
     # No full fine-tune: saving its 0.5 GB model twice a test session costs more than the 20-minute test budget
     # has left; the gpu profile's path without it runs in CI this way, full fine-tuning in the cpu profile.
     "smoke": AfterSizes(2, 2, 0, 4, 8, 16, 8, 5, 4, 8, 16, 4, 2, 0.1, 0.3, 5e-5, full=False),
-    # Sized by arithmetic for 20 minutes on 2 cores (a step of 8 examples takes 3-5 s; 96 answer tokens for 32
-    # tickets about 40 s): 5 runs of 16 steps (2 min each with their evaluation), 8 scoring passes of 32 tickets at
-    # the profile's 80 answer tokens (the whole JSON answer, as the success bar needs), 56 probes. Not measured.
+    # 5 runs of 10 steps, 8 scoring passes of 32 tickets at the profile's 80 answer tokens (the whole JSON answer,
+    # as the success bar needs), 40 + 16 probes. At 16 steps and 32 timed tickets per setup the
+    # notebook took 574 s on 2 idle cores (forgetting 300 s, re-tuning 146 s), which left `make curriculum` at
+    # 65 minutes; these sizes are cut by arithmetic to save about 120 s of it.
     # 0.1 general data and 0.3 replay, and full fine-tuning at 5e-5 (benchmarks/forgetting.py's default): choices.
-    "cpu": AfterSizes(16, 16, 2, 16, 32, 128, 100, 40, 16, 48, 80, 32, 4, 0.1, 0.3, 5e-5),
+    "cpu": AfterSizes(10, 10, 1, 16, 32, 128, 100, 40, 16, 48, 80, 24, 4, 0.1, 0.3, 5e-5),
     # Not measured: the gpu profile's length; full fine-tuning of its 7-8B model needs an 80 GB card (lesson 01).
     "gpu": AfterSizes(100, 100, 10, 100, 200, 400, 300, 40, 48, 96, 96, 100, 8, 0.1, 0.3, 2e-5, full=False),
 }

@@ -39,10 +39,11 @@ class LessonSizes:
 # Each notebook run trains 2 + len(train_sizes) + len(learning_rates) + len(ranks) adapters.
 SIZES = {
     "smoke": LessonSizes(2, 0, 2, 8, 8, 16, 24, train_sizes=(8,), learning_rates=(), ranks=()),
-    # 7 runs of 16 steps of 8 examples (128 examples seen per run), sized for 20 minutes on 2 cores: 8 runs with
-    # a validation pass every 4 steps took 1,838 s on a busy machine (about 150 s training + 45 s scoring a run),
-    # so one learning-curve size is gone and the validation curve is drawn every 8 steps.
-    "cpu": LessonSizes(16, 2, 8, 32, 100, 16, 48, (16, 128), (1e-4, 1e-2), (4,)),
+    # 7 runs of 10 steps of 8 examples (80 examples seen per run). At 16 steps and 100 test tickets the notebook
+    # took 680 s on 2 idle cores (a run: about 67 s of training, 23 s of scoring), which left `make curriculum`
+    # at 65 minutes; 10 steps and 80 tickets are sized by arithmetic to save about 200 s of it. The learning
+    # curve's middle size (64) is less than one budget, so it is seen in full at least once.
+    "cpu": LessonSizes(10, 1, 5, 32, 80, 16, 48, (16, 64), (1e-4, 1e-2), (4,)),
     # Not measured: sized from the gpu profile (400 steps of 16 = 6,400 examples seen per run).
     "gpu": LessonSizes(400, 20, 50, 200, 300, 16, 96, (250, 500, 1000), (2e-5, 2e-3), (4, 64)),
 }
