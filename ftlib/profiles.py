@@ -87,7 +87,8 @@ PROFILES = {
         label_token_weight=10.0,  # as the cpu profile, so CI runs the same loss
     ),
     # 290 steps: a step took 3.06 s on 2 idle cores (2 threads, the first 24 steps), so about 15 minutes of
-    # training. The wider phrase banks need more than 220 steps: field urgency 0.738 at 220, 0.837 at 290.
+    # training. The wider phrase banks need more than 220 steps: field urgency 0.738 at 220, 0.837 at 290; with the
+    # boundary banks, 290 steps reach field category 0.965 and urgency 0.855 (benchmarks/results/quality_variants.json).
     "cpu": Profile(
         "cpu",
         "smollm2-135m-instruct",
