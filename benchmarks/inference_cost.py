@@ -15,6 +15,7 @@ this one process one after the other (the same load for all). Dollar figures are
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/inference_cost.json"))
     args = parser.parse_args(argv)
 
+    load = os.getloadavg()[0]  # before this process loads anything: what else was running
     threads = configure_cpu_threads()
     record = load_run(args.run)
     if record.method == "full":
@@ -104,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": threads,
                 "few_shot": [s.get("id") for s in shots],
             },
-            "note": "measured on this machine (2 cores, shared with other jobs while it ran); USD figures and "
-            "every row under 'estimates' are estimates from the assumptions and formulas they state",
+            "note": f"measured on this machine ({os.cpu_count()} cores; 1-minute load average {load:.2f} when it "
+            "started, so above 0 means other jobs ran beside it); USD figures and every row under 'estimates' are "
+            "estimates from the assumptions and formulas they state",
             **report.as_dict(),
             "rows": report.rows(),
             "repeated": {
