@@ -91,14 +91,15 @@ def test_later_mix_and_products_shift():
 
 @pytest.mark.unit
 def test_later_vocabulary_differs_from_the_default_one():
-    """Measured overlap: the later batch brings ~10x the unseen words a same-period batch brings."""
+    """Measured overlap: the later batch brings ~5x the unseen words a same-period batch brings."""
     raw, later = _committed()
     train, reference = _texts(raw[:2300]), _texts(raw[2300:2600])
     new = drift.vocabulary_shift(_texts(later[:300]), train)
     same = drift.vocabulary_shift(reference, train)
-    # Measured on the committed files (wider phrase banks): unseen tokens 2.3% vs 0.29%, unseen word types 4.5% vs
-    # 2.4% (the wider default banks already bring more rare words of their own), JSD 0.095 vs 0.042 bits.
-    assert new.unseen_token_share > 5 * same.unseen_token_share
+    # Measured on the committed files (boundary phrase banks): unseen tokens 1.73% vs 0.35% (4.9x; 2.3% vs 0.29%
+    # before them), unseen word types 4.5% vs 2.8%, JSD 0.090 vs 0.046 bits. The weekly check fires at 2x (and 1%):
+    # this keeps a margin above it.
+    assert new.unseen_token_share > 4 * same.unseen_token_share
     assert new.unseen_type_share > 1.5 * same.unseen_type_share
     assert new.jsd > 1.5 * same.jsd
 
