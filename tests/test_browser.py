@@ -250,6 +250,9 @@ def test_lesson_05_runs_in_jupyterlab_and_a_click_saves_a_rating(lab: Lab, run_d
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.set_default_timeout(UI_S * 1000)
+            # expect() has its own 5 s default, which page.set_default_timeout does not change: on a slow 2-core
+            # machine the kernel took longer than that to report Idle (2026-12-03), so it gets the same bound.
+            expect.set_options(timeout=UI_S * 1000)
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
             page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
             page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?token={lab.token}")
