@@ -27,7 +27,7 @@ from ftlib.data import read_jsonl  # noqa: E402
 from ftlib.fileio import write_json  # noqa: E402
 from ftlib.models import count_parameters, load_model  # noqa: E402
 from ftlib.runs import load_run  # noqa: E402
-from ftlib.runtime import configure_cpu_threads  # noqa: E402
+from ftlib.runtime import available_cores, configure_cpu_threads  # noqa: E402
 from ftlib.samples import generate_clean_tickets  # noqa: E402
 from ftlib.tasks import SUPPORT_TICKETS  # noqa: E402
 from ftlib.train import load_for_eval  # noqa: E402
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": threads,
                 "few_shot": [s.get("id") for s in shots],
             },
-            "note": f"measured on this machine ({os.cpu_count()} cores; 1-minute load average {load:.2f} when it "
+            "note": f"measured on this machine ({available_cores()} cores; 1-minute load average {load:.2f} when it "
             "started, so above 0 means other jobs ran beside it); USD figures and every row under 'estimates' are "
             "estimates from the assumptions and formulas they state",
             **report.as_dict(),

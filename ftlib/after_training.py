@@ -69,7 +69,8 @@ SIZES = {
     # 5 runs of 10 steps, 8 scoring passes of 32 tickets at the profile's 80 answer tokens (the whole JSON answer,
     # as the success bar needs), 40 + 16 probes. At 16 steps and 32 timed tickets per setup the
     # notebook took 574 s on 2 idle cores (forgetting 300 s, re-tuning 146 s), which left `make curriculum` at
-    # 65 minutes; these sizes are cut by arithmetic to save about 120 s of it.
+    # 65 minutes. These sizes took 836 s on a slower 2-core machine (2026-12-03), where the unchanged lessons 03-05
+    # ran 1.5-1.7x their 2026-11-29 times: about 10% saved.
     # 0.1 general data and 0.3 replay, and full fine-tuning at 5e-5 (benchmarks/forgetting.py's default): choices.
     "cpu": AfterSizes(10, 10, 1, 16, 32, 128, 100, 40, 16, 48, 80, 24, 4, 0.1, 0.3, 5e-5),
     # Not measured: the gpu profile's length; full fine-tuning of its 7-8B model needs an 80 GB card (lesson 01).

@@ -41,8 +41,9 @@ SIZES = {
     "smoke": LessonSizes(2, 0, 2, 8, 8, 16, 24, train_sizes=(8,), learning_rates=(), ranks=()),
     # 7 runs of 10 steps of 8 examples (80 examples seen per run). At 16 steps and 100 test tickets the notebook
     # took 680 s on 2 idle cores (a run: about 67 s of training, 23 s of scoring), which left `make curriculum`
-    # at 65 minutes; 10 steps and 80 tickets are sized by arithmetic to save about 200 s of it. The learning
-    # curve's middle size (64) is less than one budget, so it is seen in full at least once.
+    # at 65 minutes. At 10 steps and 80 tickets it took 894 s on a slower 2-core machine (2026-12-03), where the
+    # unchanged lessons 03-05 ran 1.5-1.7x their 2026-11-29 times: about 18% saved. The learning curve's middle
+    # size (64) is less than one budget, so it is seen in full at least once.
     "cpu": LessonSizes(10, 1, 5, 32, 80, 16, 48, (16, 64), (1e-4, 1e-2), (4,)),
     # Not measured: sized from the gpu profile (400 steps of 16 = 6,400 examples seen per run).
     "gpu": LessonSizes(400, 20, 50, 200, 300, 16, 96, (250, 500, 1000), (2e-5, 2e-3), (4, 64)),
