@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ftlib import curate, data
-from ftlib.models import load_tokenizer
-from ftlib.profiles import sample_path
-from ftlib.tasks import get_task
+from ftlib.core.tasks import get_task
+from ftlib.data import curate
+from ftlib.data import records as data
+from ftlib.engine.models import load_tokenizer
+from ftlib.engine.profiles import sample_path
 
 
 def curated_splits(

@@ -12,7 +12,7 @@ under the 0.7 Jaccard threshold: the duplicate rates stay the sample's at every 
 sample's length, so each record costs more than a sample record. Junk and other-language texts are left as they
 are (their steps drop them before de-duplication).
 
-Measurement: each size runs in a fresh process. Each step of ``ftlib.curate.curate`` is timed with
+Measurement: each size runs in a fresh process. Each step of ``ftlib.data.curate.curate`` is timed with
 ``time.perf_counter`` on its own (no tracing); memory is the process's peak resident set size during the step
 (Linux ``VmHWM``, reset before each step through ``/proc/self/clear_refs``; where that is not possible, the
 peak since the process started). Then the curated records are rendered with the chat template and tokenized
@@ -32,13 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftlib import curate
-from ftlib.data import Records, to_messages
-from ftlib.flaws import inject_ticket_flaws
-from ftlib.samples import generate_clean_tickets, replies_by_label
-from ftlib.tasks import SUPPORT_TICKETS
+from ftlib.core.tasks import SUPPORT_TICKETS
+from ftlib.data import curate
+from ftlib.data.flaws import inject_ticket_flaws
+from ftlib.data.records import Records, to_messages
+from ftlib.data.samples import generate_clean_tickets, replies_by_label
 
-BLOCK = 2790  # clean tickets per block, as in the committed sample (ftlib.samples.write_samples)
+BLOCK = 2790  # clean tickets per block, as in the committed sample (ftlib.data.samples.write_samples)
 TEXT_KEYS = ("ticket", *SUPPORT_TICKETS.field_aliases["ticket"])  # where a record's text is, whatever its layout
 KEEP_AS_IS = ("junk", "non_english")  # flaws that extra English text would hide
 SENTENCE = re.compile(r"(?<=[.?!])\s+")
@@ -119,7 +119,7 @@ def run_size(n: int, num_procs: list[int], seed: int) -> dict:
     """One size, in this (fresh) process: every step's seconds and peak memory, and what curation dropped."""
     import datasets
 
-    from ftlib.models import load_tokenizer
+    from ftlib.engine.models import load_tokenizer
 
     datasets.disable_progress_bars()
     tokenizer = load_tokenizer("smollm2-135m-instruct")

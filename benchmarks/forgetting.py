@@ -31,14 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import curated_splits  # noqa: E402
 
-from ftlib import forgetting, train  # noqa: E402
-from ftlib.data import read_jsonl  # noqa: E402
-from ftlib.evaluate import evaluate_model  # noqa: E402
-from ftlib.fileio import write_json  # noqa: E402
-from ftlib.models import load_model  # noqa: E402
-from ftlib.profiles import resolve_profile  # noqa: E402
-from ftlib.runtime import configure_cpu_threads  # noqa: E402
-from ftlib.tasks import LISTINGS, SUPPORT_TICKETS  # noqa: E402
+from ftlib.core.fileio import write_json  # noqa: E402
+from ftlib.core.runtime import configure_cpu_threads  # noqa: E402
+from ftlib.core.tasks import LISTINGS, SUPPORT_TICKETS  # noqa: E402
+from ftlib.data.records import read_jsonl  # noqa: E402
+from ftlib.engine import train  # noqa: E402
+from ftlib.engine.models import load_model  # noqa: E402
+from ftlib.engine.profiles import resolve_profile  # noqa: E402
+from ftlib.measure import forgetting
+from ftlib.measure.evaluate import evaluate_model  # noqa: E402
 
 SHOWN = ("json_valid", "category_accuracy", "urgency_accuracy")
 

@@ -1,4 +1,5 @@
-"""Generation speed: ``ftlib.evaluate.generate`` (shared prompt prefix cached once) against plain ``model.generate``.
+"""Generation speed: ``ftlib.engine.inference.generate`` (shared prompt prefix cached once) against plain
+``model.generate``.
 
     PYTHONPATH=. python benchmarks/generation_speed.py [--model PATH] [--n 64] [--batch-size 16] [--json out.json]
 
@@ -6,7 +7,7 @@ Prompts: the first ``--n`` tickets of the hand-written field test, zero-shot and
 lesson 05's few-shot baseline shows (drawn from generated tickets). Both sides decode greedily with the same
 ``max_new_tokens`` and batch size, longest prompts first:
 - plain: each batch tokenized with left padding and handed to ``model.generate``, as the transformers docs do it;
-- ftlib: ``evaluate.generate``, which runs the prompts' common token prefix (the system turn with the
+- ftlib: ``inference.generate``, which runs the prompts' common token prefix (the system turn with the
   instruction, and the solved examples) once and starts every batch from a copy of its key/value cache.
 
 Printed per prompt style: seconds for each side, the ratio plain / ftlib, generated tokens per second, and how
@@ -27,14 +28,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ftlib import evaluate  # noqa: E402
-from ftlib.data import prompt_text, read_jsonl  # noqa: E402
-from ftlib.fileio import write_json  # noqa: E402
-from ftlib.models import DEFAULT_MODEL, load_model  # noqa: E402
-from ftlib.profiles import field_test_path  # noqa: E402
-from ftlib.runtime import configure_cpu_threads  # noqa: E402
-from ftlib.samples import generate_clean_tickets  # noqa: E402
-from ftlib.tasks import get_task  # noqa: E402
+from ftlib.core.fileio import write_json  # noqa: E402
+from ftlib.core.runtime import configure_cpu_threads  # noqa: E402
+from ftlib.core.tasks import get_task  # noqa: E402
+from ftlib.data.records import prompt_text, read_jsonl  # noqa: E402
+from ftlib.data.samples import generate_clean_tickets  # noqa: E402
+from ftlib.engine import inference  # noqa: E402
+from ftlib.engine.models import DEFAULT_MODEL, load_model  # noqa: E402
+from ftlib.engine.profiles import field_test_path  # noqa: E402
+from ftlib.measure import evaluate  # noqa: E402
 
 
 @torch.no_grad()
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         plain, generated = plain_generate(model, tokenizer, conversations, args.batch_size, args.max_new_tokens)
         plain_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        ours = evaluate.generate(model, tokenizer, conversations, args.batch_size, args.max_new_tokens)
+        ours = inference.generate(model, tokenizer, conversations, args.batch_size, args.max_new_tokens)
         ours_seconds = time.perf_counter() - start
         differ = [tickets[i].get("id") for i, (a, b) in enumerate(zip(plain, ours)) if a != b]
         row = {

@@ -7,9 +7,10 @@ and the adapter merged into the weights, on the same tickets; then labelled esti
 ``--run``: a LoRA run folder (``manifest.json`` and ``adapter/``), e.g. one ``benchmarks/forgetting.py --runs-dir``
 kept. Tickets: the first ``--n`` hand-written field-test tickets. Few-shot: the three solved examples lesson 05's
 baseline and ``benchmarks/generation_speed.py`` show (drawn from generated tickets, seed 0). Every pass is greedy,
-batched, longest prompts first, with the shared prompt prefix cached once (``ftlib.evaluate.generate_tokens``), in
+batched, longest prompts first, with the shared prompt prefix cached once
+(``ftlib.engine.inference.generate_tokens``), in
 this one process one after the other (the same load for all). Dollar figures are estimates from ASSUMED prices
-(``ftlib.cost``); the 7-8B and GPU rows are estimates from the formulas they carry, never measurements.
+(``ftlib.measure.cost``); the 7-8B and GPU rows are estimates from the formulas they carry, never measurements.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ftlib import cost, evaluate  # noqa: E402
-from ftlib.data import read_jsonl  # noqa: E402
-from ftlib.fileio import write_json  # noqa: E402
-from ftlib.models import count_parameters, load_model  # noqa: E402
-from ftlib.runs import load_run  # noqa: E402
-from ftlib.runtime import available_cores, configure_cpu_threads  # noqa: E402
-from ftlib.samples import generate_clean_tickets  # noqa: E402
-from ftlib.tasks import SUPPORT_TICKETS  # noqa: E402
-from ftlib.train import load_for_eval  # noqa: E402
+from ftlib.core.fileio import write_json  # noqa: E402
+from ftlib.core.runs import load_run  # noqa: E402
+from ftlib.core.runtime import available_cores, configure_cpu_threads  # noqa: E402
+from ftlib.core.tasks import SUPPORT_TICKETS  # noqa: E402
+from ftlib.data.records import read_jsonl  # noqa: E402
+from ftlib.data.samples import generate_clean_tickets  # noqa: E402
+from ftlib.engine.models import count_parameters, load_model  # noqa: E402
+from ftlib.engine.train import load_for_eval  # noqa: E402
+from ftlib.measure import cost, evaluate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -200,7 +200,7 @@ def summary(result: dict) -> dict:
 
 def save_results(path: Path, name: str, entry: dict) -> dict:
     """Add (or replace) ``name``'s entry in the JSON results file, atomically and under a lock; the whole file."""
-    from ftlib.fileio import write_json
+    from ftlib.core.fileio import write_json
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
@@ -256,12 +256,12 @@ def main() -> None:
 
     from common import curated_splits
 
-    from ftlib import train
-    from ftlib.data import read_jsonl
-    from ftlib.evaluate import evaluate_model
-    from ftlib.models import load_model
-    from ftlib.profiles import resolve_profile
-    from ftlib.tasks import SUPPORT_TICKETS, load_task_spec
+    from ftlib.core.tasks import SUPPORT_TICKETS, load_task_spec
+    from ftlib.data.records import read_jsonl
+    from ftlib.engine import train
+    from ftlib.engine.models import load_model
+    from ftlib.engine.profiles import resolve_profile
+    from ftlib.measure.evaluate import evaluate_model
 
     task = load_task_spec(args.task) if args.task else SUPPORT_TICKETS
     if task.field_test_file is None:
@@ -350,7 +350,7 @@ def main() -> None:
 
 def configs_from_run_dir(run_dir: Path) -> dict:
     """The ``TrainConfig`` of lessons 03/04's runs in ``run_dir``, as their manifests record it."""
-    from ftlib.runs import load_run
+    from ftlib.core.runs import load_run
 
     return {method: asdict(load_run(run_dir / method).config) for method in ("lora", "qlora")}
 
@@ -358,7 +358,7 @@ def configs_from_run_dir(run_dir: Path) -> dict:
 def results_from_run_dir(run_dir: Path) -> dict:
     """Lesson 05's metrics on the generated test split and (where written) the field test, with lessons 03/04's
     run records, in this script's layout: ``{method: {"test", "field_test", "train_seconds", ...}}``."""
-    from ftlib.runs import load_run
+    from ftlib.core.runs import load_run
 
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     field_file = run_dir / "eval" / "field_metrics.json"

@@ -50,8 +50,8 @@ def hyperparameters(variant: str, steps: int, batch: int) -> dict:
 def run_ftlib(variant: str, steps: int, batch: int, checkpointing: bool, splits: dict, folder: Path) -> dict:
     from dataclasses import asdict
 
-    from ftlib import train
-    from ftlib.tasks import SUPPORT_TICKETS
+    from ftlib.core.tasks import SUPPORT_TICKETS
+    from ftlib.engine import train
 
     config = train.TrainConfig(
         method=variant,
@@ -80,11 +80,11 @@ def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from ftlib.data import SupervisedDataset
-    from ftlib.models import load_tokenizer, resolve_model_source
-    from ftlib.runs import MeasuredMemory
-    from ftlib.tasks import SUPPORT_TICKETS
-    from ftlib.train import PeakMemory
+    from ftlib.core.runs import MeasuredMemory
+    from ftlib.core.tasks import SUPPORT_TICKETS
+    from ftlib.data.records import SupervisedDataset
+    from ftlib.engine.models import load_tokenizer, resolve_model_source
+    from ftlib.engine.train import PeakMemory
 
     settings = hyperparameters("plain", steps, batch)
     with PeakMemory() as peak:
@@ -149,8 +149,8 @@ def peak_memory_mb(result: dict) -> float:
 def parent(args) -> None:
     from common import run_child
 
-    from ftlib.runs import EstimatedMemory
-    from ftlib.runtime import available_cores, matmul_gflops
+    from ftlib.core.runs import EstimatedMemory
+    from ftlib.core.runtime import available_cores, matmul_gflops
 
     cores = available_cores()
     peak = {n: matmul_gflops(n, size=1024, seconds=2.0) for n in sorted({1, cores})}
@@ -195,7 +195,7 @@ def parent(args) -> None:
         f" checkpointing "
         f"{peak_memory_mb(runs['qlora +checkpointing']) / peak_memory_mb(runs['lora +checkpointing']):.2f}x"
     )
-    print("\nwhere the peak goes (ftlib.memory estimate, GB)")
+    print("\nwhere the peak goes (ftlib.engine.memory estimate, GB)")
     for name in ("lora", "qlora", "lora +checkpointing", "qlora +checkpointing"):
         estimate = EstimatedMemory(**runs[name]["estimate"])
         parts = ", ".join(f"{key} {value:.2f}" for key, value in estimate.components_gb.items() if value)

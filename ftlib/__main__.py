@@ -1,5 +1,5 @@
 import sys
 
-from ftlib.cli import main
+from ftlib.course.cli import main
 
 sys.exit(main())

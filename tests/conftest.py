@@ -7,10 +7,10 @@ os.environ.setdefault("FTLIB_NUM_THREADS", "1")  # tiny models: one thread is fa
 
 import pytest  # noqa: E402
 
-from ftlib.cli import NOTEBOOKS  # noqa: E402
-from ftlib.models import load_model  # noqa: E402
-from ftlib.runtime import pick_device  # noqa: E402
-from ftlib.tasks import SUPPORT_TICKETS  # noqa: E402
+from ftlib.core.runtime import pick_device  # noqa: E402
+from ftlib.core.tasks import SUPPORT_TICKETS  # noqa: E402
+from ftlib.course.cli import NOTEBOOKS  # noqa: E402
+from ftlib.engine.models import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_PATHS = [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
@@ -109,7 +109,7 @@ def with_active_lora(model, config):
     """
     import torch
 
-    from ftlib import train
+    from ftlib.engine import train
 
     model = train.attach_lora(model, config)
     torch.manual_seed(0)

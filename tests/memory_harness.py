@@ -1,4 +1,4 @@
-"""Measuring harness for ``ftlib.memory``'s estimates: the peak RSS of a real training run, and the bytes
+"""Measuring harness for ``ftlib.engine.memory``'s estimates: the peak RSS of a real training run, and the bytes
 autograd saves in one forward pass. Used by ``tests/test_memory.py``; kept out of ``ftlib`` because only the
 checks of the estimator need it (and it imports training, which the estimator must not).
 
@@ -36,15 +36,15 @@ def measure_training_peak(
     val_records: list[dict] | None = None,
     timeout: float = 600,
 ) -> dict[str, Any]:
-    """Run ``ftlib.train.train`` on CPU in a fresh process and return its peak RSS.
+    """Run ``ftlib.engine.train.train`` on CPU in a fresh process and return its peak RSS.
 
     A fresh process makes the peak the run's own: nothing an earlier run allocated is still held.
 
     Args:
         base_model: registry name or local folder.
         train_records: training records; ``val_records`` default to the first ``config.eval_batch_size`` of them.
-        config: a ``ftlib.train.TrainConfig``.
-        task: a ``ftlib.tasks.Task`` (passed by name), or None for chat/prompt-completion records.
+        config: a ``ftlib.engine.train.TrainConfig``.
+        task: a ``ftlib.core.tasks.Task`` (passed by name), or None for chat/prompt-completion records.
 
     Returns:
         ``{"peak_rss_bytes", "manifest"}``: the kernel's RSS high-water mark and the run's manifest.
@@ -78,9 +78,9 @@ def measure_training_peak(
 
 def _measure_in_this_process(spec_path: str) -> dict[str, Any]:
     """The child side of ``measure_training_peak``."""
-    from ftlib.runtime import pick_device
-    from ftlib.tasks import get_task
-    from ftlib.train import TrainConfig, train
+    from ftlib.core.runtime import pick_device
+    from ftlib.core.tasks import get_task
+    from ftlib.engine.train import TrainConfig, train
 
     spec = json.loads(Path(spec_path).read_text())
     config = TrainConfig(**spec["config"])
@@ -105,7 +105,7 @@ def saved_activation_bytes(model, inputs: Mapping[str, Any], prefix: int = 0) ->
     """
     import torch
 
-    from ftlib.train import answer_only_loss, forward_with_shared_prefix
+    from ftlib.engine.train import answer_only_loss, forward_with_shared_prefix
 
     parameters = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
     saved: dict[int, int] = {}

@@ -1,13 +1,14 @@
-"""Lesson 07's sizes and steps (ftlib.after_training): what can be checked without training."""
+"""Lesson 07's sizes and steps (ftlib.lessons.after_training): what can be checked without training."""
 
 import types
 from pathlib import Path
 
 import pytest
 
-from ftlib import after_training, forgetting
-from ftlib.registry import RegistryRow
-from ftlib.tasks import LISTINGS, SUPPORT_TICKETS
+from ftlib.core.tasks import LISTINGS, SUPPORT_TICKETS
+from ftlib.lessons import after_training
+from ftlib.measure import forgetting
+from ftlib.measure.registry import RegistryRow
 
 pytestmark = pytest.mark.unit
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, expect, sync_playwright
 
-from ftlib import review
+from ftlib.measure import review
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent

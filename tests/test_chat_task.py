@@ -5,9 +5,11 @@ import re
 
 import pytest
 
-from ftlib import curate, data, evaluate
-from ftlib.data import IGNORE_INDEX, DataError
-from ftlib.tasks import BUILTIN_SPECS, TaskSpecError, load_task_spec
+from ftlib.core.tasks import BUILTIN_SPECS, TaskSpecError, load_task_spec
+from ftlib.data import curate
+from ftlib.data import records as data
+from ftlib.data.records import IGNORE_INDEX, DataError
+from ftlib.measure import evaluate
 
 pytestmark = pytest.mark.unit
 
@@ -169,7 +171,8 @@ def test_a_chat_is_scored_on_its_last_assistant_turn(chat_task):
 def test_generate_and_evaluate_check_every_chat_before_a_model_loads(tmp_path, monkeypatch, capsys):
     import json
 
-    from ftlib import cli, train
+    from ftlib.course import cli
+    from ftlib.engine import train
 
     monkeypatch.setattr(train, "load_for_eval", lambda *a, **k: pytest.fail("a model loaded before the data check"))
     data = tmp_path / "new.jsonl"

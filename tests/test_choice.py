@@ -2,7 +2,7 @@
 
 import pytest
 
-from ftlib import choice
+from ftlib.lessons import choice
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,10 @@ from pathlib import Path
 import pytest
 from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 
-from ftlib import cli, runs, train
-from ftlib.data import write_jsonl
+from ftlib.core import runs
+from ftlib.course import cli
+from ftlib.data.records import write_jsonl
+from ftlib.engine import train
 
 pytestmark = pytest.mark.unit
 
@@ -239,7 +241,7 @@ def test_train_flag_of_the_wrong_type_is_a_usage_error(tmp_path, capsys):
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Any model or tokenizer load fails the test: the errors below must come first."""
-    from ftlib import models
+    from ftlib.engine import models
 
     def refuse(*args, **kwargs):
         pytest.fail("a model or tokenizer was loaded")
@@ -297,7 +299,7 @@ def test_evaluate_refuses_an_out_of_schema_label(tmp_path, tickets, capsys, no_m
 def test_a_missing_run_is_one_line_before_any_model_loads(
     tmp_path, tickets, capsys, monkeypatch, no_model_loads, command, run
 ):
-    from ftlib import models
+    from ftlib.engine import models
 
     monkeypatch.chdir(tmp_path)
 
@@ -362,9 +364,9 @@ def test_evaluate_takes_a_task_spec_file(tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "curriculum"])
 def test_a_bad_task_spec_is_one_error_before_any_work(tmp_path, capsys, no_model_loads, monkeypatch, command):
-    import ftlib.cli
+    import ftlib.course.cli
 
-    monkeypatch.setattr(ftlib.cli, "run_notebook", lambda *args: pytest.fail("a notebook ran"))
+    monkeypatch.setattr(ftlib.course.cli, "run_notebook", lambda *args: pytest.fail("a notebook ran"))
     spec = tmp_path / "bad.yaml"
     spec.write_text(SENTIMENT_SPEC.replace("stratify_field: sentiment", "stratify_field: summary\ncolour: red"))
     args = {

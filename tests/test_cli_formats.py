@@ -7,7 +7,8 @@ import datasets
 import pytest
 from conftest import tiny_train_args  # tests/, on pytest's path
 
-from ftlib import cli, runs
+from ftlib.core import runs
+from ftlib.course import cli
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ftlib import hosted, publish
+from ftlib.core import hosted
+from ftlib.course import publish
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,10 +1,10 @@
 import pytest
 from conftest import with_active_lora
 
-from ftlib import cost
-from ftlib.config import TrainConfig
-from ftlib.evaluate import generate
-from ftlib.models import load_model
+from ftlib.core.config import TrainConfig
+from ftlib.engine.inference import generate
+from ftlib.engine.models import load_model
+from ftlib.measure import cost
 
 MEASURED = cost.Measurement(
     "tuned, zero-shot",

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import tiny_train_args  # tests/, on pytest's path
 
-from ftlib import cli
-from ftlib.data import write_jsonl
-from ftlib.runs import MANIFEST, load_run
+from ftlib.core.runs import MANIFEST, load_run
+from ftlib.course import cli
+from ftlib.data.records import write_jsonl
 from tests.conftest import TICKETS
 
 pytestmark = pytest.mark.integration  # a subprocess that imports torch and transformers: ~10 s
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOWED_CLI = """
 import runpy, sys, time
 from transformers import TrainerState
-from ftlib import train
+from ftlib.engine import train
 
 step_sleep, held_back = float(sys.argv[1]), sys.argv[2]
 original_step, original_save = train.FtlibTrainer.training_step, TrainerState.save_to_json

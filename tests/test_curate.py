@@ -2,14 +2,15 @@ import json
 
 import pytest
 
-from ftlib import curate, data
-from ftlib.profiles import sample_path
-from ftlib.tasks import LISTINGS, SUPPORT_TICKETS
+from ftlib.core.tasks import LISTINGS, SUPPORT_TICKETS
+from ftlib.data import curate
+from ftlib.data import records as data
+from ftlib.engine.profiles import sample_path
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from ftlib.models import load_tokenizer
+    from ftlib.engine.models import load_tokenizer
 
     return load_tokenizer()
 
@@ -213,7 +214,7 @@ def test_leakage_check_finds_a_shared_example(tickets):
 
 @pytest.mark.unit
 def test_leakage_check_on_listings_compares_descriptions_not_rendered_attributes():
-    from ftlib.samples import generate_listings
+    from ftlib.data.samples import generate_listings
 
     listings = generate_listings(60, seed=1)
     splits = {"train": listings[:40], "val": listings[40:50], "test": listings[50:]}

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from ftlib import data
-from ftlib.data import IGNORE_INDEX, DataError
+from ftlib.data import records as data
+from ftlib.data.records import IGNORE_INDEX, DataError
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from ftlib import cli, runtime
-from ftlib.data import write_jsonl
-from ftlib.runs import load_run
+from ftlib.core import runtime
+from ftlib.core.runs import load_run
+from ftlib.course import cli
+from ftlib.data.records import write_jsonl
 from tests.conftest import TICKETS, tiny_train_args
 
 ROOT = Path(__file__).resolve().parent.parent

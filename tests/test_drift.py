@@ -7,10 +7,12 @@ import re
 import pytest
 import yaml
 
-from ftlib import data, drift, samples
-from ftlib.evaluate import SuccessBar, evaluate_model
-from ftlib.profiles import sample_path
-from ftlib.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
+from ftlib.core.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
+from ftlib.data import records as data
+from ftlib.data import samples
+from ftlib.engine.profiles import sample_path
+from ftlib.measure import drift
+from ftlib.measure.evaluate import SuccessBar, evaluate_model
 
 SAMPLES = sample_path("support_tickets").parent
 NEW_SLOTS = ("stream", "hub", "tier")  # the later period's new products

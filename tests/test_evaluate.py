@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
-from ftlib import data, evaluate
-from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset
+from ftlib.data import records as data
+from ftlib.data.records import IGNORE_INDEX, PaddingCollator, SupervisedDataset
+from ftlib.engine import inference
+from ftlib.measure import evaluate, stats
 
 pytestmark = pytest.mark.unit
 
@@ -49,15 +51,15 @@ def test_prediction_count_must_match(tickets, task):
 
 def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
     values = [1.0] * 70 + [0.0] * 30
-    low, high = evaluate.bootstrap_interval(values, seed=3)
+    low, high = stats.bootstrap_interval(values, seed=3)
     assert low < 0.7 < high and high - low < 0.25
-    assert evaluate.bootstrap_interval(values, seed=3) == (low, high)
-    assert evaluate.bootstrap_interval([1.0] * 10) == (1.0, 1.0)
+    assert stats.bootstrap_interval(values, seed=3) == (low, high)
+    assert stats.bootstrap_interval([1.0] * 10) == (1.0, 1.0)
 
 
 def test_heldout_loss_matches_a_manual_token_weighted_mean(tiny, tickets, task):
     model, tokenizer = tiny
-    result = evaluate.heldout_loss(model, tokenizer, tickets, task, batch_size=3)
+    result = inference.heldout_loss(model, tokenizer, tickets, task, batch_size=3)
     dataset = SupervisedDataset(tickets, tokenizer, 256, task)
     manual = []
     for example in dataset.examples:  # one at a time, the plain forward pass: no padding, no shared prefix
@@ -70,7 +72,7 @@ def test_heldout_loss_matches_a_manual_token_weighted_mean(tiny, tickets, task):
             (torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item(), int(keep.sum()))
         )
     # Batched (a shared prompt prefix run once, logits at the answer positions only): the same per-example scores
-    batched = evaluate.example_losses(model, tokenizer, tickets, task, batch_size=3)
+    batched = inference.example_losses(model, tokenizer, tickets, task, batch_size=3)
     assert [c for _, c in batched] == [c for _, c in manual]
     assert [n for n, _ in batched] == pytest.approx([n for n, _ in manual], rel=1e-5)
     nll, count = sum(n for n, _ in manual), sum(c for _, c in manual)
@@ -82,8 +84,8 @@ def test_heldout_loss_matches_a_manual_token_weighted_mean(tiny, tickets, task):
 def test_batched_left_padded_generation_matches_one_by_one(tiny, tickets, task):
     model, tokenizer = tiny
     conversations = [task.prompt_messages(t) for t in tickets]
-    batched = evaluate.generate(model, tokenizer, conversations, batch_size=4, max_new_tokens=12)
-    single = [evaluate.generate(model, tokenizer, [c], batch_size=1, max_new_tokens=12)[0] for c in conversations]
+    batched = inference.generate(model, tokenizer, conversations, batch_size=4, max_new_tokens=12)
+    single = [inference.generate(model, tokenizer, [c], batch_size=1, max_new_tokens=12)[0] for c in conversations]
     assert batched == single
     assert tokenizer.padding_side == "right"  # untouched
 
@@ -93,21 +95,23 @@ def test_shared_prefix_generation_matches_plain_generate(tiny, tickets, task, mo
     model, tokenizer = tiny
     conversations = [task.prompt_messages(t, tickets[:2]) for t in tickets]
     prefixes = []
-    real_cache = evaluate._prefix_cache
-    monkeypatch.setattr(evaluate, "_prefix_cache", lambda m, p: prefixes.append(len(p)) or real_cache(m, p))
-    shared = evaluate.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12)
-    plain = evaluate.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12, share_prefix=False)
+    real_cache = inference._prefix_cache
+    monkeypatch.setattr(inference, "_prefix_cache", lambda m, p: prefixes.append(len(p)) or real_cache(m, p))
+    shared = inference.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12)
+    plain = inference.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12, share_prefix=False)
     assert shared == plain
     rows = [tokenizer(data.prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
-    assert prefixes == [evaluate.common_prefix_length(rows)]  # computed once, for every batch
+    assert prefixes == [data.common_prefix_length(rows)]  # computed once, for every batch
     assert prefixes[0] > 0.5 * min(len(r) for r in rows)  # the system turn and both solved examples
 
 
 def test_common_prefix_length():
-    assert evaluate.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
-    assert evaluate.common_prefix_length([[5, 1], [1, 5]]) == 0
-    assert evaluate.common_prefix_length([[1, 2]]) == 2
-    assert evaluate.common_prefix_length([]) == 0
+    # One helper for training and generation: every row keeps at least one token of its own.
+    assert data.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2, 5]]) == 2
+    assert data.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 1
+    assert data.common_prefix_length([[5, 1], [1, 5]]) == 0
+    assert data.common_prefix_length([[1, 2]]) == 1
+    assert data.common_prefix_length([]) == 0
 
 
 def test_verdict_is_computed_from_intervals():
@@ -272,7 +276,7 @@ def test_metric_comparison_draws_each_interval_as_an_error_bar():
     import matplotlib.pyplot as plt
     from matplotlib.container import BarContainer
 
-    from ftlib.plots import plot_metric_comparison
+    from ftlib.lessons.plots import plot_metric_comparison
 
     results = {
         "base": {"metrics": {"a": {"value": 0.5, "low": 0.4, "high": 0.7}}},

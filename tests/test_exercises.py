@@ -155,13 +155,13 @@ def load(run_dir: Path, name: str):
 
 
 def listings():
-    from ftlib.tasks import get_task
+    from ftlib.core.tasks import get_task
 
     return get_task("listings")
 
 
 def check_rule(answer, run_dir):
-    from ftlib.models import REGISTRY
+    from ftlib.engine.models import REGISTRY
 
     qlora, full = answer["qlora on T4 16 GB"], answer["full on A100 80 GB"]
     measured = load(run_dir, "base/candidates.json")
@@ -202,7 +202,7 @@ def check_length(answer, run_dir):
 
 
 def check_rank(answer, run_dir):
-    from ftlib.runs import load_run
+    from ftlib.core.runs import load_run
 
     run = load_run(run_dir / "exercises" / "03_lora-rank")
     lesson = load_run(run_dir / "lora")
@@ -215,7 +215,7 @@ def check_rank(answer, run_dir):
 
 
 def check_attention(answer, run_dir):
-    from ftlib.runs import load_run
+    from ftlib.core.runs import load_run
 
     linear, attention = answer["rows"]
     assert (linear["target_modules"], attention["target_modules"]) == ("all-linear", "attention")
@@ -242,7 +242,7 @@ def check_where_it_pays(answer, run_dir):
 
 
 def check_stricter_bar(answer, run_dir):
-    from ftlib.evaluate import SUCCESS_BAR, SuccessBar, judge
+    from ftlib.measure.evaluate import SUCCESS_BAR, SuccessBar, judge
 
     lesson_bar = load(run_dir, SUCCESS_BAR)["thresholds"]
     written = load(run_dir, f"exercises/05_evaluation-stricter_bar/{SUCCESS_BAR}")["thresholds"]
@@ -293,7 +293,7 @@ def check_test_size(answer, run_dir):
 
 
 def check_prompt_kinds(answer, run_dir):
-    from ftlib.forgetting import GENERIC_SOURCE, read_generic
+    from ftlib.measure.forgetting import GENERIC_SOURCE, read_generic
 
     kinds = {record["id"]: record["kind"] for record in read_generic("measure")}
     study = load(run_dir, "after/forgetting/forgetting.json")

@@ -1,4 +1,4 @@
-"""ftlib.export: adapter -> merged -> GGUF, with the parity checks that must catch a broken hand-over."""
+"""ftlib.engine.export: adapter -> merged -> GGUF, with the parity checks that must catch a broken hand-over."""
 
 import copy
 import json
@@ -8,11 +8,12 @@ import pytest
 import torch
 from conftest import TICKETS  # tests/, on pytest's path
 
-from ftlib import cli, export, train
-from ftlib.config import TrainConfig
-from ftlib.fileio import write_jsonl
-from ftlib.models import CHATML_TEMPLATE, chatml_tokenizer, tiny_random_llama_config, tiny_tokenizer
-from ftlib.runtime import pick_device
+from ftlib.core.config import TrainConfig
+from ftlib.core.fileio import write_jsonl
+from ftlib.core.runtime import pick_device
+from ftlib.course import cli
+from ftlib.engine import export, train
+from ftlib.engine.models import CHATML_TEMPLATE, chatml_tokenizer, tiny_random_llama_config, tiny_tokenizer
 
 CONVERSATIONS = [
     [{"role": "system", "content": "Triage the ticket."}, {"role": "user", "content": ticket["ticket"]}]
@@ -58,7 +59,7 @@ def bpe_base(tmp_path_factory):
 
 @pytest.fixture
 def bpe_model(bpe_base):
-    from ftlib.models import load_model
+    from ftlib.engine.models import load_model
 
     return load_model(str(bpe_base), device=pick_device("cpu"))
 
@@ -68,7 +69,7 @@ def active_run(bpe_base, tmp_path_factory):
     """A LoRA run on the BPE base whose adapter does something: 1 training step, then random B matrices."""
     from safetensors.torch import load_file, save_file
 
-    from ftlib.tasks import SUPPORT_TICKETS
+    from ftlib.core.tasks import SUPPORT_TICKETS
 
     run = tmp_path_factory.mktemp("runs") / "lora"
     config = TrainConfig(max_steps=1, warmup_steps=0, eval_steps=1, batch_size=2, max_length=512)
@@ -171,7 +172,7 @@ def test_ship_merges_writes_and_checks_a_lora_run(active_run, tmp_path, task):
     assert f'SYSTEM """{task.instruction}"""' in modelfile
     assert [row["ok"] for row in report.rows()] == [True] * 5
     # The merge must have mattered: the active adapter moves the base model's logits.
-    from ftlib.models import load_model
+    from ftlib.engine.models import load_model
 
     base, tokenizer = load_model(str(train.load_run(active_run).base_model), device=pick_device("cpu"))
     merged, _ = load_model(str(out / "merged"), device=pick_device("cpu"))

@@ -1,4 +1,4 @@
-"""The hand-written field-test set of support tickets (``ftlib.profiles.field_test_path``).
+"""The hand-written field-test set of support tickets (``ftlib.engine.profiles.field_test_path``).
 
 It must stay a fair test of generalization: labelled within the task's label sets, balanced enough to score
 every label, and sharing no exact or near-duplicate ticket with anything a model could train on (the
@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
-from ftlib.curate import curate, curated_splits, dedup_key, near_duplicate_groups, normalize_layout
-from ftlib.data import read_jsonl
-from ftlib.profiles import field_test_path, sample_path
-from ftlib.samples import generate_clean_tickets
-from ftlib.tasks import SUPPORT_TICKETS
+from ftlib.core.tasks import SUPPORT_TICKETS
+from ftlib.data.curate import curate, curated_splits, dedup_key, near_duplicate_groups, normalize_layout
+from ftlib.data.records import read_jsonl
+from ftlib.data.samples import generate_clean_tickets
+from ftlib.engine.profiles import field_test_path, sample_path
 
 NEAR = 0.7  # the curation pipeline's near-duplicate threshold (Jaccard of character 5-grams)
 
@@ -127,8 +127,9 @@ def _result(values: dict[str, tuple[float, float, float]], examples: int) -> dic
 
 @pytest.mark.unit
 def test_the_spec_names_the_field_test_set_and_lesson_05_compares_both_sets(tmp_path):
-    from ftlib import evaluate, plots
-    from ftlib.tasks import load_task_spec, save_task_spec
+    from ftlib.core.tasks import load_task_spec, save_task_spec
+    from ftlib.lessons import plots
+    from ftlib.measure import evaluate
 
     assert SUPPORT_TICKETS.field_test_file == field_test_path()
     assert load_task_spec(save_task_spec(SUPPORT_TICKETS, tmp_path / "t.yaml")).field_test_file == field_test_path()
@@ -146,7 +147,7 @@ def test_the_spec_names_the_field_test_set_and_lesson_05_compares_both_sets(tmp_
 
 @pytest.mark.unit
 def test_a_spec_without_a_field_test_set_says_so():
-    from ftlib.tasks import LISTINGS
+    from ftlib.core.tasks import LISTINGS
 
     assert LISTINGS.field_test_file is None
     with pytest.raises(FileNotFoundError, match="field_test: missing"):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ftlib import fileio
+from ftlib.core import fileio
 
 
 def leftovers(folder):

@@ -3,9 +3,9 @@ import copy
 import pytest
 import torch
 
-from ftlib import forgetting
-from ftlib.data import SupervisedDataset
-from ftlib.tasks import LISTINGS
+from ftlib.core.tasks import LISTINGS
+from ftlib.data.records import SupervisedDataset
+from ftlib.measure import forgetting
 
 LISTING = {
     "id": "l1",

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftlib import train
-from ftlib.fileio import write_json
-from ftlib.runtime import pick_device
-from ftlib.tasks import SUPPORT_TICKETS
+from ftlib.core.fileio import write_json
+from ftlib.core.runtime import pick_device
+from ftlib.core.tasks import SUPPORT_TICKETS
+from ftlib.engine import train
 from tests.conftest import TICKETS
 
 pytestmark = [

@@ -5,8 +5,10 @@ import torch
 from conftest import with_active_lora
 from transformers import TrainingArguments
 
-from ftlib import cli, runs, train
-from ftlib.data import IGNORE_INDEX, PaddingCollator, SupervisedDataset
+from ftlib.core import runs
+from ftlib.course import cli
+from ftlib.data.records import IGNORE_INDEX, PaddingCollator, SupervisedDataset
+from ftlib.engine import train
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ftlib import lesson, plots, profiles
+from ftlib.engine import profiles
+from ftlib.lessons import lesson, plots
 
 
 @pytest.mark.unit
@@ -47,9 +48,9 @@ def test_run_dir_env_is_the_default_and_a_parameter_wins(tmp_path, monkeypatch):
 
 @pytest.mark.integration  # the embedded model's tokenizer filters lengths, as in lesson 02
 def test_a_notebook_run_alone_rebuilds_lesson_02s_splits(tmp_path, capsys):
-    from ftlib.curate import curated_splits
-    from ftlib.data import read_jsonl
-    from ftlib.models import load_tokenizer
+    from ftlib.data.curate import curated_splits
+    from ftlib.data.records import read_jsonl
+    from ftlib.engine.models import load_tokenizer
 
     started = lesson.start("smoke", run_dir=str(tmp_path))
     train = started.split("train")

@@ -3,7 +3,8 @@ import subprocess
 import pytest
 import torch
 
-from ftlib import models, runtime
+from ftlib.core import runtime
+from ftlib.engine import models
 
 
 @pytest.mark.unit

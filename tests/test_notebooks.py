@@ -8,8 +8,8 @@ import pytest
 from conftest import NOTEBOOK_PATHS as PATHS  # tests/, on pytest's path
 from conftest import run_curriculum
 
-from ftlib.cli import NOTEBOOKS
-from ftlib.runs import load_run
+from ftlib.core.runs import load_run
+from ftlib.course.cli import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_LESSONS = (0, 1, 2, 4)  # the chat run's lessons (01, 02, 03 and 05): see chat_run
@@ -66,14 +66,14 @@ def test_deterministic_cells_are_checked_by_nbval():
 @pytest.mark.unit
 @pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
 def test_every_notebook_opens_with_objectives_and_measured_run_times(path):
-    from ftlib.timings import run_time_text
+    from ftlib.course.timings import run_time_text
 
     opening = cells(path)[1]
     assert opening["cell_type"] == "markdown" and opening["id"] == "objectives", "the objectives follow the title"
     text = source(opening)
     objectives = text.split("You will learn to:\n")[1].split("\n\n")[0].splitlines()
     assert 3 <= len(objectives) <= 4 and all(line.startswith("- ") for line in objectives)
-    assert text.endswith(run_time_text(path.stem)), "the run times are ftlib.timings', as the workshop guide's"
+    assert text.endswith(run_time_text(path.stem)), "the run times are ftlib.course.timings', as the workshop guide's"
 
 
 def is_display(cell) -> bool:
@@ -231,7 +231,7 @@ def test_the_executed_curriculum_reads_as_html_with_every_plot_embedded(smoke_ru
     """The HTML pages `python -m ftlib curriculum` writes, made from the smoke run's executed notebooks."""
     import re
 
-    from ftlib.report import export_html
+    from ftlib.course.report import export_html
 
     run_dir, outcomes, _ = smoke_run
     executed = [run_dir / path.name for path in PATHS]

@@ -40,7 +40,7 @@ def test_makefile_torch_pin_matches():
 
 def test_hosted_setup_installs_exactly_the_pins():
     """Colab/Kaggle setup cells install from pyproject itself, so no notebook can carry a drifting pin list."""
-    from ftlib import hosted
+    from ftlib.core import hosted
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     expected = {
@@ -51,7 +51,7 @@ def test_hosted_setup_installs_exactly_the_pins():
     assert hosted.read_pins(ROOT) == expected
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         source = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
-        assert "pip install" not in source, f"{path.name}: installs belong to ftlib.hosted, which reads pyproject"
+        assert "pip install" not in source, f"{path.name}: installs belong to ftlib.core.hosted, which reads pyproject"
 
 
 def test_installed_versions_are_the_pinned_ones():

@@ -6,9 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ftlib import lesson, plan, profiles
-from ftlib.memory import estimate_memory, model_config_for
-from ftlib.models import REGISTRY
+from ftlib.engine import plan, profiles
+from ftlib.engine.memory import estimate_memory, model_config_for
+from ftlib.engine.models import REGISTRY
+from ftlib.lessons import lesson
 
 CLASSES = list(plan.GPU_CLASSES)  # T4, L4, A100 40, A100 80, H100, smallest first
 

@@ -3,8 +3,9 @@ from types import SimpleNamespace
 import matplotlib
 import pytest
 
-from ftlib import memory, plots
-from ftlib.runs import EstimatedMemory, MeasuredMemory, RunMemory
+from ftlib.core.runs import EstimatedMemory, MeasuredMemory, RunMemory
+from ftlib.engine import memory
+from ftlib.lessons import plots
 
 matplotlib.use("Agg")
 

@@ -11,8 +11,8 @@ import nbformat
 import pytest
 from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 
-from ftlib import progress
-from ftlib.progress import KernelLines, Progress, choose_mode
+from ftlib.core import progress
+from ftlib.core.progress import KernelLines, Progress, choose_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,8 +154,8 @@ def test_cell_first_line(source, expected):
 
 @pytest.mark.unit
 def test_training_prints_step_lines(tmp_path, cpu, progress_env, capsys):
-    from ftlib import train
-    from ftlib.tasks import SUPPORT_TICKETS
+    from ftlib.core.tasks import SUPPORT_TICKETS
+    from ftlib.engine import train
     from tests.conftest import TICKETS
 
     progress_env("lines")
@@ -185,7 +185,7 @@ def test_training_prints_step_lines(tmp_path, cpu, progress_env, capsys):
 
 @pytest.mark.unit
 def test_generation_prints_batch_lines(tiny, progress_env, capsys):
-    from ftlib.evaluate import generate
+    from ftlib.engine.inference import generate
 
     progress_env("lines")
     model, tokenizer = tiny
@@ -218,7 +218,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.integration
 def test_cli_call_that_imports_bitsandbytes_is_quiet(tmp_path):
-    # A one-step `train` on the tiny model imports ftlib.train -> peft -> bitsandbytes, as every real run does.
+    # A one-step `train` on the tiny model imports ftlib.engine.train -> peft -> bitsandbytes, as every real run does.
     data = tmp_path / "tickets.jsonl"
     data.write_text("".join(json.dumps(ticket) + "\n" for ticket in TICKETS))
     arguments = tiny_train_args(data, data, tmp_path / "run", max_steps=1, batch_size=2, eval_steps=1)
@@ -242,7 +242,7 @@ def throwaway_notebook(path: Path) -> Path:
         ),
         nbformat.v4.new_code_cell("import time\n\ntime.sleep(1)"),
         nbformat.v4.new_code_cell(
-            'from ftlib.progress import track\n\nfor _ in track(range(2), 2, "demo", "batch"):\n'
+            'from ftlib.core.progress import track\n\nfor _ in track(range(2), 2, "demo", "batch"):\n'
             '    print("[ftlib]-looking output that is not a progress line")'
         ),
         nbformat.v4.new_code_cell("import bitsandbytes  # its kernels-hub message must not show"),
@@ -304,7 +304,7 @@ def test_finished_kernels_are_shut_down_without_an_interrupt(monkeypatch):
 
     from jupyter_client.manager import AsyncKernelManager
 
-    from ftlib.cli import curriculum_kernel_manager
+    from ftlib.course.cli import curriculum_kernel_manager
 
     sent = []
 

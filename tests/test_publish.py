@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ftlib import hosted, publish
+from ftlib.core import hosted
+from ftlib.course import publish
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent

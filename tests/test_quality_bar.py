@@ -101,7 +101,7 @@ def test_results_file_keeps_every_variant_by_name(quality_bar, tmp_path):
 def test_run_dir_reads_field_metrics_beside_metrics(quality_bar, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from ftlib import runs
+    from ftlib.core import runs
 
     evaluation = tmp_path / "eval"
     evaluation.mkdir()

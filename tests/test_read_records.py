@@ -6,8 +6,8 @@ import json
 import datasets
 import pytest
 
-from ftlib import data
-from ftlib.data import DataError
+from ftlib.data import records as data
+from ftlib.data.records import DataError
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from test_runs import V1_MANIFEST
 
-from ftlib import lesson, reading, runs
-from ftlib.timings import CPU_2_CORES, run_time_text, short_duration
+from ftlib.core import runs
+from ftlib.course.timings import CPU_2_CORES, run_time_text, short_duration
+from ftlib.lessons import lesson, reading
 
 pytestmark = pytest.mark.unit
 

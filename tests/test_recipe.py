@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ftlib import train
-from ftlib.config import TrainConfig, config_rows, training_epochs, training_steps
-from ftlib.profiles import PROFILES
+from ftlib.core.config import TrainConfig, config_rows, training_epochs, training_steps
+from ftlib.engine import train
+from ftlib.engine.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_config_rows_cover_every_field_with_an_explanation():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, cpu):
     """What train() really builds: the adapters' LoraConfig and the Trainer's TrainingArguments of a tiny run."""
-    from ftlib.tasks import SUPPORT_TICKETS
+    from ftlib.core.tasks import SUPPORT_TICKETS
     from tests.conftest import TICKETS
 
     captured = {}

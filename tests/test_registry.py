@@ -5,8 +5,10 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from ftlib import drift, registry, runs, train
-from ftlib.tasks import SUPPORT_TICKETS
+from ftlib.core import runs
+from ftlib.core.tasks import SUPPORT_TICKETS
+from ftlib.engine import train
+from ftlib.measure import drift, registry
 from tests.conftest import TICKETS
 from tests.test_runs import V1_MANIFEST
 

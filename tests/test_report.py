@@ -12,8 +12,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from ftlib import cli
-from ftlib.report import export_html
+from ftlib.course import cli
+from ftlib.course.report import export_html
 
 pytestmark = pytest.mark.unit
 

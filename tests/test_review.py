@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from ftlib import evaluate, review
-from ftlib.data import DataError
-from ftlib.tasks import LISTINGS
+from ftlib.core.tasks import LISTINGS
+from ftlib.data.records import DataError
+from ftlib.measure import evaluate, review, stats
 
 pytestmark = pytest.mark.unit
 
@@ -227,7 +227,7 @@ def test_aggregate_ratings_counts_and_scores_per_run():
     }
     score = summary["A"]["score"]
     assert score["value"] == pytest.approx(0.625) and 0 <= score["low"] <= 0.625 <= score["high"] <= 1
-    assert (score["low"], score["high"]) == evaluate.bootstrap_interval([1, 1, 0.5, 0])
+    assert (score["low"], score["high"]) == stats.bootstrap_interval([1, 1, 0.5, 0])
     assert summary["B"]["rated"] == 0 and math.isnan(summary["B"]["score"]["value"])
     with pytest.raises(ValueError, match="none of the 1 ratings is of an answer in this key"):
         review.aggregate_ratings({"old": {"rating": "wrong"}}, key)

@@ -5,9 +5,10 @@ from dataclasses import replace
 
 import pytest
 
-from ftlib import lesson, plots, runs
-from ftlib.config import TrainConfig
-from ftlib.profiles import PROFILES
+from ftlib.core import runs
+from ftlib.core.config import TrainConfig
+from ftlib.engine.profiles import PROFILES
+from ftlib.lessons import lesson, plots
 
 pytestmark = pytest.mark.unit
 

@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from ftlib import curate, data, flaws, samples
-from ftlib.profiles import sample_path
-from ftlib.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
+from ftlib.core.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
+from ftlib.data import curate, flaws, samples
+from ftlib.data import records as data
+from ftlib.engine.profiles import sample_path
 
 SAMPLES = sample_path("support_tickets").parent
 
@@ -186,7 +187,7 @@ def test_shop_chat_flaws_are_where_the_manifest_says():
 def test_clean_shop_chats_fit_the_token_budget_and_over_long_ones_do_not():
     import yaml
 
-    from ftlib.models import load_tokenizer
+    from ftlib.engine.models import load_tokenizer
 
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     spec = yaml.safe_load((SAMPLES.parent / "tasks" / "shop_chats.yaml").read_text())

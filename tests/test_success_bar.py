@@ -2,8 +2,8 @@
 
 import pytest
 
-from ftlib import evaluate
-from ftlib.tasks import TASKS
+from ftlib.core.tasks import TASKS
+from ftlib.measure import evaluate
 
 
 def stat(value, low, high):

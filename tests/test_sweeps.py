@@ -2,10 +2,12 @@ import json
 
 import pytest
 
-from ftlib import evaluate, sweeps
-from ftlib.config import TrainConfig
-from ftlib.profiles import PROFILES
-from ftlib.tasks import get_task
+from ftlib.core.config import TrainConfig
+from ftlib.core.tasks import get_task
+from ftlib.engine import inference
+from ftlib.engine.profiles import PROFILES
+from ftlib.lessons import sweeps
+from ftlib.measure import evaluate
 
 
 def stat(value, low, high):
@@ -87,7 +89,7 @@ def test_per_example_losses_add_up_to_the_held_out_loss(tiny, tickets, task):
     losses = sweeps.example_losses(model, tokenizer, tickets, task, batch_size=3)
     interval = sweeps.loss_interval(losses)
     assert interval["value"] == pytest.approx(
-        evaluate.heldout_loss(model, tokenizer, tickets, task, 2)["loss"], rel=1e-5
+        inference.heldout_loss(model, tokenizer, tickets, task, 2)["loss"], rel=1e-5
     )
     assert interval["low"] <= interval["value"] <= interval["high"]
 

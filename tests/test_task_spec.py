@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ftlib import tasks
-from ftlib.tasks import Task
+from ftlib.core import tasks
+from ftlib.core.tasks import Task
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The built-in tasks exactly as ftlib/tasks.py hard-coded them before they became spec files.
+# The built-in tasks exactly as ftlib/core/tasks.py hard-coded them before they became spec files.
 CATEGORIES = ("billing", "outage", "slow_speed", "hardware", "account", "cancellation")
 URGENCIES = ("low", "medium", "high")
 HARD_CODED = {
@@ -132,7 +132,7 @@ def test_a_good_custom_spec_loads(tmp_path):
 @pytest.mark.unit
 def test_metrics_follow_the_spec(tmp_path):
     """Label fields get accuracy and macro-F1, free-text fields ROUGE-L, with no code for the new task."""
-    from ftlib.evaluate import score_answers
+    from ftlib.measure.evaluate import score_answers
 
     task = tasks.load_task_spec(write_spec(tmp_path, GOOD))
     references = [
@@ -249,7 +249,7 @@ def test_builtin_constants_come_from_the_specs():
 
 @pytest.mark.unit
 def test_sample_path_follows_the_spec(tmp_path):
-    from ftlib.profiles import sample_path
+    from ftlib.engine.profiles import sample_path
 
     assert sample_path("listings") == ROOT / "data" / "samples" / "listings.jsonl"
     (tmp_path / "reviews.jsonl").write_text("{}\n")
@@ -263,7 +263,8 @@ def test_sample_path_follows_the_spec(tmp_path):
 @pytest.mark.unit
 def test_a_lesson_resolves_a_spec_path(tmp_path, monkeypatch):
     """The raw data comes from the spec and the default run folder is named after the spec's task."""
-    from ftlib import lesson, profiles
+    from ftlib.engine import profiles
+    from ftlib.lessons import lesson
 
     monkeypatch.delenv("FTLIB_RUN_DIR", raising=False)
     monkeypatch.setattr(profiles, "project_root", lambda start=None: tmp_path / "repo")
@@ -309,7 +310,7 @@ def test_answer_fields_order_follows_the_spec_and_labels_still_score(tmp_path):
     """A reply-first spec writes reply-first answers; scoring reads labels by key, in any order."""
     from dataclasses import replace
 
-    from ftlib.evaluate import per_example_scores
+    from ftlib.measure.evaluate import per_example_scores
 
     spec = tasks.save_task_spec(
         replace(tasks.SUPPORT_TICKETS, answer_fields=("reply", "category", "urgency")), tmp_path / "reply_first.yaml"

@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from ftlib import runs, train
-from ftlib.models import count_parameters
+from ftlib.core import runs
+from ftlib.engine import train
+from ftlib.engine.models import count_parameters
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +44,7 @@ def test_impossible_configs_are_rejected(overrides, message):
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, cpu):
-    from ftlib.tasks import SUPPORT_TICKETS
+    from ftlib.core.tasks import SUPPORT_TICKETS
     from tests.conftest import TICKETS
 
     folder = tmp_path_factory.mktemp("runs") / "lora"
@@ -170,7 +171,7 @@ def test_gradient_checkpointing_trains_with_peft(tmp_path, cpu, tickets, task):
 
 
 def test_attention_preset_targets_only_attention(cpu):
-    from ftlib.models import load_model
+    from ftlib.engine.models import load_model
 
     model, _ = load_model("tiny-random-llama", device=cpu)
     model = train.attach_lora(model, tiny_config(target_modules="attention"))

@@ -1,4 +1,5 @@
-"""Training-loop features of ftlib.train: exact loss shortcuts, resume, best checkpoint, early stopping, merge."""
+"""Training-loop features of ftlib.engine.train: exact loss shortcuts, resume, best checkpoint, early stopping,
+merge."""
 
 import json
 
@@ -7,9 +8,9 @@ import torch
 from conftest import with_active_lora
 from transformers import AutoModelForCausalLM
 
-from ftlib import train
-from ftlib.data import PaddingCollator, SupervisedDataset
-from ftlib.models import count_parameters
+from ftlib.data.records import PaddingCollator, SupervisedDataset
+from ftlib.engine import train
+from ftlib.engine.models import count_parameters
 
 pytestmark = pytest.mark.unit
 
@@ -220,7 +221,7 @@ def test_full_fine_tuning_trains_every_weight(tmp_path, cpu, tickets, task):
 
 @pytest.fixture(scope="module")
 def trained_adapters(tmp_path_factory, cpu):
-    from ftlib.tasks import SUPPORT_TICKETS
+    from ftlib.core.tasks import SUPPORT_TICKETS
     from tests.conftest import TICKETS
 
     folder = tmp_path_factory.mktemp("merge")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ftlib.cli import NOTEBOOKS, build_parser
-from ftlib.timings import CPU_2_CORES, SMOKE_2_CORES
+from ftlib.course.cli import NOTEBOOKS, build_parser
+from ftlib.course.timings import CPU_2_CORES, SMOKE_2_CORES
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "workshop" / "README.md"
 DISCUSSION = ROOT / "workshop" / "discussion.md"
-# The figures the guide quotes (and every notebook's run-time line): one source, ftlib.timings.
+# The figures the guide quotes (and every notebook's run-time line): one source, ftlib.course.timings.
 MEASURED = CPU_2_CORES.seconds
 MEASURED_LABEL = CPU_2_CORES.label
 

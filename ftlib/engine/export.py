@@ -1,0 +1,637 @@
+"""Shipping a trained run: merge its adapter, write a GGUF file and an Ollama Modelfile, and check parity.
+
+Export is where fine-tuned models most often break without a sound: the merged or GGUF model answers
+differently from the adapter it came from, or loses its chat template. ``ship`` does the whole job and checks
+each hand-over, in fp32:
+
+1. adapter -> merged: ``ftlib.engine.train.merge_and_export`` folds the adapter into its full-precision base; the
+   logits of the adapter model and of the merged model (reloaded from disk) are compared on the prompts, and
+   their greedy answers must be identical;
+2. merged -> GGUF: ``write_gguf`` writes the merged Llama model with its tokenizer (byte-level BPE vocabulary,
+   merges, special tokens) and its chat template under llama.cpp's names; the file is reloaded with
+   ``transformers`` (``from_pretrained(folder, gguf_file=...)``, the reverse of ``ftlib.engine.models``'s reading)
+   and its logits, greedy answers, chat-template rendering and prompt tokens are compared with the merged model.
+
+``ShipReport.rows()`` is the table a lesson shows; ``ShipReport.write`` the JSON the command line leaves. Only
+the Llama architecture (SmolLM2, Llama 3, ...) is written; any other is refused by name before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ftlib.core.fileio import atomic_path, write_json, write_text
+from ftlib.core.runs import load_run
+
+if TYPE_CHECKING:
+    from ftlib.core.runtime import DeviceChoice
+    from ftlib.core.tasks import Task
+
+GGUF_NAME = "model.gguf"
+MODELFILE_NAME = "Modelfile"
+MERGED_NAME = "merged"
+REPORT_NAME = "export_report.json"
+SUPPORTED_ARCHITECTURES = ("llama",)
+GGUF_DTYPES = ("f32", "f16")
+
+# Logit tolerances (max |difference| over every prompt position and vocabulary entry, fp32 models).
+# Adapter -> merged: the adapter computes W x + s B (A x), the merged model (W + s B A) x; the same products
+# summed in another order differ by fp32 rounding (~1e-7 relative) per layer, which 30 layers and logits of
+# size ~20 grow to about 1e-4 (measured on SmolLM2-135M: 1.2e-4 with a 3-step smoke adapter on 20 tickets,
+# 9.2e-5 with random B matrices). 1e-3 leaves eight times that, while a wrong merge (a layer left out, a
+# wrong scale) moves logits by tenths or more (the smoke adapter itself moves them by up to 4.5).
+MERGE_TOLERANCE = 1e-3
+# Merged -> GGUF in F32: the weights are copied bit for bit and the Q/K permutation is undone exactly
+# (measured difference: 0.0 on SmolLM2-135M and on the tests' tiny model); the merge's bound is kept.
+# F16 keeps 11 significant bits per weight: measured 0.060 on SmolLM2-135M (20 tickets), so 0.25 bounds it
+# with room; but F16 changed 1 greedy answer of those 20, which is why F32 is the default.
+GGUF_TOLERANCE = {"f32": 1e-3, "f16": 0.25}
+
+DEFAULT_PROMPTS = (
+    "Say hello in one short sentence.",
+    "List three colours.",
+    "What is 2 + 3?",
+)
+
+
+class UnsupportedModel(ValueError):
+    """A model or tokenizer this writer cannot express in GGUF; the message names what and why."""
+
+
+@dataclass(frozen=True)
+class StageParity:
+    """One hand-over (adapter -> merged, or merged -> GGUF): logits and greedy answers compared."""
+
+    stage: str
+    prompts: int
+    positions: int  # prompt token positions whose logits were compared
+    max_abs_logit_diff: float
+    tolerance: float
+    answers_compared: int
+    differing_answers: tuple[str, ...]  # ids of the records whose greedy answers differ
+
+    @property
+    def logits_ok(self) -> bool:
+        return self.max_abs_logit_diff <= self.tolerance
+
+    @property
+    def ok(self) -> bool:
+        return self.logits_ok and not self.differing_answers
+
+
+@dataclass(frozen=True)
+class TemplateParity:
+    """Does the GGUF's tokenizer render and tokenize the prompts as the merged model's tokenizer does?"""
+
+    prompts: int
+    template_in_file: bool  # ``tokenizer.chat_template`` came back from the GGUF
+    differing_renderings: tuple[str, ...]  # ids whose ``apply_chat_template`` text differs
+    differing_tokens: tuple[str, ...]  # ids whose prompt token ids differ
+
+    @property
+    def ok(self) -> bool:
+        return self.template_in_file and not self.differing_renderings and not self.differing_tokens
+
+
+@dataclass(frozen=True)
+class ShipReport:
+    """What ``ship`` wrote and how well each exported model agrees with the one before it."""
+
+    run: str
+    base_model: str
+    method: str
+    merged_dir: str
+    gguf: str
+    gguf_dtype: str
+    gguf_bytes: int
+    modelfile: str | None
+    merge: StageParity | None  # None for a full fine-tune: there is no adapter to merge
+    gguf_parity: StageParity
+    template: TemplateParity
+    seconds: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return (self.merge is None or self.merge.ok) and self.gguf_parity.ok and self.template.ok
+
+    def rows(self) -> list[dict]:
+        """One row per check, for a table: what was compared, the figure, the bound and the verdict."""
+        rows = []
+        for stage in (self.merge, self.gguf_parity):
+            if stage is None:
+                continue
+            rows.append(
+                {
+                    "check": f"{stage.stage}: logits",
+                    "result": f"max |diff| {stage.max_abs_logit_diff:.2e} over {stage.positions} positions",
+                    "bound": f"<= {stage.tolerance:g}",
+                    "ok": stage.logits_ok,
+                }
+            )
+            rows.append(
+                {
+                    "check": f"{stage.stage}: greedy answers",
+                    "result": f"{stage.answers_compared - len(stage.differing_answers)}/{stage.answers_compared} "
+                    "identical"
+                    + (f" (differ: {', '.join(stage.differing_answers)})" if stage.differing_answers else ""),
+                    "bound": "all identical",
+                    "ok": not stage.differing_answers,
+                }
+            )
+        template = self.template
+        differ = sorted(set(template.differing_renderings) | set(template.differing_tokens))
+        rows.append(
+            {
+                "check": "GGUF: chat template and prompt tokens",
+                "result": ("template in file" if template.template_in_file else "NO template in file")
+                + f", {template.prompts - len(differ)}/{template.prompts} prompts rendered and tokenized alike"
+                + (f" (differ: {', '.join(differ)})" if differ else ""),
+                "bound": "all identical",
+                "ok": template.ok,
+            }
+        )
+        return rows
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"ok": self.ok}
+
+    def write(self, path: str | Path) -> Path:
+        """Write the report as JSON, atomically."""
+        return write_json(self.to_dict(), path)
+
+
+# --- checks ---------------------------------------------------------------------------------------------
+
+
+def check_architecture(config) -> None:
+    """Refuse, by name, a model this writer cannot put into GGUF faithfully.
+
+    Raises:
+        UnsupportedModel: not Llama, or a Llama variant with biases, another activation or scaled RoPE.
+    """
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_ARCHITECTURES:
+        raise UnsupportedModel(
+            f"cannot export architecture {model_type!r} to GGUF: only {', '.join(SUPPORTED_ARCHITECTURES)} "
+            "(e.g. SmolLM2, Llama 3) is supported; convert it with llama.cpp's convert_hf_to_gguf.py instead"
+        )
+    problems = []
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        problems.append("bias terms (attention_bias/mlp_bias)")
+    if getattr(config, "hidden_act", "silu") != "silu":
+        problems.append(f"activation {config.hidden_act!r} (llama.cpp's llama uses silu)")
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", "default") != "default":
+        problems.append(f"RoPE scaling {rope.get('rope_type')!r} (transformers' GGUF reader ignores it for llama)")
+    if problems:
+        raise UnsupportedModel(f"cannot export this llama model to GGUF faithfully: {'; '.join(problems)}")
+
+
+def _prompt_ids(tokenizer, conversation: list[dict]) -> list[int]:
+    from ftlib.data.records import prompt_text
+
+    return tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def max_logit_difference(model_a, model_b, token_ids: list[list[int]]) -> tuple[float, int]:
+    """The largest |logit_a - logit_b| over every position of every row (one row at a time: no padding).
+
+    Returns:
+        ``(max difference, positions compared)``.
+    """
+    model_a.eval()
+    model_b.eval()
+    worst, positions = 0.0, 0
+    for ids in token_ids:
+        inputs = torch.tensor([ids])
+        logits_a = model_a(input_ids=inputs.to(model_a.device)).logits.float().cpu()
+        logits_b = model_b(input_ids=inputs.to(model_b.device)).logits.float().cpu()
+        worst = max(worst, float((logits_a - logits_b).abs().max()))
+        positions += len(ids)
+    return worst, positions
+
+
+def compare_stage(
+    stage: str,
+    model_a,
+    tokenizer_a,
+    model_b,
+    tokenizer_b,
+    conversations: list[list[dict]],
+    ids: list[str],
+    tolerance: float,
+    max_new_tokens: int = 96,
+    answers_a: list[str] | None = None,
+) -> tuple[StageParity, list[str]]:
+    """Logits (on ``tokenizer_a``'s prompt tokens, fed to both) and greedy answers (each model with its own
+    tokenizer) of two models on the same conversations.
+
+    Returns:
+        ``(parity, answers of model_b)``; pass ``answers_a`` when model_a's answers are already known.
+    """
+    from ftlib.engine.inference import generate
+
+    rows = [_prompt_ids(tokenizer_a, conversation) for conversation in conversations]
+    worst, positions = max_logit_difference(model_a, model_b, rows)
+    if answers_a is None:
+        answers_a = generate(model_a, tokenizer_a, conversations, max_new_tokens=max_new_tokens)
+    answers_b = generate(model_b, tokenizer_b, conversations, max_new_tokens=max_new_tokens)
+    differing = tuple(i for i, a, b in zip(ids, answers_a, answers_b) if a != b)
+    parity = StageParity(stage, len(rows), positions, worst, tolerance, len(conversations), differing)
+    return parity, answers_b
+
+
+def compare_templates(tokenizer_a, tokenizer_b, conversations: list[list[dict]], ids: list[str]) -> TemplateParity:
+    """Render and tokenize every prompt with both tokenizers; name the prompts where they disagree."""
+    from ftlib.data.records import prompt_text
+
+    if not tokenizer_b.chat_template:
+        return TemplateParity(len(conversations), False, tuple(ids), tuple(ids))
+    renderings, tokens = [], []
+    for i, conversation in zip(ids, conversations):
+        text_a, text_b = prompt_text(tokenizer_a, conversation), prompt_text(tokenizer_b, conversation)
+        if text_a != text_b:
+            renderings.append(i)
+        if (
+            tokenizer_a(text_a, add_special_tokens=False)["input_ids"]
+            != tokenizer_b(text_a, add_special_tokens=False)["input_ids"]
+        ):
+            tokens.append(i)
+    return TemplateParity(len(conversations), True, tuple(renderings), tuple(tokens))
+
+
+# --- GGUF -----------------------------------------------------------------------------------------------
+
+
+def llama_cpp_permute(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder the rows of a Q or K projection the way llama.cpp's converter does (``convert_hf_to_gguf``).
+
+    transformers' Llama rotates the two halves of each head's dimensions; llama.cpp rotates neighbouring
+    pairs. ``transformers``' GGUF reader undoes this with ``LlamaTensorProcessor._reverse_permute_weights``.
+    """
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def _pre_tokenizer_name(backend: dict) -> str:
+    """llama.cpp's ``tokenizer.ggml.pre`` for a byte-level BPE's pre-tokenizer, or UnsupportedModel."""
+    pre = backend.get("pre_tokenizer") or {}
+    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+        return "gpt2"  # the GPT-2 split regex, then bytes
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else []
+    if [step.get("type") for step in steps] == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
+        return "smollm"  # SmolLM2's hub tokenizer: digits one by one, then the GPT-2 split
+    raise UnsupportedModel(
+        f"cannot describe this tokenizer's pre-tokenizer in GGUF: {json.dumps(pre)[:200]} "
+        "(supported: byte-level BPE with the GPT-2 split, optionally after single digits)"
+    )
+
+
+def tokenizer_metadata(tokenizer, vocab_size: int) -> dict:
+    """The GGUF tokenizer fields of a byte-level BPE tokenizer: tokens, types, merges, special ids, template.
+
+    Token types follow llama.cpp: special added tokens are CONTROL, other added tokens USER_DEFINED, the rest
+    NORMAL; rows the model has beyond the tokenizer are ``[PAD<i>]``, UNUSED, as llama.cpp's converter names them.
+
+    Raises:
+        UnsupportedModel: not a byte-level BPE tokenizer with merges, or more tokens than the model has rows.
+    """
+    from gguf import TokenType
+
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = backend["model"]
+    if model.get("type") != "BPE":
+        raise UnsupportedModel(f"cannot write tokenizer model {model.get('type')!r} to GGUF: only BPE is supported")
+    pre = _pre_tokenizer_name(backend)
+    vocab = tokenizer.get_vocab()  # base vocabulary and added tokens, token -> id
+    if len(vocab) > vocab_size or max(vocab.values()) >= vocab_size:
+        raise UnsupportedModel(f"the tokenizer has {len(vocab)} tokens but the model only {vocab_size} rows")
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]
+    types = [TokenType.UNUSED] * vocab_size
+    for token, index in vocab.items():
+        tokens[index], types[index] = token, TokenType.NORMAL
+    for added in backend.get("added_tokens", []):
+        types[added["id"]] = TokenType.CONTROL if added["special"] else TokenType.USER_DEFINED
+    merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in model.get("merges", [])]
+    if not merges:  # gguf cannot write an empty array, and llama.cpp refuses a BPE file without merges
+        raise UnsupportedModel("cannot write a BPE tokenizer without merges to GGUF (llama.cpp requires them)")
+    # How the tokenizer itself treats a plain text: does it put BOS before it, EOS after it?
+    plain, marked = (tokenizer("a", add_special_tokens=flag)["input_ids"] for flag in (False, True))
+    special = {
+        "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id,
+        "unk": tokenizer.unk_token_id,
+        "pad": tokenizer.pad_token_id,
+    }
+    return {
+        "pre": pre,
+        "tokens": tokens,
+        "types": [int(t) for t in types],
+        "merges": merges,
+        "special": {key: value for key, value in special.items() if value is not None},
+        "add_bos": len(marked) > len(plain) and marked[0] == tokenizer.bos_token_id,
+        "add_eos": len(marked) > len(plain) and marked[-1] == tokenizer.eos_token_id,
+        "chat_template": tokenizer.chat_template,
+    }
+
+
+def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f32", name: str = "model") -> Path:
+    """Write a Llama model and its tokenizer as one GGUF file, atomically.
+
+    Tensor names are llama.cpp's (``token_embd``, ``blk.N.attn_q``, ...; from ``gguf.get_tensor_name_map``),
+    Q and K rows are permuted as llama.cpp's converter does, norms stay F32 (as llama.cpp keeps them), and
+    ``output.weight`` is left out when the embeddings are tied (readers then tie them again).
+
+    Args:
+        dtype: "f32" (exact copy of fp32 weights) or "f16" (half the size; logits move by a few hundredths).
+        name: ``general.name``; never containing "mistral", which transformers' reader takes for Mistral.
+
+    Raises:
+        UnsupportedModel: not a Llama model (see ``check_architecture``) or not a byte-level BPE tokenizer.
+    """
+    import gguf
+
+    if dtype not in GGUF_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(GGUF_DTYPES)}, not {dtype!r}")
+    config = model.config
+    check_architecture(config)
+    meta = tokenizer_metadata(tokenizer, config.vocab_size)
+    n_head, n_kv = config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+    rope = getattr(config, "rope_parameters", None) or {}
+    rope_theta = rope.get("rope_theta", getattr(config, "rope_theta", None))
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+
+    path = Path(path)
+    with atomic_path(path) as partial:  # a crash mid-write leaves no half GGUF behind
+        writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+        writer.add_name(name.replace("mistral", "model"))
+        writer.add_context_length(config.max_position_embeddings)
+        writer.add_embedding_length(config.hidden_size)
+        writer.add_block_count(config.num_hidden_layers)
+        writer.add_feed_forward_length(config.intermediate_size)
+        writer.add_head_count(n_head)
+        writer.add_head_count_kv(n_kv)
+        writer.add_rope_dimension_count(head_dim)
+        if rope_theta is not None:
+            writer.add_rope_freq_base(float(rope_theta))
+        writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+        writer.add_vocab_size(config.vocab_size)
+        writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+        writer.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
+        writer.add_tokenizer_pre(meta["pre"])
+        writer.add_token_list(meta["tokens"])
+        writer.add_token_types(meta["types"])
+        writer.add_token_merges(meta["merges"])
+        adders = {
+            "bos": writer.add_bos_token_id,
+            "eos": writer.add_eos_token_id,
+            "unk": writer.add_unk_token_id,
+            "pad": writer.add_pad_token_id,
+        }
+        for key, token_id in meta["special"].items():
+            adders[key](token_id)
+        writer.add_add_bos_token(meta["add_bos"])
+        writer.add_add_eos_token(meta["add_eos"])
+        if meta["chat_template"]:
+            writer.add_chat_template(meta["chat_template"])
+
+        for hf_name, tensor in model.state_dict().items():
+            if tied and hf_name == "lm_head.weight":
+                continue
+            base, _, suffix = hf_name.rpartition(".")
+            gguf_name = names.get_name(base)
+            if gguf_name is None:
+                raise UnsupportedModel(f"no GGUF name for tensor {hf_name!r}")
+            array = tensor.detach().to(torch.float32).cpu().numpy()
+            if gguf_name.endswith(".attn_q"):
+                array = llama_cpp_permute(array, n_head)
+            elif gguf_name.endswith(".attn_k"):
+                array = llama_cpp_permute(array, n_kv)
+            if dtype == "f16" and array.ndim > 1:
+                array = array.astype(np.float16)
+            writer.add_tensor(f"{gguf_name}.{suffix}", array)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return path
+
+
+def load_gguf(path: str | Path):
+    """Reload a GGUF file with transformers in fp32 -> ``(model, tokenizer)``, as a user of the file would."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+# --- Modelfile ------------------------------------------------------------------------------------------
+
+# ChatML in Ollama's Go template language: the system prompt, then each user turn followed by the assistant
+# cue and each assistant answer closed by <|im_end|>, as the Hugging Face ChatML templates render them.
+CHATML_OLLAMA_TEMPLATE = (
+    "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+    '{{ range .Messages }}{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
+    "<|im_start|>assistant\n"
+    '{{ else if eq .Role "assistant" }}{{ .Content }}<|im_end|>\n{{ end }}{{ end }}'
+)
+
+
+def is_chatml(chat_template: str | None) -> bool:
+    """Does a Jinja chat template write ChatML turns (``<|im_start|>role ... <|im_end|>``)?"""
+    return bool(chat_template) and "<|im_start|>" in chat_template and "<|im_end|>" in chat_template
+
+
+def default_system_prompt(chat_template: str) -> str | None:
+    """The system prompt a ChatML template inserts when a chat has none (SmolLM2's does), or None."""
+    found = re.search(r"<\|im_start\|>system\\n(.+?)<\|im_end\|>", chat_template)
+    return found.group(1) if found else None
+
+
+def modelfile_text(gguf_name: str, tokenizer, system: str | None = None) -> str:
+    """An Ollama ``Modelfile`` for a GGUF file beside it.
+
+    A ChatML chat template becomes a TEMPLATE; any other gets none and a comment (Ollama then falls back on
+    the file's ``tokenizer.chat_template`` when it recognises it). SYSTEM is ``system`` (the task instruction)
+    or else the template's own default system prompt; stop parameters are the turn markers and EOS.
+
+    Raises:
+        ValueError: a system prompt containing ``\"\"\"``, which would end the Modelfile's quoted block.
+    """
+    template = tokenizer.chat_template
+    lines = [
+        f"# Written by ftlib.engine.export: `ollama create NAME -f {MODELFILE_NAME}` in this folder.",
+        f"FROM ./{gguf_name}",
+    ]
+    stops = []
+    if is_chatml(template):
+        lines.append(f'TEMPLATE """{CHATML_OLLAMA_TEMPLATE}"""')
+        stops += ["<|im_start|>", "<|im_end|>"]
+        system = system or default_system_prompt(template)
+    else:
+        lines.append("# No TEMPLATE: the chat template is not ChatML, so it was not translated; check it in Ollama.")
+    if tokenizer.eos_token and tokenizer.eos_token not in stops:
+        stops.append(tokenizer.eos_token)
+    if system:
+        if '"""' in system:
+            raise ValueError('the system prompt contains """, which cannot be quoted in a Modelfile')
+        lines.append(f'SYSTEM """{system}"""')
+    lines += [f'PARAMETER stop "{stop}"' for stop in stops]
+    lines.append("PARAMETER temperature 0")  # greedy, as the parity checks decode
+    return "\n".join(lines) + "\n"
+
+
+# --- the whole job --------------------------------------------------------------------------------------
+
+
+def conversations_for(records: list[dict] | None, task: Task | None) -> tuple[list[list[dict]], list[str]]:
+    """The prompts the checks run on, and their ids: the records' task prompts, else a few fixed prompts."""
+    if records:
+        if task is None:
+            raise ValueError("records were given without a task: the task turns a record into a prompt")
+        ids = [str(record.get("id", f"#{index}")) for index, record in enumerate(records, 1)]
+        return [task.prompt_messages(record) for record in records], ids
+    system = [{"role": "system", "content": task.instruction}] if task else []
+    conversations = [[*system, {"role": "user", "content": prompt}] for prompt in DEFAULT_PROMPTS]
+    return conversations, [f"default-{index}" for index in range(1, len(DEFAULT_PROMPTS) + 1)]
+
+
+def _empty_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file: --output must be a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty: choose a new folder (or pass overwrite=True / --overwrite)")
+
+
+def ship(
+    run: str | Path,
+    out: str | Path,
+    records: list[dict] | None = None,
+    task: Task | None = None,
+    dtype: str = "f32",
+    max_new_tokens: int = 96,
+    source: str = "auto",
+    overwrite: bool = False,
+    device: DeviceChoice | None = None,
+) -> ShipReport:
+    """Merge a run's adapter, write ``model.gguf`` and a ``Modelfile`` into ``out``, and check both hand-overs.
+
+    Args:
+        run: a LoRA/QLoRA run folder (manifest.json + adapter/), or a full fine-tune's (its model/ is exported
+            as it is, and ``merge`` is None). A QLoRA adapter is compared on its base in fp32, as it is merged:
+            the check is the merge's, not the gap between the 4-bit base it trained on and full precision.
+        out: a new or empty folder; gets ``merged/``, ``model.gguf``, ``Modelfile`` and ``export_report.json``.
+        records: the prompts to compare on (e.g. the task's test records); None: a few fixed prompts.
+        task: turns records into prompts; its instruction is the Modelfile's SYSTEM.
+        dtype: the GGUF's weights, "f32" or "f16".
+        device: where the checks run; always in fp32 (default: the CPU).
+
+    Raises:
+        ftlib.core.runs.ManifestError: ``run`` is no readable run folder.
+        UnsupportedModel: the base is not a Llama model (named), before anything is written.
+        FileExistsError: ``out`` is not empty and ``overwrite`` is False.
+    """
+    from transformers import AutoConfig
+
+    from ftlib.core.runtime import DeviceChoice, pick_device, release_memory
+    from ftlib.engine.models import load_model, resolve_model_source
+    from ftlib.engine.train import load_adapter, merge_and_export
+
+    started = time.perf_counter()
+    run, out = Path(run), Path(out)
+    record = load_run(run)
+    weights = run / record.weights_folder
+    if dtype not in GGUF_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(GGUF_DTYPES)}, not {dtype!r}")
+    base_location = weights if record.method == "full" else resolve_model_source(record.base_model, source)
+    check_architecture(AutoConfig.from_pretrained(base_location))
+    _empty_output(out, overwrite)
+    conversations, ids = conversations_for(records, task)
+    chosen = device or pick_device("cpu")
+    fp32 = DeviceChoice(chosen.device, torch.float32, chosen.name)
+    seconds: dict[str, float] = {}
+
+    if record.method == "full":
+        merged_dir, merge = weights, None
+    else:
+        clock = time.perf_counter()
+        merged_dir = merge_and_export(record.base_model, weights, out / MERGED_NAME, device=fp32, source=source)
+        seconds["merge"] = time.perf_counter() - clock
+    merged, tokenizer = load_model(str(merged_dir), device=fp32)
+    answers = None
+    if record.method != "full":
+        clock = time.perf_counter()
+        adapter_model, adapter_tokenizer = load_adapter(record.base_model, weights, device=fp32, source=source)
+        merge, answers = compare_stage(
+            "adapter -> merged",
+            adapter_model,
+            adapter_tokenizer,
+            merged,
+            tokenizer,
+            conversations,
+            ids,
+            MERGE_TOLERANCE,
+            max_new_tokens,
+        )
+        del adapter_model
+        release_memory()
+        seconds["merge parity"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    gguf_path = write_gguf(merged, tokenizer, out / GGUF_NAME, dtype, name=f"{run.name} ({record.base_model})")
+    seconds["write gguf"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    reloaded, reloaded_tokenizer = load_gguf(gguf_path)
+    gguf_parity, _ = compare_stage(
+        "merged -> GGUF",
+        merged,
+        tokenizer,
+        reloaded,
+        reloaded_tokenizer,
+        conversations,
+        ids,
+        GGUF_TOLERANCE[dtype],
+        max_new_tokens,
+        answers_a=answers,
+    )
+    template = compare_templates(tokenizer, reloaded_tokenizer, conversations, ids)
+    seconds["gguf parity"] = time.perf_counter() - clock
+    modelfile = write_text(
+        modelfile_text(GGUF_NAME, reloaded_tokenizer, task.instruction if task else None), out / MODELFILE_NAME
+    )
+    seconds["total"] = time.perf_counter() - started
+    report = ShipReport(
+        run=str(run),
+        base_model=record.base_model,
+        method=record.method,
+        merged_dir=str(merged_dir),
+        gguf=str(gguf_path),
+        gguf_dtype=dtype,
+        gguf_bytes=gguf_path.stat().st_size,
+        modelfile=str(modelfile),
+        merge=merge,
+        gguf_parity=gguf_parity,
+        template=template,
+        seconds={key: round(value, 2) for key, value in seconds.items()},
+    )
+    report.write(out / REPORT_NAME)
+    return report

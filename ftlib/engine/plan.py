@@ -1,0 +1,313 @@
+"""A GPU plan: the model, method, batch and checkpointing that fit the GPU a notebook finds.
+
+``plan_gpu`` searches the candidates largest first and, for each, LoRA before QLoRA, no gradient checkpointing
+before checkpointing, the largest micro-batch first (gradient accumulation keeps the profile's effective batch).
+The first configuration whose ``ftlib.engine.memory.estimate_memory`` peak fits under ``SAFETY_FRACTION`` of the card's
+memory wins. Every figure here is an estimate from the models' shapes; none was measured on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ftlib.engine.memory import GB, MemoryEstimate, estimate_memory
+
+if TYPE_CHECKING:
+    from ftlib.engine.profiles import Profile
+
+# The estimate counts what PyTorch allocates (``torch.cuda.max_memory_allocated``). Three things come on top, so
+# a plan may use only 85% of the card: the CUDA context and cuBLAS workspaces live outside PyTorch's allocator
+# (a fixed cost, so the largest share of a small card like the T4); the caching allocator reserves whole segments
+# and cannot always reuse split blocks (fragmentation: reserved exceeds allocated); and the estimator's GPU terms
+# were checked on CPU, not measured on a GPU. 85% is a margin chosen for these reasons, not a measurement:
+# it leaves 2.4 GB of a T4's 15.8 GB.
+SAFETY_FRACTION = 0.85
+# Apache-2.0 instruct models of one family (Qwen2.5), largest first. One family means one tokenizer: the splits
+# lesson 02 writes for one of them serve the others, whichever model a lesson's plan picks.
+PLAN_CANDIDATES = ("qwen2.5-7b-instruct", "qwen2.5-1.5b-instruct", "qwen2.5-0.5b-instruct")
+NOTEBOOK_METHODS = ("lora", "qlora")  # LoRA first: 16-bit weights, no dequantization per step
+LABELS = {"lora": "LoRA", "qlora": "QLoRA"}
+# Answer tokens per padded position the plan assumes, with every row padded to the profile's max_length. The
+# largest share of answer tokens in one row of either sample dataset (embedded tokenizer) is 0.475 (listings),
+# so a row of max_length tokens with at most that share bounds the answer tokens of every real row from above.
+PLAN_ANSWER_FRACTION = 0.5
+GIB = 2**30
+
+# What torch.cuda.get_device_properties(0).total_memory reports on each class, as training logs print it
+# (Unsloth's "Max memory", total_memory / 2**30): a card reports less than its nominal size. No report of an
+# H100 80GB was at hand: it is given the A100 80GB's figure, the same nominal memory.
+GPU_CLASSES: dict[str, tuple[str, float, bool]] = {  # label -> (device name, GiB reported, bf16)
+    "T4 16 GB": ("Tesla T4", 14.748, False),
+    "L4 24 GB": ("NVIDIA L4", 22.168, True),
+    "A100 40 GB": ("NVIDIA A100-SXM4-40GB", 39.394, True),
+    "A100 80 GB": ("NVIDIA A100 80GB PCIe", 79.151, True),
+    "H100 80 GB": ("NVIDIA H100 80GB HBM3", 79.151, True),
+}
+
+
+class PlanDoesNotFit(ValueError):
+    """A model and method that cannot fit this GPU even at micro-batch 1 with gradient checkpointing."""
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The GPU a plan is made for: what ``torch.cuda`` reports about it."""
+
+    name: str
+    total_bytes: int
+    bf16: bool
+
+    @property
+    def dtype(self) -> str:
+        """The compute dtype ``ftlib.core.runtime.pick_device`` will use: bf16 where supported, else fp16 (T4)."""
+        return "bf16" if self.bf16 else "fp16"
+
+    @property
+    def budget_bytes(self) -> int:
+        """What a plan's estimated peak may use: ``SAFETY_FRACTION`` of the card."""
+        return int(SAFETY_FRACTION * self.total_bytes)
+
+
+def detect_gpu(index: int = 0) -> GpuInfo | None:
+    """The CUDA device's name, total memory and bf16 support; None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    properties = torch.cuda.get_device_properties(index)
+    return GpuInfo(
+        torch.cuda.get_device_name(index), int(properties.total_memory), bool(torch.cuda.is_bf16_supported())
+    )
+
+
+def gpu_class(label: str) -> GpuInfo:
+    """A ``GpuInfo`` for one of ``GPU_CLASSES`` (to show what ``auto`` picks on a card that is not here)."""
+    name, gib, bf16 = GPU_CLASSES[label]
+    return GpuInfo(name, int(gib * GIB), bf16)
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """The training run chosen for one GPU, with the estimate that justifies it."""
+
+    gpu: GpuInfo
+    base_model: str
+    method: str
+    batch_size: int  # micro-batch per optimizer step's forward pass
+    grad_accum: int  # batch_size x grad_accum = the profile's effective batch
+    gradient_checkpointing: bool
+    eval_batch_size: int
+    seq_len: int
+    estimate: MemoryEstimate
+    reason: str
+
+    @property
+    def dtype(self) -> str:
+        return self.gpu.dtype
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+    def row(self) -> dict[str, Any]:
+        """One table row: the card, the choices and the estimated peak against the budget (GB = 10^9 bytes)."""
+        return {
+            "GPU": self.gpu.name,
+            "memory GB": round(self.gpu.total_bytes / GB, 1),
+            "dtype": self.dtype,
+            "model": self.base_model,
+            "method": self.method,
+            "batch x accumulation": f"{self.batch_size} x {self.grad_accum}",
+            "checkpointing": "yes" if self.gradient_checkpointing else "no",
+            "estimated peak GB": round(self.estimate.total / GB, 1),
+            f"budget GB ({SAFETY_FRACTION:.0%})": round(self.gpu.budget_bytes / GB, 1),
+        }
+
+
+def _divisors_descending(n: int) -> list[int]:
+    return [d for d in range(n, 0, -1) if n % d == 0]
+
+
+def _model_config(name: str):
+    """A registry model's shape offline; otherwise a folder's or the hub's config."""
+    from ftlib.engine.memory import model_config_for
+
+    return model_config_for(name, source="auto")
+
+
+def _estimate(config, method: str, batch: int, checkpointing: bool, profile: Profile) -> MemoryEstimate:
+    """The plan's (pessimistic) workload: every row padded to max_length, no shared prefix credited."""
+    return estimate_memory(
+        config,
+        method,
+        batch,
+        profile.max_length,
+        device="cuda",
+        lora_r=profile.lora_r,
+        gradient_checkpointing=checkpointing,
+        answer_fraction=PLAN_ANSWER_FRACTION,
+    )
+
+
+def _first_fit(gpu: GpuInfo, config, method: str, profile: Profile) -> tuple[int, bool, MemoryEstimate] | None:
+    """The micro-batch and checkpointing of the first configuration that fits, in the module's preference order.
+
+    Without checkpointing first: a smaller micro-batch with more accumulation makes the same update at the same
+    compute, while checkpointing recomputes every layer's forward pass (and turns off ftlib's shared prefix).
+    """
+    for checkpointing in (False, True):
+        for batch in _divisors_descending(profile.batch_size):
+            estimate = _estimate(config, method, batch, checkpointing, profile)
+            if estimate.total <= gpu.budget_bytes:
+                return batch, checkpointing, estimate
+    return None
+
+
+def _plan(gpu: GpuInfo, name: str, config, method: str, profile: Profile, why: str) -> GpuPlan | None:
+    fit = _first_fit(gpu, config, method, profile)
+    if fit is None:
+        return None
+    batch, checkpointing, estimate = fit
+    reason = (
+        f"{name} with {LABELS[method]} in {gpu.dtype}: {why}. Estimated peak "
+        f"{estimate.total / GB:.1f} GB within {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} of "
+        f"{gpu.total_bytes / GB:.1f} GB); micro-batch {batch} x {profile.batch_size // batch} accumulation "
+        f"steps keeps the effective batch of {profile.batch_size}"
+        + (
+            ", with gradient checkpointing (batch 1 without it does not fit)."
+            if checkpointing
+            else ", without gradient checkpointing."
+        )
+    )
+    # A validation pass no larger than the training micro-batch keeps its logits within what the training
+    # step's estimate already holds (it keeps no activations for a backward pass).
+    return GpuPlan(
+        gpu,
+        name,
+        method,
+        batch,
+        profile.batch_size // batch,
+        checkpointing,
+        min(profile.eval_batch_size, batch),
+        profile.max_length,
+        estimate,
+        reason,
+    )
+
+
+def _smallest_need(config, method: str, profile: Profile) -> MemoryEstimate:
+    """The least this model and method can need: micro-batch 1 with gradient checkpointing."""
+    return _estimate(config, method, 1, True, profile)
+
+
+def plan_gpu(gpu: GpuInfo, profile: Profile, method: str | None = None, base_model: str | None = None) -> GpuPlan:
+    """The largest run that fits ``gpu``: model, method, micro-batch, accumulation and checkpointing.
+
+    Args:
+        gpu: from ``detect_gpu`` (or ``gpu_class`` for a card that is not here).
+        profile: supplies the effective batch (``batch_size``), ``max_length``, ``lora_r`` and ``eval_batch_size``.
+        method: "lora" or "qlora" to fix it (the user's or the lesson's choice); None lets the plan choose,
+            LoRA where it fits.
+        base_model: a model to keep (the user's choice); None picks the largest of ``PLAN_CANDIDATES`` that fits.
+
+    Raises:
+        PlanDoesNotFit: the fixed choices cannot fit; the message names what would.
+        ValueError: an unknown method.
+    """
+    if method is not None and method not in NOTEBOOK_METHODS:
+        raise ValueError(f"method must be one of {', '.join(NOTEBOOK_METHODS)} or None, not {method!r}")
+    methods = (method,) if method else NOTEBOOK_METHODS
+    names = (base_model,) if base_model else PLAN_CANDIDATES
+    configs = {name: _model_config(name) for name in dict.fromkeys(names + PLAN_CANDIDATES)}
+    for name in names:
+        for candidate_method in methods:
+            if base_model:
+                why = "the model you chose"
+            elif name == PLAN_CANDIDATES[0]:
+                why = "the largest candidate"
+            else:
+                bigger = ", ".join(PLAN_CANDIDATES[: PLAN_CANDIDATES.index(name)])
+                why = f"the largest candidate that fits with {' or '.join(LABELS[m] for m in methods)} ({bigger}: no)"
+            if method is None and candidate_method == "qlora":
+                why += "; LoRA (16-bit weights) does not fit, QLoRA (NF4 weights) does"
+            plan = _plan(gpu, name, configs[name], candidate_method, profile, why)
+            if plan is not None:
+                return plan
+    raise PlanDoesNotFit(_does_not_fit_message(gpu, names, methods, configs, profile))
+
+
+def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, profile: Profile) -> str:
+    """Why the fixed choice cannot fit, and the alternatives that would (each with its estimate)."""
+    needs = "; ".join(
+        f"{name} with {m} needs at least {_smallest_need(configs[name], m, profile).total / GB:.1f} GB"
+        for name in names
+        for m in methods
+    )
+    alternatives = []
+    for name in dict.fromkeys(names + PLAN_CANDIDATES):
+        for m in NOTEBOOK_METHODS:
+            if (name in names and m in methods) or any(a.startswith(f"base_model='{name}'") for a in alternatives):
+                continue
+            fit = _first_fit(gpu, configs[name], m, profile)
+            if fit is not None:
+                alternatives.append(f"base_model='{name}', method='{m}' (estimated {fit[2].total / GB:.1f} GB)")
+    fits = "; ".join(alternatives) if alternatives else "nothing in the plan's candidates: use profile='cpu'"
+    return (
+        f"This run cannot fit {gpu.name}: {needs} (estimated, micro-batch 1 with gradient checkpointing at "
+        f"{profile.max_length} tokens), and a plan may use {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} "
+        f"of {gpu.total_bytes / GB:.1f} GB). What would fit: {fits}."
+    )
+
+
+def plan_table(
+    profile: Profile,
+    methods: tuple[str | None, ...] = (None, "lora", "qlora"),
+    labels: tuple[str, ...] = tuple(GPU_CLASSES),
+) -> list[dict]:
+    """What ``auto`` picks on each GPU class for each method (None: the plan's choice), as table rows.
+
+    Estimates from the models' shapes with ``profile``'s workload (lesson 01 passes the ``gpu`` profile's);
+    nothing is measured. The profile is an argument because ``ftlib.engine.profiles`` builds on this module.
+    """
+    return [
+        {"GPU class": label, "method asked": LABELS.get(method, "plan's choice")}
+        | plan_gpu(gpu_class(label), profile, method).row()
+        for label in labels
+        for method in methods
+    ]
+
+
+def gpu_label(gpu: GpuInfo) -> str:
+    """The column name of this machine's GPU in lesson 01's memory table."""
+    return f"this GPU: {gpu.name}"
+
+
+def table_gpus(gpu: GpuInfo | None) -> dict[str, int]:
+    """Lesson 01's memory-table columns: the course's GPU classes, plus this machine's GPU when there is one."""
+    from ftlib.engine.memory import GPUS
+
+    return dict(GPUS) | ({gpu_label(gpu): gpu.total_bytes} if gpu is not None else {})
+
+
+def run_summary(profile: Profile, plan: GpuPlan | None, device_name: str) -> tuple[list[dict], str]:
+    """The run this machine gets, as table rows and a sentence: the GPU plan, or the CPU profile's run."""
+    if plan is not None:
+        return [plan.row()], (
+            plan.reason + " GPU figures are estimates from the model's shape, not measured here; "
+            "before loading, training checks the estimate of the real data against free memory."
+        )
+    method = LABELS[profile.method] if profile.method else "LoRA in lesson 03, QLoRA in lesson 04"
+    row = {
+        "device": device_name,
+        "profile": profile.name,
+        "model": profile.base_model,
+        "method": method,
+        "batch x accumulation": f"{profile.batch_size} x {profile.grad_accum}",
+        "checkpointing": "yes" if profile.gradient_checkpointing else "no",
+        "steps": profile.max_steps,
+    }
+    return [row], (
+        f"No CUDA GPU was found: this is the {profile.name} profile's CPU run ({profile.base_model}, "
+        f"{method}, fp32). No GPU plan applies here."
+    )

@@ -1,0 +1,245 @@
+"""Run profiles: one notebook, several sizes (CI smoke test, CPU lesson, GPU run)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ftlib.core.config import TrainConfig
+from ftlib.core.tasks import get_task, raw_data_file
+from ftlib.engine.plan import NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that changes between a CI smoke run, a CPU lesson and a GPU run."""
+
+    name: str
+    base_model: str
+    n_train: int | None  # None: the whole train split
+    n_val: int
+    n_test: int
+    max_steps: int
+    batch_size: int
+    eval_steps: int
+    learning_rate: float
+    warmup_steps: int
+    lora_r: int
+    max_length: int
+    max_new_tokens: int
+    eval_batch_size: int
+    grad_accum: int = 1  # batch_size x grad_accum is the effective batch a GPU plan keeps
+    gradient_checkpointing: bool = False
+    label_token_weight: float = 1.0  # TrainConfig.label_token_weight: loss weight of the tokens spelling a label
+    method: str | None = None  # "lora" or "qlora"; None: the lesson's own (a GPU plan always sets one)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def train_config(self, method: str | None = None, **overrides) -> TrainConfig:
+        """The ``TrainConfig`` of this profile's training run, validated.
+
+        Args:
+            method: "lora", "qlora" or "full"; None takes the profile's (which a lesson or GPU plan set).
+            **overrides: ``TrainConfig`` fields that replace the profile's (``seed=1``, ``lora_r=8``, ...).
+        """
+        method = method or self.method
+        if method is None:
+            raise ValueError(f"profile {self.name!r} has no method: pass method='lora', 'qlora' or 'full'")
+        config = TrainConfig(
+            method=method,
+            lora_r=self.lora_r,
+            learning_rate=self.learning_rate,
+            max_steps=self.max_steps,
+            warmup_steps=self.warmup_steps,
+            batch_size=self.batch_size,
+            grad_accum=self.grad_accum,
+            gradient_checkpointing=self.gradient_checkpointing,
+            eval_steps=self.eval_steps,
+            eval_batch_size=self.eval_batch_size,
+            max_length=self.max_length,
+            label_token_weight=self.label_token_weight,
+        )
+        config = replace(config, **overrides)
+        config.validate()
+        return config
+
+
+PROFILES = {
+    "smoke": Profile(
+        "smoke",
+        "smollm2-135m-instruct",
+        n_train=24,
+        n_val=8,
+        n_test=8,
+        max_steps=3,
+        batch_size=4,
+        eval_steps=3,
+        learning_rate=4e-4,
+        warmup_steps=1,
+        lora_r=16,
+        max_length=256,
+        max_new_tokens=48,
+        eval_batch_size=8,
+        label_token_weight=10.0,  # as the cpu profile, so CI runs the same loss
+    ),
+    # 290 steps: a step took 3.06 s on 2 idle cores (2 threads, the first 24 steps), so about 15 minutes of
+    # training. The wider phrase banks need more than 220 steps: field urgency 0.738 at 220, 0.837 at 290; with the
+    # boundary banks, 290 steps reach field category 0.965 and urgency 0.855 (benchmarks/results/quality_variants.json).
+    "cpu": Profile(
+        "cpu",
+        "smollm2-135m-instruct",
+        n_train=None,
+        n_val=48,
+        n_test=200,
+        max_steps=290,
+        batch_size=8,
+        eval_steps=40,
+        learning_rate=1e-3,
+        warmup_steps=10,
+        lora_r=16,
+        max_length=256,
+        max_new_tokens=80,
+        # Greedy decoding on a CPU reads every weight once per step whatever the batch: 32 zero-shot prompts in
+        # one batch ran at 78 tokens/s, 16 in one at 61 (benchmarks/generation_speed.py, one thread, two runs).
+        eval_batch_size=32,
+        # The reply outnumbers the label tokens about 5 to 1 in an answer. Weighting the label tokens 10x lifted
+        # urgency accuracy from 0.70 to 0.82 on the field test and from 0.69 to 0.87 on the generated test at the
+        # same 220 steps (benchmarks/results/quality_variants.json: weight 1 vs 3 vs 10, one seed).
+        label_token_weight=10.0,
+    ),
+    "gpu": Profile(
+        "gpu",
+        "qwen2.5-7b-instruct",
+        n_train=None,
+        n_val=200,
+        n_test=300,
+        max_steps=400,
+        batch_size=16,
+        eval_steps=50,
+        learning_rate=2e-4,
+        warmup_steps=20,
+        lora_r=16,
+        max_length=512,
+        max_new_tokens=96,
+        eval_batch_size=32,
+        # label_token_weight stays 1.0: the weight was measured on the 135M model's short CPU budget only.
+    ),
+}
+
+
+def resolve_profile(
+    name: str = "auto", method: str | None = None, lesson_method: str | None = None, **overrides
+) -> Profile:
+    """Pick a profile by name and apply non-None overrides (papermill parameters).
+
+    ``auto`` means ``$FTLIB_PROFILE`` when set (how CI runs notebooks through nbval, which cannot
+    pass parameters), else ``gpu`` on a CUDA machine and ``cpu`` elsewhere. On a CUDA machine the ``gpu``
+    profile follows the plan for the GPU found (``resolve_run``).
+    """
+    return resolve_run(name, method, lesson_method, **overrides)[0]
+
+
+def resolve_run(
+    name: str = "auto", method: str | None = None, lesson_method: str | None = None, **overrides
+) -> tuple[Profile, GpuPlan | None]:
+    """The profile, and for the ``gpu`` profile on a CUDA machine the ``ftlib.engine.plan.GpuPlan`` it follows.
+
+    Args:
+        name: a key of ``PROFILES`` or "auto".
+        method: the user's "lora" or "qlora"; it wins over ``lesson_method``.
+        lesson_method: the lesson's own method (03: "lora", 04: "qlora"); None where the lesson lets the plan choose.
+        **overrides: non-None values replace the profile's (``base_model``, ``max_steps``, ...). On a GPU the plan
+            picks the model, method, micro-batch, accumulation and checkpointing around the user's choices.
+
+    Raises:
+        ftlib.engine.plan.PlanDoesNotFit: the user's model or method cannot fit the GPU found; the message names what
+        would.
+    """
+    if name == "auto":
+        name = os.environ.get("FTLIB_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)} or 'auto'")
+    chosen = method or lesson_method
+    if chosen is not None and chosen not in NOTEBOOK_METHODS:
+        raise ValueError(f"method must be one of {', '.join(NOTEBOOK_METHODS)} or None, not {chosen!r}")
+    profile = replace(
+        PROFILES[name], method=chosen, **{key: value for key, value in overrides.items() if value is not None}
+    )
+    gpu = detect_gpu() if name == "gpu" else None
+    if gpu is None:
+        return profile, None
+    plan = plan_gpu(gpu, profile, chosen, overrides.get("base_model"))
+    return replace(
+        profile,
+        base_model=plan.base_model,
+        method=plan.method,
+        batch_size=plan.batch_size,
+        grad_accum=plan.grad_accum,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        eval_batch_size=plan.eval_batch_size,
+    ), plan
+
+
+def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:
+    """Where each notebook reads and writes (``dataset``: the task's name, which names the default folder).
+
+    ``run_dir`` wins (``"drive"``: a folder on Google Drive, mounted on Colab); else ``$FTLIB_RUN_DIR`` (one folder
+    for a whole session, e.g. a JupyterLab server started by a test); else a git-ignored
+    ``runs/<dataset>-<profile>/`` folder in the repository.
+    """
+    run_dir = run_dir or os.environ.get("FTLIB_RUN_DIR") or None
+    if run_dir == "drive":  # Colab: runs outlive the VM (each notebook may get a fresh one)
+        from ftlib.core.hosted import mount_drive
+
+        run_dir = mount_drive() / f"{dataset}-{profile.name}"
+    root = Path(run_dir).expanduser() if run_dir else project_root() / "runs" / f"{dataset}-{profile.name}"
+    return {
+        "root": root,
+        "data": root / "data",
+        "lora": root / "lora",
+        "qlora": root / "qlora",
+        "eval": root / "eval",
+        "base": root / "base",
+    }
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The repository root (the folder holding ``pyproject.toml``), searched upward from ``start``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists() and (folder / "ftlib").is_dir():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+def sample_path(dataset: str | Path) -> Path:
+    """The raw data file of a task (its spec's ``data``), by built-in name or spec file path.
+
+    Raises:
+        FileNotFoundError: the spec names no data file, or it does not exist.
+    """
+    return raw_data_file(get_task(dataset))
+
+
+def field_test_path(dataset: str | Path = "support_tickets") -> Path:
+    """A task's field-test set (its spec's ``field_test``); for the built-in tickets, tickets written by hand.
+
+    Unlike ``data/samples/support_tickets.jsonl`` they do not come from the generator (no template, no slot
+    filling), so they measure how a model trained on generated tickets copes with real-looking ones. They are
+    never used for training: no split or training run reads them (lesson 05 only scores on them), and
+    ``tests/test_field_test.py`` checks that they share no exact or near-duplicate ticket with the generator's
+    output or the curated splits.
+
+    Raises:
+        FileNotFoundError: the spec names no field-test set, or the file is missing.
+    """
+    task = get_task(dataset)
+    if task.field_test_file is None:
+        raise FileNotFoundError(f"task spec {task.spec_file}: field_test: missing (no field-test set)")
+    if not task.field_test_file.is_file():
+        raise FileNotFoundError(f"task spec {task.spec_file}: field_test: no such file {task.field_test_file}")
+    return task.field_test_file
