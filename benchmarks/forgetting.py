@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = configure_cpu_threads()
     profile = resolve_profile("cpu", max_steps=args.steps)
-    splits = curated_splits("support_tickets", profile.base_model, profile.max_length)
+    splits = curated_splits("support_tickets", profile.base_model, profile.train.max_length)
     general = forgetting.read_generic("mix")
     measured = forgetting.read_generic("measure")
     listings = [r for r in read_jsonl(LISTINGS.data_file) if str(r.get("description", "")).strip()][: args.n_listings]
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "lora+mix": forgetting.mix_general(splits["train"], general, args.share, seed=0),
     }
     print(
-        f"{args.steps} steps x {profile.batch_size}, {threads} thread(s); train {len(splits['train'])} tickets "
+        f"{args.steps} steps x {profile.train.batch_size}, {threads} thread(s); train {len(splits['train'])} tickets "
         f"(+{len(train_sets['lora+mix']) - len(splits['train'])} general in the mix); probes: {len(measured)} "
         f"generic + {len(listings)} listings; {len(tickets)} field-test tickets",
         flush=True,
@@ -92,16 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     def score_tickets(model, tokenizer) -> dict | None:
         if not tickets:
             return None
-        result = evaluate_model(
-            model, tokenizer, tickets, SUPPORT_TICKETS, profile.eval_batch_size, profile.max_new_tokens
-        )
+        result = evaluate_model(model, tokenizer, tickets, SUPPORT_TICKETS, profile.decoding)
         return {name: result["metrics"][name] for name in SHOWN}
 
     base, tokenizer = load_model(profile.base_model)
     started = time.perf_counter()
-    reference = forgetting.base_reference(
-        base, tokenizer, probes, listings, LISTINGS, profile.eval_batch_size, profile.max_new_tokens
-    )
+    reference = forgetting.base_reference(base, tokenizer, probes, listings, LISTINGS, profile.decoding)
     results["base"] = {
         "reference_seconds": round(time.perf_counter() - started, 1),
         "tickets": score_tickets(base, tokenizer),
@@ -128,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 LISTINGS,
                 label=name,
                 reference=reference,
-                batch_size=profile.eval_batch_size,
-                max_new_tokens=profile.max_new_tokens,
+                decoding=profile.decoding,
             )
             entry = {
                 "train_seconds": run.record.metrics.train_seconds,

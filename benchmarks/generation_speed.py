@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ftlib.core.config import Decoding  # noqa: E402
 from ftlib.core.fileio import write_json  # noqa: E402
 from ftlib.core.runtime import configure_cpu_threads  # noqa: E402
 from ftlib.core.tasks import get_task  # noqa: E402
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         plain, generated = plain_generate(model, tokenizer, conversations, args.batch_size, args.max_new_tokens)
         plain_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        ours = inference.generate(model, tokenizer, conversations, args.batch_size, args.max_new_tokens)
+        ours = inference.generate(model, tokenizer, conversations, Decoding(args.batch_size, args.max_new_tokens))
         ours_seconds = time.perf_counter() - start
         differ = [tickets[i].get("id") for i, (a, b) in enumerate(zip(plain, ours)) if a != b]
         row = {

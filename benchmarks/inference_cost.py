@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ftlib.core.config import Decoding  # noqa: E402
 from ftlib.core.fileio import write_json  # noqa: E402
 from ftlib.core.runs import load_run  # noqa: E402
 from ftlib.core.runtime import available_cores, configure_cpu_threads  # noqa: E402
@@ -67,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         tickets,
         SUPPORT_TICKETS,
         shots,
-        args.batch_size,
-        args.max_new_tokens,
+        Decoding(args.batch_size, args.max_new_tokens),
         parameters,
         merged=merged,
     )
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         {names[0]: (tuned, zero_shot), names[1]: (base, few), names[2]: (merged, zero_shot)},
         tokenizer,
         args.repeats,
-        args.batch_size,
-        args.max_new_tokens,
+        Decoding(args.batch_size, args.max_new_tokens),
     )
     print(f"{args.repeats} more rounds, order rotated (s/ticket: mean [lowest, highest pass]):")
     for spread in spreads.values():

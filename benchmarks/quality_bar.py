@@ -276,7 +276,7 @@ def main() -> None:
         overrides["batch_size"] = args.batch_size
     if args.epochs:
         overrides |= {"max_steps": None, "num_epochs": args.epochs}
-    splits = curated_splits(str(task.spec_file), profile.base_model, max_length=profile.max_length)
+    splits = curated_splits(str(task.spec_file), profile.base_model, max_length=profile.train.max_length)
     sets = {
         "test": splits["test"][: args.n_test or profile.n_test],  # lesson 05 scores the profile's first n_test
         "field_test": read_jsonl(task.field_test_file),
@@ -293,10 +293,7 @@ def main() -> None:
     )
 
     def score(model, tokenizer) -> dict:
-        return {
-            key: evaluate_model(model, tokenizer, records, task, profile.eval_batch_size, profile.max_new_tokens)
-            for key, records in sets.items()
-        }
+        return {key: evaluate_model(model, tokenizer, records, task, profile.decoding) for key, records in sets.items()}
 
     results = {}
     if args.base:

@@ -1,7 +1,7 @@
 import pytest
 from conftest import with_active_lora
 
-from ftlib.core.config import TrainConfig
+from ftlib.core.config import Decoding, TrainConfig
 from ftlib.engine.inference import generate
 from ftlib.engine.models import load_model
 from ftlib.measure import cost
@@ -53,10 +53,10 @@ def test_merged_and_unmerged_adapters_give_identical_greedy_answers(tiny, ticket
     merged = cost.merged_copy(tuned)
     assert not hasattr(merged, "peft_config") and hasattr(tuned, "peft_config")  # the original keeps its adapter
     conversations = [task.prompt_messages(t) for t in tickets]
-    unmerged_answers = generate(tuned, tokenizer, conversations, batch_size=2, max_new_tokens=12)
-    assert generate(merged, tokenizer, conversations, batch_size=2, max_new_tokens=12) == unmerged_answers
+    unmerged_answers = generate(tuned, tokenizer, conversations, decoding=Decoding(2, 12))
+    assert generate(merged, tokenizer, conversations, decoding=Decoding(2, 12)) == unmerged_answers
     with tuned.disable_adapter():  # the adapter does change the answers, so the equality above says something
-        assert generate(tuned, tokenizer, conversations, batch_size=2, max_new_tokens=12) != unmerged_answers
+        assert generate(tuned, tokenizer, conversations, decoding=Decoding(2, 12)) != unmerged_answers
 
 
 @pytest.mark.unit
@@ -64,7 +64,7 @@ def test_measure_times_the_three_setups_on_the_tiny_model(tiny, tickets, task, c
     model, tokenizer = tiny
     tuned = with_active_lora(model, TrainConfig(lora_r=4, lora_alpha=8))
     base, _ = load_model("tiny-random-llama", device=cpu)  # its own object: the LoRA wraps the other one
-    report = cost.measure(tuned, base, tokenizer, tickets, task, tickets[:2], batch_size=2, max_new_tokens=6)
+    report = cost.measure(tuned, base, tokenizer, tickets, task, tickets[:2], decoding=Decoding(2, 6))
     names = [m.name for m in report.measurements]
     assert names == ["tuned, zero-shot (adapter unmerged)", "base, 2-shot", "tuned, zero-shot (adapter merged)"]
     assert report.merged_identical == (4, 4)
@@ -81,13 +81,13 @@ def test_repeated_passes_rotate_the_order_and_give_a_range_and_ratios(tiny, tick
     calls = []
     real = cost.time_generation
 
-    def spy(model, tokenizer, conversations, name, batch_size, max_new_tokens):
+    def spy(model, tokenizer, conversations, name, decoding):
         calls.append(name)
-        return real(model, tokenizer, conversations, name, batch_size, max_new_tokens)
+        return real(model, tokenizer, conversations, name, decoding)
 
     monkeypatch.setattr(cost, "time_generation", spy)
     setups = {"a": (model, conversations), "b": (model, conversations[:1]), "c": (model, conversations)}
-    spreads, rounds = cost.repeated_passes(setups, tokenizer, repeats=3, batch_size=2, max_new_tokens=4)
+    spreads, rounds = cost.repeated_passes(setups, tokenizer, repeats=3, decoding=Decoding(2, 4))
     assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # each setup first once: no setup always first
     assert [list(r) for r in rounds] == [["a", "b", "c"]] * 3
     for name, spread in spreads.items():

@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from ftlib.core.config import Decoding
 from ftlib.core.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
 from ftlib.data import records as data
 from ftlib.data import samples
@@ -207,19 +208,31 @@ def test_check_drift_end_to_end(tiny, tickets):
     model, tokenizer = tiny
     raw, later = _committed()
     train, reference, same = raw[:2300], raw[2300:2600], raw[2600:2900]  # 300 each: JSD needs the size
-    shifted = drift.check_drift(model, tokenizer, SUPPORT_TICKETS, later[:300], reference, train, batch_size=50)
+    shifted = drift.check_drift(
+        model, tokenizer, SUPPORT_TICKETS, later[:300], reference, train, decoding=Decoding(batch_size=50)
+    )
     fired = {s.name for s in shifted.signals if s.fired}
     assert {"unseen-word share", "word distribution JSD (bits)"} <= fired
-    quiet = drift.check_drift(model, tokenizer, SUPPORT_TICKETS, same, reference, train, batch_size=50)
+    quiet = drift.check_drift(
+        model, tokenizer, SUPPORT_TICKETS, same, reference, train, decoding=Decoding(batch_size=50)
+    )
     assert not {s.name for s in quiet.signals if s.fired} & {"unseen-word share", "word distribution JSD (bits)"}
     perplexity = next(s for s in quiet.signals if s.name.startswith("input perplexity"))
     assert perplexity.value == perplexity.value and abs(perplexity.value) < 1  # measured, finite
     bar = SuccessBar("support_tickets", {"json_valid": 0.99})
     labelled = drift.check_drift(
-        model, tokenizer, SUPPORT_TICKETS, same[:20], reference[:20], train, labelled=tickets, bar=bar, max_new_tokens=4
+        model,
+        tokenizer,
+        SUPPORT_TICKETS,
+        same[:20],
+        reference[:20],
+        train,
+        labelled=tickets,
+        bar=bar,
+        decoding=Decoding(max_new_tokens=4),
     )
     assert labelled.quality[0]["met?"] == "no" and labelled.recommend_retune  # random weights write no JSON
-    scored = evaluate_model(model, tokenizer, tickets, SUPPORT_TICKETS, max_new_tokens=4)
+    scored = evaluate_model(model, tokenizer, tickets, SUPPORT_TICKETS, Decoding(max_new_tokens=4))
     reused = drift.check_drift(
         model, tokenizer, SUPPORT_TICKETS, same[:20], reference[:20], train, bar=bar, labelled_result=scored
     )

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from ftlib.core.config import Decoding
 from ftlib.data import records as data
 from ftlib.data.records import IGNORE_INDEX, PaddingCollator, SupervisedDataset
 from ftlib.engine import inference
@@ -84,8 +85,8 @@ def test_heldout_loss_matches_a_manual_token_weighted_mean(tiny, tickets, task):
 def test_batched_left_padded_generation_matches_one_by_one(tiny, tickets, task):
     model, tokenizer = tiny
     conversations = [task.prompt_messages(t) for t in tickets]
-    batched = inference.generate(model, tokenizer, conversations, batch_size=4, max_new_tokens=12)
-    single = [inference.generate(model, tokenizer, [c], batch_size=1, max_new_tokens=12)[0] for c in conversations]
+    batched = inference.generate(model, tokenizer, conversations, decoding=Decoding(4, 12))
+    single = [inference.generate(model, tokenizer, [c], decoding=Decoding(1, 12))[0] for c in conversations]
     assert batched == single
     assert tokenizer.padding_side == "right"  # untouched
 
@@ -97,8 +98,8 @@ def test_shared_prefix_generation_matches_plain_generate(tiny, tickets, task, mo
     prefixes = []
     real_cache = inference._prefix_cache
     monkeypatch.setattr(inference, "_prefix_cache", lambda m, p: prefixes.append(len(p)) or real_cache(m, p))
-    shared = inference.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12)
-    plain = inference.generate(model, tokenizer, conversations, batch_size=3, max_new_tokens=12, share_prefix=False)
+    shared = inference.generate(model, tokenizer, conversations, decoding=Decoding(3, 12))
+    plain = inference.generate(model, tokenizer, conversations, decoding=Decoding(3, 12), share_prefix=False)
     assert shared == plain
     rows = [tokenizer(data.prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
     assert prefixes == [data.common_prefix_length(rows)]  # computed once, for every batch
@@ -199,7 +200,7 @@ def test_few_shot_conversation_is_instruction_then_pairs_then_the_real_question(
 def test_evaluate_model_prompts_with_the_few_shot_examples(tickets, task, monkeypatch):
     seen = []
 
-    def fake_generate(model, tokenizer, conversations, batch_size, max_new_tokens):
+    def fake_generate(model, tokenizer, conversations, decoding):
         seen.extend(conversations)
         return [answer(t["category"], t["urgency"], t["reply"]) for t in tickets]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TICKETS  # tests/, on pytest's path
 
-from ftlib.core.config import TrainConfig
+from ftlib.core.config import Decoding, TrainConfig
 from ftlib.core.fileio import write_jsonl
 from ftlib.core.runtime import pick_device
 from ftlib.course import cli
@@ -105,7 +105,7 @@ def test_gguf_round_trip_keeps_logits_answers_and_template(bpe_model, tmp_path, 
         CONVERSATIONS,
         IDS,
         export.GGUF_TOLERANCE[dtype],
-        max_new_tokens=8,
+        Decoding(max_new_tokens=8),
     )
     assert parity.ok, parity
     if dtype == "f32":
@@ -126,7 +126,15 @@ def test_forgetting_the_qk_permutation_is_caught(bpe_model, tmp_path, monkeypatc
     monkeypatch.setattr(export, "llama_cpp_permute", lambda weights, n_head: weights)
     reloaded, reloaded_tokenizer = export.load_gguf(export.write_gguf(model, tokenizer, tmp_path / "m.gguf"))
     parity, _ = export.compare_stage(
-        "merged -> GGUF", model, tokenizer, reloaded, reloaded_tokenizer, CONVERSATIONS, IDS, 1e-3, max_new_tokens=8
+        "merged -> GGUF",
+        model,
+        tokenizer,
+        reloaded,
+        reloaded_tokenizer,
+        CONVERSATIONS,
+        IDS,
+        1e-3,
+        Decoding(max_new_tokens=8),
     )
     assert not parity.logits_ok and not parity.ok
     assert parity.max_abs_logit_diff > 1e-2
@@ -139,7 +147,15 @@ def test_one_corrupted_tensor_is_reported(bpe_model, tmp_path):
     with torch.no_grad():
         corrupted.model.layers[1].mlp.down_proj.weight.mul_(1.5)
     parity, _ = export.compare_stage(
-        "adapter -> merged", model, tokenizer, corrupted, tokenizer, CONVERSATIONS, IDS, export.MERGE_TOLERANCE, 8
+        "adapter -> merged",
+        model,
+        tokenizer,
+        corrupted,
+        tokenizer,
+        CONVERSATIONS,
+        IDS,
+        export.MERGE_TOLERANCE,
+        Decoding(max_new_tokens=8),
     )
     assert parity.max_abs_logit_diff > export.MERGE_TOLERANCE and not parity.ok
 
@@ -161,7 +177,7 @@ def test_the_permutation_is_the_one_transformers_undoes():
 @pytest.mark.unit
 def test_ship_merges_writes_and_checks_a_lora_run(active_run, tmp_path, task):
     out = tmp_path / "out"
-    report = export.ship(active_run, out, [dict(t) for t in TICKETS], task, max_new_tokens=8)
+    report = export.ship(active_run, out, [dict(t) for t in TICKETS], task, decoding=Decoding(max_new_tokens=8))
     assert report.ok, report.rows()
     assert report.merge.max_abs_logit_diff <= export.MERGE_TOLERANCE and report.merge.answers_compared == 4
     assert report.gguf_parity.max_abs_logit_diff <= export.GGUF_TOLERANCE["f32"]

@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 
+from ftlib.core.config import Decoding
 from ftlib.core.tasks import LISTINGS
 from ftlib.data.records import SupervisedDataset
 from ftlib.measure import forgetting
@@ -28,12 +29,16 @@ def test_kl_is_zero_for_identical_models_and_positive_after_a_weight_moves(tiny)
     model, tokenizer = tiny
     same = copy.deepcopy(model)
     prompts = probe_set()
-    report = forgetting.measure(model, same, tokenizer, prompts, [LISTING], LISTINGS, max_new_tokens=8)
+    report = forgetting.measure(
+        model, same, tokenizer, prompts, [LISTING], LISTINGS, decoding=Decoding(max_new_tokens=8)
+    )
     assert [d.kl for d in report.divergences] == pytest.approx([0.0] * 3, abs=1e-6)
     assert report.kl["all"]["value"] == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
         same.model.layers[0].mlp.down_proj.weight.add_(torch.randn_like(same.model.layers[0].mlp.down_proj.weight))
-    moved = forgetting.measure(model, same, tokenizer, prompts, [LISTING], LISTINGS, max_new_tokens=8)
+    moved = forgetting.measure(
+        model, same, tokenizer, prompts, [LISTING], LISTINGS, decoding=Decoding(max_new_tokens=8)
+    )
     assert all(d.kl > 1e-4 and d.kl_continuation > 1e-4 for d in moved.divergences)
     assert set(moved.kl) == {"generic", "listings", "all"} and moved.kl["generic"]["prompts"] == 2
     assert moved.task == "listings" and "description_rougeL" in moved.task_scores

@@ -19,7 +19,7 @@ def test_auto_profile_follows_env_then_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "an 80 GB GPU")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert profiles.resolve_profile("auto").name == "gpu"
-    assert profiles.resolve_profile("cpu", max_steps=7, base_model=None).max_steps == 7
+    assert profiles.resolve_profile("cpu", max_steps=7, base_model=None).train.max_steps == 7
 
 
 @pytest.mark.unit
@@ -59,7 +59,7 @@ def test_a_notebook_run_alone_rebuilds_lesson_02s_splits(tmp_path, capsys):
         read_jsonl(started.raw_data),
         started.task,
         load_tokenizer(started.profile.base_model),
-        started.profile.max_length,
+        started.profile.train.max_length,
         source=started.raw_data.name,
     )
     assert train == expected["train"][: started.profile.n_train]

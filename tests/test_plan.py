@@ -34,11 +34,11 @@ def estimated_peak(chosen: plan.GpuPlan, profile: profiles.Profile) -> int:
     return estimate_memory(
         model_config_for(chosen.base_model),
         chosen.method,
-        chosen.batch_size,
-        profile.max_length,
+        chosen.config.batch_size,
+        profile.train.max_length,
         device="cuda",
-        lora_r=profile.lora_r,
-        gradient_checkpointing=chosen.gradient_checkpointing,
+        lora_r=profile.train.lora_r,
+        gradient_checkpointing=chosen.config.gradient_checkpointing,
         answer_fraction=plan.PLAN_ANSWER_FRACTION,
     ).total
 
@@ -60,16 +60,14 @@ def test_every_gpu_class_gets_a_plan_that_fits(monkeypatch, label, lesson_method
     total = torch.cuda.get_device_properties(0).total_memory
     assert profile.name == "gpu" and chosen is not None
     assert estimated_peak(chosen, profile) == chosen.estimate.total <= plan.SAFETY_FRACTION * total
-    assert chosen.batch_size * chosen.grad_accum == profiles.PROFILES["gpu"].batch_size  # effective batch kept
+    planned = chosen.config
+    assert planned.batch_size * planned.grad_accum == profiles.PROFILES["gpu"].train.batch_size  # effective batch
     assert lesson_method in (None, chosen.method)
-    assert (
-        profile.base_model,
-        profile.method,
-        profile.batch_size,
-        profile.grad_accum,
-        profile.gradient_checkpointing,
-    ) == (chosen.base_model, chosen.method, chosen.batch_size, chosen.grad_accum, chosen.gradient_checkpointing)
-    assert profile.eval_batch_size <= chosen.batch_size
+    # The profile carries the plan's config itself: nothing copied field by field.
+    assert (profile.base_model, profile.method, profile.train) == (chosen.base_model, chosen.method, planned)
+    assert planned.eval_batch_size <= planned.batch_size and profile.decoding.batch_size <= planned.eval_batch_size
+    # Only the plan's fields changed; the rest of the gpu profile's config is kept.
+    assert planned.max_steps == profiles.PROFILES["gpu"].train.max_steps
 
 
 @pytest.mark.unit
@@ -82,8 +80,8 @@ def test_t4_gets_fp16_and_qlora_for_the_7b_model(monkeypatch, tmp_path):
     assert L.base_quantization == "nf4"
     # Why not LoRA: the 16-bit 7B model alone is over the T4's budget even at batch 1 with checkpointing.
     gpu = plan.detect_gpu()
-    assert plan._smallest_need(model_config_for("qwen2.5-7b-instruct"), "lora", L.profile).total > gpu.budget_bytes
-    rows, note = plan.run_summary(L.profile, L.plan, L.device.name)
+    assert plan._smallest_need(model_config_for("qwen2.5-7b-instruct"), "lora", L.profile.train).total > gpu.budget_bytes
+    rows, note = L.run_summary()
     assert rows[0]["dtype"] == "fp16" and "bf16" not in str(rows) and "not measured here" in note
 
 
@@ -127,7 +125,7 @@ def test_explicit_choices_that_fit_win(monkeypatch, tmp_path):
         "gpu", run_dir=str(tmp_path), base_model="qwen2.5-1.5b-instruct", method="qlora", lesson_method="lora"
     )
     assert (L.profile.base_model, L.profile.method, L.plan.method) == ("qwen2.5-1.5b-instruct", "qlora", "qlora")
-    assert L.profile.max_steps == profiles.PROFILES["gpu"].max_steps
+    assert L.profile.train.max_steps == profiles.PROFILES["gpu"].train.max_steps
 
 
 @pytest.mark.unit
@@ -146,7 +144,7 @@ def test_cpu_path_is_unchanged(monkeypatch):
         None,
     )
     assert profiles.resolve_run("gpu")[1] is None  # the gpu profile without CUDA: no plan, as before
-    rows, note = plan.run_summary(profiles.PROFILES["cpu"], None, "CPU x2")
+    rows, note = profiles.run_summary(profiles.PROFILES["cpu"], None, "CPU x2")
     assert note.startswith("No CUDA GPU was found") and rows[0]["model"] == profiles.PROFILES["cpu"].base_model
 
 
@@ -162,6 +160,6 @@ def test_the_environment_profile_wins_over_the_gpu(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_the_plan_for_the_real_gpu_fits_its_free_memory():
     gpu = plan.detect_gpu()
-    chosen = plan.plan_gpu(gpu, profiles.PROFILES["gpu"])
+    chosen = plan.plan_gpu(gpu, profiles.PROFILES["gpu"].train)
     free, total = torch.cuda.mem_get_info()
     assert gpu.total_bytes == total and chosen.estimate.total <= min(free, gpu.budget_bytes)

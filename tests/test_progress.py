@@ -12,6 +12,7 @@ import pytest
 from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 
 from ftlib.core import progress
+from ftlib.core.config import Decoding
 from ftlib.core.progress import KernelLines, Progress, choose_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +191,7 @@ def test_generation_prints_batch_lines(tiny, progress_env, capsys):
     progress_env("lines")
     model, tokenizer = tiny
     prompts = [[{"role": "user", "content": f"ticket {i}"}] for i in range(3)]
-    assert len(generate(model, tokenizer, prompts, batch_size=2, max_new_tokens=2)) == 3
+    assert len(generate(model, tokenizer, prompts, decoding=Decoding(2, 2))) == 3
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("[ftlib] generate (3 prompts): batch 1/2 (50%), ")
     assert lines[1].startswith("[ftlib] generate (3 prompts): batch 2/2 (100%), ")

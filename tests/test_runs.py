@@ -127,24 +127,17 @@ def test_rows_and_memory_come_from_the_record(tmp_path):
     assert (tmp_path / "memory.png").stat().st_size > 1000
 
 
-def test_profile_train_config_matches_what_the_notebooks_built():
+def test_profile_train_config_is_its_train_field_with_the_method():
     for profile in PROFILES.values():
-        planned = replace(profile, method="qlora", grad_accum=4, gradient_checkpointing=True)
-        by_hand = TrainConfig(
-            method=planned.method,
-            lora_r=planned.lora_r,
-            learning_rate=planned.learning_rate,
-            max_steps=planned.max_steps,
-            warmup_steps=planned.warmup_steps,
-            batch_size=planned.batch_size,
-            grad_accum=planned.grad_accum,
-            gradient_checkpointing=planned.gradient_checkpointing,
-            eval_steps=planned.eval_steps,
-            eval_batch_size=planned.eval_batch_size,
-            max_length=planned.max_length,
-            label_token_weight=planned.label_token_weight,
-        )
-        assert planned.train_config() == by_hand
+        planned = replace(profile, method="qlora")
+        assert planned.train_config() == replace(profile.train, method="qlora")
+    # Overrides go where each field lives: the profile, its TrainConfig or its Decoding; None keeps the profile's.
+    cpu = PROFILES["cpu"]
+    changed = cpu.with_overrides(base_model="my-model", max_steps=7, max_new_tokens=12, n_test=None)
+    assert (changed.base_model, changed.train.max_steps, changed.decoding.max_new_tokens) == ("my-model", 7, 12)
+    assert changed.n_test == cpu.n_test and changed.train.batch_size == cpu.train.batch_size
+    with pytest.raises(ValueError, match="unknown profile setting"):
+        cpu.with_overrides(max_step=7)
     smoke = PROFILES["smoke"]
     assert smoke.train_config("full", seed=3) == replace(
         replace(smoke, method="lora").train_config(), method="full", seed=3

@@ -19,7 +19,28 @@ DATA_ORDERS = {
 REPORTERS = ("none", "tensorboard")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Decoding:
+    """How a model answers prompts: one object wherever answers are generated (evaluation, lesson 01's choice, the
+    drift check, the cost study, the export's checks), instead of two numbers threaded through each call."""
+
+    # Prompts per generate call. Greedy decoding on a CPU reads every weight once per step whatever the batch, so
+    # larger batches are faster per prompt until memory or padding wins: 32 zero-shot prompts in one batch ran at
+    # 78 tokens/s, 16 at 61 (benchmarks/generation_speed.py, one thread, two runs).
+    batch_size: int = 16
+    # A sequence stops at its EOS or after this many tokens. A ticket answer (JSON with a reply) takes about 60.
+    max_new_tokens: int = 96
+
+    def validate(self) -> None:
+        for name in ("batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Invalid Decoding: {name} must be >= 1, got {getattr(self, name)}")
+
+
+DEFAULT_DECODING = Decoding()  # the default argument of every function that generates
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one LoRA/QLoRA run."""
 

@@ -11,6 +11,8 @@ import time
 import typing
 from pathlib import Path
 
+from ftlib.core.config import Decoding
+
 if typing.TYPE_CHECKING:
     from ftlib.core.tasks import Task
 
@@ -104,7 +106,7 @@ def command_export(args) -> int:
             records,
             task,
             dtype=args.dtype,
-            max_new_tokens=args.max_new_tokens,
+            decoding=Decoding(max_new_tokens=args.max_new_tokens),
             source=args.source,
             overwrite=args.overwrite,
         )
@@ -168,7 +170,7 @@ def command_generate(args) -> int:
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     answers = generate(
-        model, tokenizer, [task.prompt_messages(r) for r in records], args.batch_size, args.max_new_tokens
+        model, tokenizer, [task.prompt_messages(r) for r in records], Decoding(args.batch_size, args.max_new_tokens)
     )
     write_jsonl([{"id": r.get("id"), "prediction": a} for r, a in zip(records, answers)], args.output)
     print(f"{label}: wrote {len(answers)} predictions to {args.output}")
@@ -190,7 +192,7 @@ def command_evaluate(args) -> int:
     records = checked_labels(records, task, records.source, args.drop_invalid_labels)
     check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
-    result = evaluate_model(model, tokenizer, records, task, args.batch_size, args.max_new_tokens)
+    result = evaluate_model(model, tokenizer, records, task, Decoding(args.batch_size, args.max_new_tokens))
     where = {"data": str(args.data)} | {key: getattr(args, key) for key in ("split", "revision") if getattr(args, key)}
     write_json({"run": args.run, **where, **result}, args.output)  # atomic: no half-written file
     print(f"{label} on {source} ({len(records)} records)")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.fileio import atomic_path, write_json, write_text
 from ftlib.core.runs import load_run
 
@@ -229,7 +230,7 @@ def compare_stage(
     conversations: list[list[dict]],
     ids: list[str],
     tolerance: float,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     answers_a: list[str] | None = None,
 ) -> tuple[StageParity, list[str]]:
     """Logits (on ``tokenizer_a``'s prompt tokens, fed to both) and greedy answers (each model with its own
@@ -243,8 +244,8 @@ def compare_stage(
     rows = [_prompt_ids(tokenizer_a, conversation) for conversation in conversations]
     worst, positions = max_logit_difference(model_a, model_b, rows)
     if answers_a is None:
-        answers_a = generate(model_a, tokenizer_a, conversations, max_new_tokens=max_new_tokens)
-    answers_b = generate(model_b, tokenizer_b, conversations, max_new_tokens=max_new_tokens)
+        answers_a = generate(model_a, tokenizer_a, conversations, decoding)
+    answers_b = generate(model_b, tokenizer_b, conversations, decoding)
     differing = tuple(i for i, a, b in zip(ids, answers_a, answers_b) if a != b)
     parity = StageParity(stage, len(rows), positions, worst, tolerance, len(conversations), differing)
     return parity, answers_b
@@ -528,7 +529,7 @@ def ship(
     records: list[dict] | None = None,
     task: Task | None = None,
     dtype: str = "f32",
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     source: str = "auto",
     overwrite: bool = False,
     device: DeviceChoice | None = None,
@@ -543,6 +544,7 @@ def ship(
         records: the prompts to compare on (e.g. the task's test records); None: a few fixed prompts.
         task: turns records into prompts; its instruction is the Modelfile's SYSTEM.
         dtype: the GGUF's weights, "f32" or "f16".
+        decoding: the greedy answers compared at each hand-over.
         device: where the checks run; always in fp32 (default: the CPU).
 
     Raises:
@@ -590,7 +592,7 @@ def ship(
             conversations,
             ids,
             MERGE_TOLERANCE,
-            max_new_tokens,
+            decoding,
         )
         del adapter_model
         release_memory()
@@ -610,7 +612,7 @@ def ship(
         conversations,
         ids,
         GGUF_TOLERANCE[dtype],
-        max_new_tokens,
+        decoding,
         answers_a=answers,
     )
     template = compare_templates(tokenizer, reloaded_tokenizer, conversations, ids)

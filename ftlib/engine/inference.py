@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.progress import track
 from ftlib.core.tasks import Task
 from ftlib.data.records import (
@@ -90,12 +91,11 @@ def generate(
     model,
     tokenizer,
     conversations: list[list[dict]],
-    batch_size: int = 16,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     share_prefix: bool = True,
 ) -> list[str]:
     """Greedy answers for a list of chat prompts (``generate_tokens``, decoded)."""
-    ids = generate_tokens(model, tokenizer, conversations, batch_size, max_new_tokens, share_prefix)
+    ids = generate_tokens(model, tokenizer, conversations, decoding, share_prefix)
     return [decode_answer(tokenizer, row) for row in ids]
 
 
@@ -104,8 +104,7 @@ def generate_tokens(
     model,
     tokenizer,
     conversations: list[list[dict]],
-    batch_size: int = 16,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     share_prefix: bool = True,
 ) -> list[list[int]]:
     """The greedy answer tokens of each chat prompt, up to and with the EOS (``answer_ids``), in batches padded on
@@ -133,6 +132,7 @@ def generate_tokens(
     # Longest first: rows of a batch have similar lengths, so less padding is computed.
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
     by_index: dict[int, list[int]] = {}
+    batch_size = decoding.batch_size
     starts = range(0, len(order), batch_size)
     for start in track(starts, len(starts), f"generate ({len(order)} prompts)", "batch"):
         chunk = order[start : start + batch_size]
@@ -149,7 +149,7 @@ def generate_tokens(
         output = model.generate(
             input_ids=input_ids,
             attention_mask=torch.tensor(mask, device=model.device),
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=decoding.max_new_tokens,
             do_sample=False,
             pad_token_id=pad,
             eos_token_id=tokenizer.eos_token_id,

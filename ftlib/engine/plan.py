@@ -1,20 +1,18 @@
 """A GPU plan: the model, method, batch and checkpointing that fit the GPU a notebook finds.
 
 ``plan_gpu`` searches the candidates largest first and, for each, LoRA before QLoRA, no gradient checkpointing
-before checkpointing, the largest micro-batch first (gradient accumulation keeps the profile's effective batch).
+before checkpointing, the largest micro-batch first (gradient accumulation keeps the config's effective batch).
 The first configuration whose ``ftlib.engine.memory.estimate_memory`` peak fits under ``SAFETY_FRACTION`` of the card's
 memory wins. Every figure here is an estimate from the models' shapes; none was measured on a GPU.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
+from ftlib.core.config import TrainConfig
 from ftlib.engine.memory import GB, MemoryEstimate, estimate_memory
-
-if TYPE_CHECKING:
-    from ftlib.engine.profiles import Profile
 
 # The estimate counts what PyTorch allocates (``torch.cuda.max_memory_allocated``). Three things come on top, so
 # a plan may use only 85% of the card: the CUDA context and cuBLAS workspaces live outside PyTorch's allocator
@@ -28,7 +26,7 @@ SAFETY_FRACTION = 0.85
 PLAN_CANDIDATES = ("qwen2.5-7b-instruct", "qwen2.5-1.5b-instruct", "qwen2.5-0.5b-instruct")
 NOTEBOOK_METHODS = ("lora", "qlora")  # LoRA first: 16-bit weights, no dequantization per step
 LABELS = {"lora": "LoRA", "qlora": "QLoRA"}
-# Answer tokens per padded position the plan assumes, with every row padded to the profile's max_length. The
+# Answer tokens per padded position the plan assumes, with every row padded to the config's max_length. The
 # largest share of answer tokens in one row of either sample dataset (embedded tokenizer) is 0.475 (listings),
 # so a row of max_length tokens with at most that share bounds the answer tokens of every real row from above.
 PLAN_ANSWER_FRACTION = 0.5
@@ -89,26 +87,25 @@ def gpu_class(label: str) -> GpuInfo:
 
 @dataclass(frozen=True)
 class GpuPlan:
-    """The training run chosen for one GPU, with the estimate that justifies it."""
+    """The training run chosen for one GPU: the model, the planned ``TrainConfig``, and the estimate behind it.
+
+    ``config`` is the caller's config with the plan's method, micro-batch (``batch_size``), ``grad_accum`` (micro-batch
+    x accumulation = the caller's effective batch), ``gradient_checkpointing`` and validation batch.
+    """
 
     gpu: GpuInfo
     base_model: str
-    method: str
-    batch_size: int  # micro-batch per optimizer step's forward pass
-    grad_accum: int  # batch_size x grad_accum = the profile's effective batch
-    gradient_checkpointing: bool
-    eval_batch_size: int
-    seq_len: int
+    config: TrainConfig
     estimate: MemoryEstimate
     reason: str
 
     @property
-    def dtype(self) -> str:
-        return self.gpu.dtype
+    def method(self) -> str:
+        return self.config.method
 
     @property
-    def effective_batch(self) -> int:
-        return self.batch_size * self.grad_accum
+    def dtype(self) -> str:
+        return self.gpu.dtype
 
     def row(self) -> dict[str, Any]:
         """One table row: the card, the choices and the estimated peak against the budget (GB = 10^9 bytes)."""
@@ -118,8 +115,8 @@ class GpuPlan:
             "dtype": self.dtype,
             "model": self.base_model,
             "method": self.method,
-            "batch x accumulation": f"{self.batch_size} x {self.grad_accum}",
-            "checkpointing": "yes" if self.gradient_checkpointing else "no",
+            "batch x accumulation": f"{self.config.batch_size} x {self.config.grad_accum}",
+            "checkpointing": "yes" if self.config.gradient_checkpointing else "no",
             "estimated peak GB": round(self.estimate.total / GB, 1),
             f"budget GB ({SAFETY_FRACTION:.0%})": round(self.gpu.budget_bytes / GB, 1),
         }
@@ -136,44 +133,44 @@ def _model_config(name: str):
     return model_config_for(name, source="auto")
 
 
-def _estimate(config, method: str, batch: int, checkpointing: bool, profile: Profile) -> MemoryEstimate:
+def _estimate(config, method: str, batch: int, checkpointing: bool, train: TrainConfig) -> MemoryEstimate:
     """The plan's (pessimistic) workload: every row padded to max_length, no shared prefix credited."""
     return estimate_memory(
         config,
         method,
         batch,
-        profile.max_length,
+        train.max_length,
         device="cuda",
-        lora_r=profile.lora_r,
+        lora_r=train.lora_r,
         gradient_checkpointing=checkpointing,
         answer_fraction=PLAN_ANSWER_FRACTION,
     )
 
 
-def _first_fit(gpu: GpuInfo, config, method: str, profile: Profile) -> tuple[int, bool, MemoryEstimate] | None:
+def _first_fit(gpu: GpuInfo, config, method: str, train: TrainConfig) -> tuple[int, bool, MemoryEstimate] | None:
     """The micro-batch and checkpointing of the first configuration that fits, in the module's preference order.
 
     Without checkpointing first: a smaller micro-batch with more accumulation makes the same update at the same
     compute, while checkpointing recomputes every layer's forward pass (and turns off ftlib's shared prefix).
     """
     for checkpointing in (False, True):
-        for batch in _divisors_descending(profile.batch_size):
-            estimate = _estimate(config, method, batch, checkpointing, profile)
+        for batch in _divisors_descending(train.batch_size):
+            estimate = _estimate(config, method, batch, checkpointing, train)
             if estimate.total <= gpu.budget_bytes:
                 return batch, checkpointing, estimate
     return None
 
 
-def _plan(gpu: GpuInfo, name: str, config, method: str, profile: Profile, why: str) -> GpuPlan | None:
-    fit = _first_fit(gpu, config, method, profile)
+def _plan(gpu: GpuInfo, name: str, config, method: str, train: TrainConfig, why: str) -> GpuPlan | None:
+    fit = _first_fit(gpu, config, method, train)
     if fit is None:
         return None
     batch, checkpointing, estimate = fit
     reason = (
         f"{name} with {LABELS[method]} in {gpu.dtype}: {why}. Estimated peak "
         f"{estimate.total / GB:.1f} GB within {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} of "
-        f"{gpu.total_bytes / GB:.1f} GB); micro-batch {batch} x {profile.batch_size // batch} accumulation "
-        f"steps keeps the effective batch of {profile.batch_size}"
+        f"{gpu.total_bytes / GB:.1f} GB); micro-batch {batch} x {train.batch_size // batch} accumulation "
+        f"steps keeps the effective batch of {train.batch_size}"
         + (
             ", with gradient checkpointing (batch 1 without it does not fit)."
             if checkpointing
@@ -182,31 +179,29 @@ def _plan(gpu: GpuInfo, name: str, config, method: str, profile: Profile, why: s
     )
     # A validation pass no larger than the training micro-batch keeps its logits within what the training
     # step's estimate already holds (it keeps no activations for a backward pass).
-    return GpuPlan(
-        gpu,
-        name,
-        method,
-        batch,
-        profile.batch_size // batch,
-        checkpointing,
-        min(profile.eval_batch_size, batch),
-        profile.max_length,
-        estimate,
-        reason,
+    planned = replace(
+        train,
+        method=method,
+        batch_size=batch,
+        grad_accum=train.batch_size // batch,
+        gradient_checkpointing=checkpointing,
+        eval_batch_size=min(train.eval_batch_size, batch),
     )
+    return GpuPlan(gpu, name, planned, estimate, reason)
 
 
-def _smallest_need(config, method: str, profile: Profile) -> MemoryEstimate:
+def _smallest_need(config, method: str, train: TrainConfig) -> MemoryEstimate:
     """The least this model and method can need: micro-batch 1 with gradient checkpointing."""
-    return _estimate(config, method, 1, True, profile)
+    return _estimate(config, method, 1, True, train)
 
 
-def plan_gpu(gpu: GpuInfo, profile: Profile, method: str | None = None, base_model: str | None = None) -> GpuPlan:
+def plan_gpu(gpu: GpuInfo, train: TrainConfig, method: str | None = None, base_model: str | None = None) -> GpuPlan:
     """The largest run that fits ``gpu``: model, method, micro-batch, accumulation and checkpointing.
 
     Args:
         gpu: from ``detect_gpu`` (or ``gpu_class`` for a card that is not here).
-        profile: supplies the effective batch (``batch_size``), ``max_length``, ``lora_r`` and ``eval_batch_size``.
+        train: the run asked for: its ``batch_size`` is the effective batch the plan keeps (split into micro-batch x
+            accumulation); ``max_length``, ``lora_r`` and ``eval_batch_size`` shape the estimate.
         method: "lora" or "qlora" to fix it (the user's or the lesson's choice); None lets the plan choose,
             LoRA where it fits.
         base_model: a model to keep (the user's choice); None picks the largest of ``PLAN_CANDIDATES`` that fits.
@@ -231,16 +226,16 @@ def plan_gpu(gpu: GpuInfo, profile: Profile, method: str | None = None, base_mod
                 why = f"the largest candidate that fits with {' or '.join(LABELS[m] for m in methods)} ({bigger}: no)"
             if method is None and candidate_method == "qlora":
                 why += "; LoRA (16-bit weights) does not fit, QLoRA (NF4 weights) does"
-            plan = _plan(gpu, name, configs[name], candidate_method, profile, why)
+            plan = _plan(gpu, name, configs[name], candidate_method, train, why)
             if plan is not None:
                 return plan
-    raise PlanDoesNotFit(_does_not_fit_message(gpu, names, methods, configs, profile))
+    raise PlanDoesNotFit(_does_not_fit_message(gpu, names, methods, configs, train))
 
 
-def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, profile: Profile) -> str:
+def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, train: TrainConfig) -> str:
     """Why the fixed choice cannot fit, and the alternatives that would (each with its estimate)."""
     needs = "; ".join(
-        f"{name} with {m} needs at least {_smallest_need(configs[name], m, profile).total / GB:.1f} GB"
+        f"{name} with {m} needs at least {_smallest_need(configs[name], m, train).total / GB:.1f} GB"
         for name in names
         for m in methods
     )
@@ -249,30 +244,30 @@ def _does_not_fit_message(gpu: GpuInfo, names, methods, configs, profile: Profil
         for m in NOTEBOOK_METHODS:
             if (name in names and m in methods) or any(a.startswith(f"base_model='{name}'") for a in alternatives):
                 continue
-            fit = _first_fit(gpu, configs[name], m, profile)
+            fit = _first_fit(gpu, configs[name], m, train)
             if fit is not None:
                 alternatives.append(f"base_model='{name}', method='{m}' (estimated {fit[2].total / GB:.1f} GB)")
     fits = "; ".join(alternatives) if alternatives else "nothing in the plan's candidates: use profile='cpu'"
     return (
         f"This run cannot fit {gpu.name}: {needs} (estimated, micro-batch 1 with gradient checkpointing at "
-        f"{profile.max_length} tokens), and a plan may use {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} "
+        f"{train.max_length} tokens), and a plan may use {gpu.budget_bytes / GB:.1f} GB ({SAFETY_FRACTION:.0%} "
         f"of {gpu.total_bytes / GB:.1f} GB). What would fit: {fits}."
     )
 
 
 def plan_table(
-    profile: Profile,
+    train: TrainConfig,
     methods: tuple[str | None, ...] = (None, "lora", "qlora"),
     labels: tuple[str, ...] = tuple(GPU_CLASSES),
 ) -> list[dict]:
     """What ``auto`` picks on each GPU class for each method (None: the plan's choice), as table rows.
 
-    Estimates from the models' shapes with ``profile``'s workload (lesson 01 passes the ``gpu`` profile's);
-    nothing is measured. The profile is an argument because ``ftlib.engine.profiles`` builds on this module.
+    Estimates from the models' shapes with ``train``'s workload (lesson 01 passes the ``gpu`` profile's config);
+    nothing is measured.
     """
     return [
         {"GPU class": label, "method asked": LABELS.get(method, "plan's choice")}
-        | plan_gpu(gpu_class(label), profile, method).row()
+        | plan_gpu(gpu_class(label), train, method).row()
         for label in labels
         for method in methods
     ]
@@ -288,26 +283,3 @@ def table_gpus(gpu: GpuInfo | None) -> dict[str, int]:
     from ftlib.engine.memory import GPUS
 
     return dict(GPUS) | ({gpu_label(gpu): gpu.total_bytes} if gpu is not None else {})
-
-
-def run_summary(profile: Profile, plan: GpuPlan | None, device_name: str) -> tuple[list[dict], str]:
-    """The run this machine gets, as table rows and a sentence: the GPU plan, or the CPU profile's run."""
-    if plan is not None:
-        return [plan.row()], (
-            plan.reason + " GPU figures are estimates from the model's shape, not measured here; "
-            "before loading, training checks the estimate of the real data against free memory."
-        )
-    method = LABELS[profile.method] if profile.method else "LoRA in lesson 03, QLoRA in lesson 04"
-    row = {
-        "device": device_name,
-        "profile": profile.name,
-        "model": profile.base_model,
-        "method": method,
-        "batch x accumulation": f"{profile.batch_size} x {profile.grad_accum}",
-        "checkpointing": "yes" if profile.gradient_checkpointing else "no",
-        "steps": profile.max_steps,
-    }
-    return [row], (
-        f"No CUDA GPU was found: this is the {profile.name} profile's CPU run ({profile.base_model}, "
-        f"{method}, fp32). No GPU plan applies here."
-    )

@@ -3,41 +3,29 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
-from ftlib.core.config import TrainConfig
+from ftlib.core.config import Decoding, TrainConfig
 from ftlib.core.tasks import get_task, raw_data_file
-from ftlib.engine.plan import NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
+from ftlib.engine.plan import LABELS, NOTEBOOK_METHODS, GpuPlan, detect_gpu, plan_gpu
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Everything that changes between a CI smoke run, a CPU lesson and a GPU run."""
+    """Everything that changes between a CI smoke run, a CPU lesson and a GPU run: data sizes, the model, one
+    ``TrainConfig`` and one ``Decoding``. Nothing here repeats a training field: ``train`` is the config itself."""
 
     name: str
     base_model: str
     n_train: int | None  # None: the whole train split
     n_val: int
     n_test: int
-    max_steps: int
-    batch_size: int
-    eval_steps: int
-    learning_rate: float
-    warmup_steps: int
-    lora_r: int
-    max_length: int
-    max_new_tokens: int
-    eval_batch_size: int
-    grad_accum: int = 1  # batch_size x grad_accum is the effective batch a GPU plan keeps
-    gradient_checkpointing: bool = False
-    label_token_weight: float = 1.0  # TrainConfig.label_token_weight: loss weight of the tokens spelling a label
+    train: TrainConfig  # its method is a placeholder: ``train_config`` sets the lesson's or user's
+    decoding: Decoding
     method: str | None = None  # "lora" or "qlora"; None: the lesson's own (a GPU plan always sets one)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def train_config(self, method: str | None = None, **overrides) -> TrainConfig:
         """The ``TrainConfig`` of this profile's training run, validated.
@@ -49,23 +37,33 @@ class Profile:
         method = method or self.method
         if method is None:
             raise ValueError(f"profile {self.name!r} has no method: pass method='lora', 'qlora' or 'full'")
-        config = TrainConfig(
-            method=method,
-            lora_r=self.lora_r,
-            learning_rate=self.learning_rate,
-            max_steps=self.max_steps,
-            warmup_steps=self.warmup_steps,
-            batch_size=self.batch_size,
-            grad_accum=self.grad_accum,
-            gradient_checkpointing=self.gradient_checkpointing,
-            eval_steps=self.eval_steps,
-            eval_batch_size=self.eval_batch_size,
-            max_length=self.max_length,
-            label_token_weight=self.label_token_weight,
-        )
-        config = replace(config, **overrides)
+        config = replace(self.train, method=method, **overrides)
         config.validate()
         return config
+
+    def with_overrides(self, **overrides) -> Profile:
+        """A copy with papermill-style overrides applied where each belongs: a ``Profile`` field (``base_model``,
+        ``n_test``), a ``TrainConfig`` field (``max_steps``, ``learning_rate``) or a ``Decoding`` field
+        (``max_new_tokens``). None values are left out, as a notebook parameter left at None means "the profile's".
+
+        Raises:
+            ValueError: a name that is none of these fields.
+        """
+        given = {key: value for key, value in overrides.items() if value is not None}
+        own = {f.name for f in fields(Profile)} - {"train", "decoding"}
+        train = {f.name for f in fields(TrainConfig)} - {"method"}
+        decoding = {f.name for f in fields(Decoding)}
+        unknown = sorted(set(given) - own - train - decoding)
+        if unknown:
+            raise ValueError(
+                f"unknown profile setting(s) {', '.join(unknown)}: not a Profile, TrainConfig or Decoding field"
+            )
+        return replace(
+            self,
+            train=replace(self.train, **{k: v for k, v in given.items() if k in train}),
+            decoding=replace(self.decoding, **{k: v for k, v in given.items() if k in decoding and k not in train}),
+            **{k: v for k, v in given.items() if k in own},
+        )
 
 
 PROFILES = {
@@ -75,16 +73,18 @@ PROFILES = {
         n_train=24,
         n_val=8,
         n_test=8,
-        max_steps=3,
-        batch_size=4,
-        eval_steps=3,
-        learning_rate=4e-4,
-        warmup_steps=1,
-        lora_r=16,
-        max_length=256,
-        max_new_tokens=48,
-        eval_batch_size=8,
-        label_token_weight=10.0,  # as the cpu profile, so CI runs the same loss
+        train=TrainConfig(
+            max_steps=3,
+            batch_size=4,
+            eval_steps=3,
+            learning_rate=4e-4,
+            warmup_steps=1,
+            lora_r=16,
+            max_length=256,
+            eval_batch_size=8,
+            label_token_weight=10.0,  # as the cpu profile, so CI runs the same loss
+        ),
+        decoding=Decoding(batch_size=8, max_new_tokens=48),
     ),
     # 290 steps: a step took 3.06 s on 2 idle cores (2 threads, the first 24 steps), so about 15 minutes of
     # training. The wider phrase banks need more than 220 steps: field urgency 0.738 at 220, 0.837 at 290; with the
@@ -95,21 +95,22 @@ PROFILES = {
         n_train=None,
         n_val=48,
         n_test=200,
-        max_steps=290,
-        batch_size=8,
-        eval_steps=40,
-        learning_rate=1e-3,
-        warmup_steps=10,
-        lora_r=16,
-        max_length=256,
-        max_new_tokens=80,
-        # Greedy decoding on a CPU reads every weight once per step whatever the batch: 32 zero-shot prompts in
-        # one batch ran at 78 tokens/s, 16 in one at 61 (benchmarks/generation_speed.py, one thread, two runs).
-        eval_batch_size=32,
-        # The reply outnumbers the label tokens about 5 to 1 in an answer. Weighting the label tokens 10x lifted
-        # urgency accuracy from 0.70 to 0.82 on the field test and from 0.69 to 0.87 on the generated test at the
-        # same 220 steps (benchmarks/results/quality_variants.json: weight 1 vs 3 vs 10, one seed).
-        label_token_weight=10.0,
+        train=TrainConfig(
+            max_steps=290,
+            batch_size=8,
+            eval_steps=40,
+            learning_rate=1e-3,
+            warmup_steps=10,
+            lora_r=16,
+            max_length=256,
+            eval_batch_size=32,
+            # The reply outnumbers the label tokens about 5 to 1 in an answer. Weighting the label tokens 10x lifted
+            # urgency accuracy from 0.70 to 0.82 on the field test and from 0.69 to 0.87 on the generated test at
+            # the same 220 steps (benchmarks/results/quality_variants.json: weight 1 vs 3 vs 10, one seed).
+            label_token_weight=10.0,
+        ),
+        # 32 prompts a batch: see Decoding.batch_size for the measurement.
+        decoding=Decoding(batch_size=32, max_new_tokens=80),
     ),
     "gpu": Profile(
         "gpu",
@@ -117,16 +118,18 @@ PROFILES = {
         n_train=None,
         n_val=200,
         n_test=300,
-        max_steps=400,
-        batch_size=16,
-        eval_steps=50,
-        learning_rate=2e-4,
-        warmup_steps=20,
-        lora_r=16,
-        max_length=512,
-        max_new_tokens=96,
-        eval_batch_size=32,
-        # label_token_weight stays 1.0: the weight was measured on the 135M model's short CPU budget only.
+        train=TrainConfig(
+            max_steps=400,
+            batch_size=16,
+            eval_steps=50,
+            learning_rate=2e-4,
+            warmup_steps=20,
+            lora_r=16,
+            max_length=512,
+            eval_batch_size=32,
+            # label_token_weight stays 1.0: the weight was measured on the 135M model's short CPU budget only.
+        ),
+        decoding=Decoding(batch_size=32, max_new_tokens=96),
     ),
 }
 
@@ -152,8 +155,9 @@ def resolve_run(
         name: a key of ``PROFILES`` or "auto".
         method: the user's "lora" or "qlora"; it wins over ``lesson_method``.
         lesson_method: the lesson's own method (03: "lora", 04: "qlora"); None where the lesson lets the plan choose.
-        **overrides: non-None values replace the profile's (``base_model``, ``max_steps``, ...). On a GPU the plan
-            picks the model, method, micro-batch, accumulation and checkpointing around the user's choices.
+        **overrides: non-None values replace the profile's (``base_model``, ``max_steps``, ...: see
+            ``Profile.with_overrides``). On a GPU the plan picks the model, method, micro-batch, accumulation and
+            checkpointing around the user's choices.
 
     Raises:
         ftlib.engine.plan.PlanDoesNotFit: the user's model or method cannot fit the GPU found; the message names what
@@ -166,22 +170,37 @@ def resolve_run(
     chosen = method or lesson_method
     if chosen is not None and chosen not in NOTEBOOK_METHODS:
         raise ValueError(f"method must be one of {', '.join(NOTEBOOK_METHODS)} or None, not {chosen!r}")
-    profile = replace(
-        PROFILES[name], method=chosen, **{key: value for key, value in overrides.items() if value is not None}
-    )
+    profile = replace(PROFILES[name].with_overrides(**overrides), method=chosen)
     gpu = detect_gpu() if name == "gpu" else None
     if gpu is None:
         return profile, None
-    plan = plan_gpu(gpu, profile, chosen, overrides.get("base_model"))
-    return replace(
-        profile,
-        base_model=plan.base_model,
-        method=plan.method,
-        batch_size=plan.batch_size,
-        grad_accum=plan.grad_accum,
-        gradient_checkpointing=plan.gradient_checkpointing,
-        eval_batch_size=plan.eval_batch_size,
-    ), plan
+    plan = plan_gpu(gpu, profile.train, chosen, overrides.get("base_model"))
+    # Generation batches no larger than validation's: the plan sized that to fit beside the training step.
+    decoding = replace(profile.decoding, batch_size=min(profile.decoding.batch_size, plan.config.eval_batch_size))
+    return replace(profile, base_model=plan.base_model, method=plan.method, train=plan.config, decoding=decoding), plan
+
+
+def run_summary(profile: Profile, plan: GpuPlan | None, device_name: str) -> tuple[list[dict], str]:
+    """The run this machine gets, as table rows and a sentence: the GPU plan, or the CPU profile's run."""
+    if plan is not None:
+        return [plan.row()], (
+            plan.reason + " GPU figures are estimates from the model's shape, not measured here; "
+            "before loading, training checks the estimate of the real data against free memory."
+        )
+    method = LABELS[profile.method] if profile.method else "LoRA in lesson 03, QLoRA in lesson 04"
+    row = {
+        "device": device_name,
+        "profile": profile.name,
+        "model": profile.base_model,
+        "method": method,
+        "batch x accumulation": f"{profile.train.batch_size} x {profile.train.grad_accum}",
+        "checkpointing": "yes" if profile.train.gradient_checkpointing else "no",
+        "steps": profile.train.max_steps,
+    }
+    return [row], (
+        f"No CUDA GPU was found: this is the {profile.name} profile's CPU run ({profile.base_model}, "
+        f"{method}, fp32). No GPU plan applies here."
+    )
 
 
 def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:

@@ -18,7 +18,7 @@ import importlib.util
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ftlib.core.config import TrainConfig
+from ftlib.core.config import Decoding, TrainConfig
 from ftlib.core.fileio import write_json
 from ftlib.core.runs import MANIFEST, load_run
 from ftlib.core.runtime import release_memory
@@ -86,6 +86,11 @@ def lesson_sizes(profile_name: str, max_steps: int | None = None) -> AfterSizes:
             sizes, max_steps=max_steps, retune_steps=max_steps, warmup_steps=min(sizes.warmup_steps, max_steps - 1)
         )
     return sizes
+
+
+def answer_decoding(lesson, sizes: AfterSizes) -> Decoding:
+    """The profile's generation batch with lesson 07's answer length (``sizes.answer_tokens``)."""
+    return replace(lesson.profile.decoding, max_new_tokens=sizes.answer_tokens)
 
 
 def output_folder(lesson) -> Path:
@@ -214,8 +219,8 @@ def forgetting_study(lesson, sizes: AfterSizes) -> ForgettingStudy:
     records = other_records(other, sizes.n_other)
     probes = forgetting.probes(generic_prompts(sizes.n_generic), records, other)
     base, tokenizer = load_model(profile.base_model, lesson.base_quantization, lesson.device)
-    batch = profile.eval_batch_size
-    reference = forgetting.base_reference(base, tokenizer, probes, records, other, batch, sizes.probe_tokens)
+    decoding = replace(profile.decoding, max_new_tokens=sizes.probe_tokens)
+    reference = forgetting.base_reference(base, tokenizer, probes, records, other, decoding)
     variants = {
         "LoRA": (run_config(lesson, sizes, report_to=tracker()), train_set),
         "full fine-tune": (run_config(lesson, sizes, "full", learning_rate=sizes.full_learning_rate), train_set),
@@ -233,7 +238,7 @@ def forgetting_study(lesson, sizes: AfterSizes) -> ForgettingStudy:
             profile.base_model, records_, val_set, run_folder, config=config, task=task, device=lesson.device
         )
         study.reports[name] = forgetting.measure(
-            base, result.model, tokenizer, probes, records, other, name, reference, batch, sizes.probe_tokens
+            base, result.model, tokenizer, probes, records, other, name, reference, decoding
         )
         study.runs[name] = str(run_folder)
         study.val_loss[name] = result.record.metrics.final_val_loss
@@ -305,13 +310,10 @@ def later_splits(records: list[dict], sizes: AfterSizes) -> LaterSplits:
     return LaterSplits(records[:test_end], records[test_end:val_end], records[val_end:needed], len(records))
 
 
-def score_model(
-    model, tokenizer, sets: dict[str, list[dict]], task: Task, batch_size: int, max_new_tokens: int
-) -> dict[str, dict]:
+def score_model(model, tokenizer, sets: dict[str, list[dict]], task: Task, decoding: Decoding) -> dict[str, dict]:
     """One model's ``evaluate_model`` result on every set (answers only: no held-out loss), by set name."""
     return {
-        name: evaluate_model(model, tokenizer, records, task, batch_size, max_new_tokens, heldout=False)
-        for name, records in sets.items()
+        name: evaluate_model(model, tokenizer, records, task, decoding, heldout=False) for name, records in sets.items()
     }
 
 
@@ -358,10 +360,7 @@ class DriftStudy:
         return {"old test": self.lesson.split("test")[: self.sizes.n_test], "new test": self.splits.test}
 
     def _score(self, run: str, model, tokenizer) -> None:
-        profile = self.lesson.profile
-        scored = score_model(
-            model, tokenizer, self.sets(), self.lesson.task, profile.eval_batch_size, self.sizes.answer_tokens
-        )
+        scored = score_model(model, tokenizer, self.sets(), self.lesson.task, answer_decoding(self.lesson, self.sizes))
         for name, result in scored.items():
             self.results.setdefault(name, {})[run] = result
         write_json(self.results, self.folder / "scores.json")
@@ -413,7 +412,7 @@ class DriftStudy:
             lesson.split("test")[: sizes.n_drift],
             lesson.split("train"),
             bar=load_success_bar(lesson.paths["data"] / "success_bar.json", lesson.task),
-            batch_size=lesson.profile.eval_batch_size,
+            decoding=answer_decoding(lesson, sizes),
             labelled_result=self.results["new test"]["in use"],
         )
         self.loaded = None
@@ -546,9 +545,7 @@ def cost_study(lesson, run: str | Path, sizes: AfterSizes) -> cost.CostReport:
     base, _ = load_model(record.base_model, quantization, lesson.device)
     records = (lesson.field_test() or lesson.split("test"))[: sizes.n_cost]
     few_shot = few_shot_examples(lesson.split("train"), lesson.task, k=3)
-    report = cost.measure(
-        tuned, base, tokenizer, records, lesson.task, few_shot, lesson.profile.eval_batch_size, sizes.answer_tokens
-    )
+    report = cost.measure(tuned, base, tokenizer, records, lesson.task, few_shot, answer_decoding(lesson, sizes))
     del tuned, base
     release_memory()
     write_json(report.as_dict(), output_folder(lesson) / "cost.json")

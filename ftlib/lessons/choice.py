@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.tasks import Task
 from ftlib.engine.inference import heldout_loss
 from ftlib.engine.models import DEFAULT_MODEL, REGISTRY, hub_reachable, load_model
@@ -35,8 +36,7 @@ def measure_candidate(
     train_records: list[dict],
     task: Task,
     device=None,
-    batch_size: int = 16,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     shots: int = 3,
     quantization: str | None = None,
 ) -> dict:
@@ -46,9 +46,9 @@ def measure_candidate(
     """
     model, tokenizer = load_model(name, quantization=quantization, device=device)
     examples = few_shot_examples(train_records, task, k=shots)
-    zero = evaluate_model(model, tokenizer, val_records, task, batch_size, max_new_tokens)
-    few = evaluate_model(model, tokenizer, val_records, task, batch_size, max_new_tokens, few_shot=examples)
-    heldout = zero["heldout"] or heldout_loss(model, tokenizer, val_records, task, batch_size)
+    zero = evaluate_model(model, tokenizer, val_records, task, decoding)
+    few = evaluate_model(model, tokenizer, val_records, task, decoding, few_shot=examples)
+    heldout = zero["heldout"] or heldout_loss(model, tokenizer, val_records, task, decoding.batch_size)
     return {"zero-shot": zero, "few-shot": few, "perplexity": heldout["perplexity"], "examples": len(val_records)}
 
 

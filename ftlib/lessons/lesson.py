@@ -12,7 +12,7 @@ from ftlib.core.runtime import DeviceChoice, configure_cpu_threads, pick_device
 from ftlib.core.tasks import Task, get_task, raw_data_file
 from ftlib.data.records import read_jsonl, read_records
 from ftlib.engine.plan import GpuPlan
-from ftlib.engine.profiles import Profile, resolve_run, run_paths
+from ftlib.engine.profiles import Profile, resolve_run, run_paths, run_summary
 
 SPLITS = ("train", "val", "test")
 
@@ -35,6 +35,10 @@ class Lesson:
             f"profile={self.profile.name} dataset={self.dataset} base_model={self.profile.base_model}\n"
             f"device={self.device.describe()}{threads}\nrun folder={self.paths['root']}"
         )
+
+    def run_summary(self) -> tuple[list[dict], str]:
+        """The run this machine gets, as table rows and a sentence (``ftlib.engine.profiles.run_summary``)."""
+        return run_summary(self.profile, self.plan, self.device.name)
 
     @property
     def raw_data(self) -> Path:
@@ -80,7 +84,7 @@ class Lesson:
         )
         tokenizer = load_tokenizer(self.profile.base_model)
         splits = curated_splits(
-            read_records(self.raw_data), self.task, tokenizer, self.profile.max_length, source=self.raw_data.name
+            read_records(self.raw_data), self.task, tokenizer, self.profile.train.max_length, source=self.raw_data.name
         )
         for split_name, records in splits.items():
             write_jsonl(records, self.paths["data"] / f"{split_name}.jsonl")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from rouge_score import rouge_scorer
 
-from ftlib.core.config import TrainConfig
+from ftlib.core.config import Decoding, TrainConfig
 from ftlib.core.fileio import write_json
 from ftlib.core.runtime import DeviceChoice, release_memory
 from ftlib.core.tasks import Task
@@ -255,8 +255,7 @@ class Runner:
             result.model,
             result.tokenizer,
             [self.task.prompt_messages(r) for r in self.test],
-            config.eval_batch_size,
-            tokens,
+            Decoding(config.eval_batch_size, tokens),
         )
         rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
         rows = [answer_scores(a, r, self.task, rouge) for a, r in zip(answers, self.test)]
@@ -296,7 +295,7 @@ def runner_for(lesson, sizes: LessonSizes) -> Runner:
         output_folder(lesson) / "runs",
         lesson.split("val")[: sizes.n_val],
         lesson.split("test")[: sizes.n_test],
-        lesson.profile.max_new_tokens,
+        lesson.profile.decoding.max_new_tokens,
         sizes,
     )
 

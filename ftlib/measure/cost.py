@@ -16,6 +16,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass
 
+from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.data.records import prompt_text
 from ftlib.engine.inference import decode_answer, generate_tokens
 
@@ -153,7 +154,7 @@ class CostReport:
 
 
 def time_generation(
-    model, tokenizer, conversations: list[list[dict]], name: str, batch_size: int = 16, max_new_tokens: int = 96
+    model, tokenizer, conversations: list[list[dict]], name: str, decoding: Decoding = DEFAULT_DECODING
 ) -> tuple[Measurement, list[str]]:
     """Answer ``conversations`` greedily and measure the pass; returns the measurement and the answers.
 
@@ -162,17 +163,17 @@ def time_generation(
     """
     import torch
 
-    generate_tokens(model, tokenizer, conversations[:1], 1, 2)
+    generate_tokens(model, tokenizer, conversations[:1], Decoding(batch_size=1, max_new_tokens=2))
     prompt_tokens = [
         len(tokenizer(prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"]) for c in conversations
     ]
     cpu, wall = time.process_time(), time.perf_counter()
-    ids = generate_tokens(model, tokenizer, conversations, batch_size, max_new_tokens)
+    ids = generate_tokens(model, tokenizer, conversations, decoding)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     measurement = Measurement(
         name,
         len(conversations),
-        batch_size,
+        decoding.batch_size,
         sum(prompt_tokens) / len(prompt_tokens),
         sum(len(row) for row in ids),
         wall,
@@ -208,8 +209,7 @@ def repeated_passes(
     setups: dict[str, tuple[object, list[list[dict]]]],
     tokenizer,
     repeats: int = 5,
-    batch_size: int = 16,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
 ) -> tuple[dict[str, Spread], list[dict[str, float]]]:
     """Time every setup ``repeats`` times, the order rotated each round, so that a slow spell of a shared machine
     lands on every setup in turn rather than on one.
@@ -230,7 +230,7 @@ def repeated_passes(
         timed = {}
         for name in order:
             model, conversations = setups[name]
-            measurement, _ = time_generation(model, tokenizer, conversations, name, batch_size, max_new_tokens)
+            measurement, _ = time_generation(model, tokenizer, conversations, name, decoding)
             timed[name] = measurement.seconds_per_ticket
         rounds.append({name: timed[name] for name in names})
     return {name: Spread(name, [r[name] for r in rounds]) for name in names}, rounds
@@ -292,8 +292,7 @@ def measure(
     records: list[dict],
     task,
     few_shot: list[dict],
-    batch_size: int = 16,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     measured_parameters: float | None = None,
     merged=None,
 ) -> CostReport:
@@ -307,13 +306,13 @@ def measure(
 
     zero_shot = [task.prompt_messages(r) for r in records]
     tuned, tuned_answers = time_generation(
-        tuned_model, tokenizer, zero_shot, "tuned, zero-shot (adapter unmerged)", batch_size, max_new_tokens
+        tuned_model, tokenizer, zero_shot, "tuned, zero-shot (adapter unmerged)", decoding
     )
     few = [task.prompt_messages(r, few_shot) for r in records]
-    base, _ = time_generation(base_model, tokenizer, few, f"base, {len(few_shot)}-shot", batch_size, max_new_tokens)
+    base, _ = time_generation(base_model, tokenizer, few, f"base, {len(few_shot)}-shot", decoding)
     merged = merged if merged is not None else merged_copy(tuned_model)
     folded, merged_answers = time_generation(
-        merged, tokenizer, zero_shot, "tuned, zero-shot (adapter merged)", batch_size, max_new_tokens
+        merged, tokenizer, zero_shot, "tuned, zero-shot (adapter merged)", decoding
     )
     parameters = measured_parameters or count_parameters(base_model)["total"]
     estimates = [cpu_scaled_estimate(m, parameters) for m in (tuned, base)] + [gpu_estimate(m) for m in (tuned, base)]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ftlib.core.config import TrainConfig
+from ftlib.core.config import DEFAULT_DECODING, Decoding, TrainConfig
 from ftlib.core.runs import MANIFEST, load_run
 from ftlib.core.tasks import Task
 from ftlib.engine.inference import example_losses
@@ -296,8 +296,7 @@ def check_drift(
     train_records: list[dict],
     labelled: list[dict] | None = None,
     bar: SuccessBar | None = None,
-    batch_size: int = 16,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     thresholds: DriftThresholds | None = None,
     seed: int = 0,
     labelled_result: dict | None = None,
@@ -319,15 +318,15 @@ def check_drift(
     vocabulary_new = vocabulary_shift([task.input_text(r) for r in new_sample], train_texts)
     vocabulary_reference = vocabulary_shift([task.input_text(r) for r in reference_sample], train_texts)
     perplexity = perplexity_shift(
-        input_losses(model, tokenizer, new_sample, task, batch_size),
-        input_losses(model, tokenizer, reference_sample, task, batch_size),
+        input_losses(model, tokenizer, new_sample, task, decoding.batch_size),
+        input_losses(model, tokenizer, reference_sample, task, decoding.batch_size),
         seed=seed,
     )
     quality = None
     if labelled or labelled_result:
         if bar is None:
             raise ValueError("a labelled sample is scored against a success bar: pass bar=")
-        result = labelled_result or evaluate_model(model, tokenizer, labelled, task, batch_size, max_new_tokens)
+        result = labelled_result or evaluate_model(model, tokenizer, labelled, task, decoding)
         quality = judge({"new tickets": result}, bar)
     return drift_report(quality, perplexity, vocabulary_new, vocabulary_reference, thresholds)
 

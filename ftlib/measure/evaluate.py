@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from rouge_score import rouge_scorer
 
+from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.fileio import write_json
 from ftlib.core.tasks import Task, parse_answer
 from ftlib.engine.inference import generate, heldout_loss
@@ -142,14 +143,14 @@ def evaluate_model(
     tokenizer,
     records: list[dict],
     task: Task,
-    batch_size: int = 16,
-    max_new_tokens: int = 96,
+    decoding: Decoding = DEFAULT_DECODING,
     few_shot: list[dict] | None = None,
     heldout: bool = True,
 ) -> dict:
     """Generate answers for ``records`` and score them; also the held-out loss of the references.
 
     Args:
+        decoding: prompts per batch (also the held-out loss's batch) and new tokens per answer.
         few_shot: solved records (``few_shot_examples``) shown before every prompt; None for zero-shot.
             The held-out loss is then skipped: it scores the references under the zero-shot prompt,
             which is the zero-shot row's number already.
@@ -161,14 +162,14 @@ def evaluate_model(
         prediction and the answer's ``per_example_scores``), ``examples`` and ``few_shot`` (the examples' ids).
     """
     conversations = [task.prompt_messages(r, few_shot or ()) for r in records]
-    predictions = generate(model, tokenizer, conversations, batch_size, max_new_tokens)
+    predictions = generate(model, tokenizer, conversations, decoding)
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, records)]
     # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
     complete = all(len(task.answers(r)) == len(task.answer_fields) for r in records)
     return {
         "metrics": score_answers(predictions, records, task, rows=scores),
-        "heldout": heldout_loss(model, tokenizer, records, task, batch_size)
+        "heldout": heldout_loss(model, tokenizer, records, task, decoding.batch_size)
         if heldout and complete and not few_shot
         else None,
         "predictions": [

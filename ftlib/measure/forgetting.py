@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ftlib.core.config import Decoding
 from ftlib.core.tasks import Task
 from ftlib.data.records import prompt_text, read_jsonl
 from ftlib.engine.inference import decode_answer, generate_tokens
@@ -29,6 +30,8 @@ from ftlib.measure.stats import bootstrap_interval
 
 GENERIC_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "samples" / "generic_prompts.jsonl"
 GENERIC_SOURCE = "generic"
+# A probe's continuation needs fewer tokens than a ticket answer: the divergence is read on the first 64.
+PROBE_DECODING = Decoding(batch_size=16, max_new_tokens=64)
 
 
 @dataclass(frozen=True)
@@ -188,11 +191,10 @@ def base_reference(
     prompts: list[Probe],
     task_records: list[dict] = (),
     task: Task | None = None,
-    batch_size: int = 16,
-    max_new_tokens: int = 64,
+    decoding: Decoding = PROBE_DECODING,
 ) -> BaseReference:
     """The base model's greedy continuation of every probe (and so its answers to the probes of ``task``)."""
-    continuations = generate_tokens(base_model, tokenizer, [p.messages for p in prompts], batch_size, max_new_tokens)
+    continuations = generate_tokens(base_model, tokenizer, [p.messages for p in prompts], decoding)
     answers = [
         decode_answer(tokenizer, ids) for p, ids in zip(prompts, continuations) if task and p.source == task.name
     ]
@@ -229,8 +231,7 @@ def measure(
     task: Task | None = None,
     label: str = "tuned",
     reference: BaseReference | None = None,
-    batch_size: int = 16,
-    max_new_tokens: int = 64,
+    decoding: Decoding = PROBE_DECODING,
 ) -> ForgettingReport:
     """How far ``tuned_model`` moved from ``base_model`` on ``prompts`` (``probes``), with 95% intervals.
 
@@ -240,9 +241,7 @@ def measure(
     """
     if task_records and len([p for p in prompts if task and p.source == task.name]) != len(task_records):
         raise ValueError("task_records must be the records of the task's probes, in the same order")
-    reference = reference or base_reference(
-        base_model, tokenizer, prompts, task_records, task, batch_size, max_new_tokens
-    )
+    reference = reference or base_reference(base_model, tokenizer, prompts, task_records, task, decoding)
     base_model.eval()
     tuned_model.eval()
     divergences = []
@@ -262,7 +261,7 @@ def measure(
     )
     if task_records:
         task_prompts = [p.messages for p in prompts if p.source == task.name]
-        ids = generate_tokens(tuned_model, tokenizer, task_prompts, batch_size, max_new_tokens)
+        ids = generate_tokens(tuned_model, tokenizer, task_prompts, decoding)
         tuned_answers = [decode_answer(tokenizer, row) for row in ids]
         report.task = task.name
         report.task_scores = task_comparison(reference.task_predictions, tuned_answers, list(task_records), task)
