@@ -95,20 +95,20 @@ def test_every_table_and_plot_is_followed_by_a_reading_note(path):
 
 ENGINE_TERMS = ("papermill", "nbval", "keyboard", "KV cache", "numel", "allocator", "CUDA context", "GGUF")
 # Where a term is what the lesson teaches, not an engine detail: 07 ships the tuned model as a GGUF file (elsewhere
-# GGUF is only how the course's own model arrives, which the README's appendix explains).
+# GGUF is only how the course's own model arrives, which docs/profiles.md's appendix explains).
 LESSON_TERMS = {"07_after_training": ("GGUF",)}
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
-def test_ci_and_engine_details_stay_in_the_readme_appendix(path):
+def test_ci_and_engine_details_stay_in_the_docs_appendix(path):
     import re
 
     for cell in cells(path):
         text = re.sub(r"\]\([^)]*\)", "]", source(cell)).replace("# NBVAL_CHECK_OUTPUT", "")  # links name the anchor
         for term in (t for t in ENGINE_TERMS if t not in LESSON_TERMS.get(path.stem, ())):
-            assert term.lower() not in text.lower(), f"{path.name}: '{term}' belongs in the README's appendix"
-    assert "## Appendix: how the notebooks run (CI, papermill, engine details)" in (ROOT / "README.md").read_text()
+            assert term.lower() not in text.lower(), f"{path.name}: '{term}' belongs in docs/profiles.md's appendix"
+    assert "## Appendix: how the notebooks run (CI, papermill, engine details)" in (ROOT / "docs" / "profiles.md").read_text()
 
 
 @pytest.fixture(scope="module")

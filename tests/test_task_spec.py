@@ -279,11 +279,11 @@ def test_a_lesson_resolves_a_spec_path(tmp_path, monkeypatch):
 
 
 @pytest.mark.unit
-def test_the_readme_spec_example_loads(tmp_path):
-    """The spec shown under "Your own data" is a valid spec."""
+def test_the_docs_spec_example_loads(tmp_path):
+    """The spec shown under "Your own data" (docs/data.md) is a valid spec."""
     import re
 
-    section = (ROOT / "README.md").read_text().split("## Your own data", 1)[1]
+    section = (ROOT / "docs" / "data.md").read_text().split("## Your own data", 1)[1]
     example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     task = tasks.load_task_spec(write_spec(tmp_path, example))
     assert task.name == "ticket_category" and task.headline_metrics == [
@@ -291,7 +291,7 @@ def test_the_readme_spec_example_loads(tmp_path):
         "category_accuracy",
         "reply_rougeL",
     ]
-    # Saved in the repository root, as the README says, its data is the bundled sample file.
+    # Saved in the repository root, as docs/data.md says, its data is the bundled sample file.
     assert task.data_file == (tmp_path / "data" / "samples" / "support_tickets.jsonl").resolve()
     assert (ROOT / task.data_file.relative_to(tmp_path.resolve())).is_file()
 
