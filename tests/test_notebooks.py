@@ -108,7 +108,10 @@ def test_ci_and_engine_details_stay_in_the_docs_appendix(path):
         text = re.sub(r"\]\([^)]*\)", "]", source(cell)).replace("# NBVAL_CHECK_OUTPUT", "")  # links name the anchor
         for term in (t for t in ENGINE_TERMS if t not in LESSON_TERMS.get(path.stem, ())):
             assert term.lower() not in text.lower(), f"{path.name}: '{term}' belongs in docs/profiles.md's appendix"
-    assert "## Appendix: how the notebooks run (CI, papermill, engine details)" in (ROOT / "docs" / "profiles.md").read_text()
+    assert (
+        "## Appendix: how the notebooks run (CI, papermill, engine details)"
+        in (ROOT / "docs" / "profiles.md").read_text()
+    )
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,9 @@ def test_t4_gets_fp16_and_qlora_for_the_7b_model(monkeypatch, tmp_path):
     assert L.base_quantization == "nf4"
     # Why not LoRA: the 16-bit 7B model alone is over the T4's budget even at batch 1 with checkpointing.
     gpu = plan.detect_gpu()
-    assert plan._smallest_need(model_config_for("qwen2.5-7b-instruct"), "lora", L.profile.train).total > gpu.budget_bytes
+    assert (
+        plan._smallest_need(model_config_for("qwen2.5-7b-instruct"), "lora", L.profile.train).total > gpu.budget_bytes
+    )
     rows, note = L.run_summary()
     assert rows[0]["dtype"] == "fp16" and "bf16" not in str(rows) and "not measured here" in note
 
