@@ -214,7 +214,7 @@ def test_leakage_check_finds_a_shared_example(tickets):
 
 @pytest.mark.unit
 def test_leakage_check_on_listings_compares_descriptions_not_rendered_attributes():
-    from ftlib.data.samples import generate_listings
+    from ftlib.data.listings import generate_listings
 
     listings = generate_listings(60, seed=1)
     splits = {"train": listings[:40], "val": listings[40:50], "test": listings[50:]}

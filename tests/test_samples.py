@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ftlib.core.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
-from ftlib.data import curate, flaws, samples
+from ftlib.data import chats, curate, flaws, listings, samples
 from ftlib.data import records as data
 from ftlib.engine.profiles import sample_path
 
@@ -25,9 +25,9 @@ def test_generators_are_deterministic_and_seeded():
 
     assert samples.generate_clean_tickets(40, random.Random(1)) == samples.generate_clean_tickets(40, random.Random(1))
     assert samples.generate_clean_tickets(40, random.Random(1)) != samples.generate_clean_tickets(40, random.Random(2))
-    assert samples.generate_listings(30, seed=5) == samples.generate_listings(30, seed=5)
-    assert samples.generate_shop_chats(30, seed=5) == samples.generate_shop_chats(30, seed=5)
-    assert samples.generate_shop_chats(30, seed=5) != samples.generate_shop_chats(30, seed=6)
+    assert listings.generate_listings(30, seed=5) == listings.generate_listings(30, seed=5)
+    assert chats.generate_shop_chats(30, seed=5) == chats.generate_shop_chats(30, seed=5)
+    assert chats.generate_shop_chats(30, seed=5) != chats.generate_shop_chats(30, seed=6)
 
 
 @pytest.mark.integration
@@ -124,7 +124,7 @@ def test_shop_chat_manifest_counts_follow_the_rates():
 def test_clean_shop_chats_cover_every_topic_and_alternate():
     raw, manifest = _chats()
     clean = [r for r in raw if r["id"] not in manifest["flaws"]]
-    assert {r["topic"] for r in clean} == set(samples.CHAT_TOPICS)
+    assert {r["topic"] for r in clean} == set(chats.CHAT_TOPICS)
     for record in clean:
         assert set(record) == {"id", "topic", "messages"}, record["id"]
         assert _alternates(record["messages"]), record["id"]
@@ -134,21 +134,21 @@ def test_clean_shop_chats_cover_every_topic_and_alternate():
 
 @pytest.mark.unit
 def test_generated_shop_chats_are_clean_and_distinct():
-    chats = samples.generate_shop_chats(300, seed=3)
-    customer = [samples.customer_text(c) for c in chats]
+    generated = chats.generate_shop_chats(300, seed=3)
+    customer = [chats.customer_text(c) for c in generated]
     assert not curate.near_duplicate_groups(customer, threshold=0.7)
-    assert not curate.near_duplicate_groups([samples.chat_text(c) for c in chats], threshold=0.7)
-    for chat in chats:
+    assert not curate.near_duplicate_groups([chats.chat_text(c) for c in generated], threshold=0.7)
+    for chat in generated:
         turns = [m["content"] for m in chat["messages"] if m["role"] == "user"]
         assert not any(curate.is_junk(t) for t in turns), turns
         assert not curate.non_english(" ".join(turns)), turns
         assert not any(curate.scrub_pii(m["content"])[1] for m in chat["messages"]), chat
     # the agent's reply names the order the customer gave
-    with_order = [c for c in chats if "#" in c["messages"][-1]["content"]]
+    with_order = [c for c in generated if "#" in c["messages"][-1]["content"]]
     assert len(with_order) > 150
     for chat in with_order:
         number = chat["messages"][-1]["content"].split("#")[1][:5]
-        assert number in samples.customer_text(chat), chat
+        assert number in chats.customer_text(chat), chat
 
 
 @pytest.mark.unit
@@ -163,7 +163,7 @@ def test_shop_chat_flaws_are_where_the_manifest_says():
             continue
         messages = record["messages"]
         assert _alternates(messages) or name == "over_long", record_id
-        customer = samples.customer_text(record)
+        customer = chats.customer_text(record)
         if name == "pii":
             for item in flaw["pii"]:
                 assert messages[item["turn"]]["role"] == "user" and item["text"] in messages[item["turn"]]["content"]
@@ -175,9 +175,9 @@ def test_shop_chat_flaws_are_where_the_manifest_says():
             assert curate.non_english(customer)
         elif name == "exact_duplicate":
             source = by_id[flaw["of"]]
-            assert curate.dedup_key(customer) == curate.dedup_key(samples.customer_text(source))
+            assert curate.dedup_key(customer) == curate.dedup_key(chats.customer_text(source))
         elif name == "near_duplicate":
-            source = samples.customer_text(by_id[flaw["of"]])
+            source = chats.customer_text(by_id[flaw["of"]])
             assert curate.dedup_key(customer) != curate.dedup_key(source)
             assert curate.jaccard(customer, source) >= 0.7
             assert record["messages"][-1] == by_id[flaw["of"]]["messages"][-1]

@@ -558,7 +558,7 @@ def inject_chat_flaws(
     The flaws touch the customer's turns (``role: user``) except markup, which may sit in any turn.
 
     Args:
-        products: the shop's products (``ftlib.data.samples.PRODUCTS``: name, colours, price) that pastes list.
+        products: the shop's products (``ftlib.data.chats.PRODUCTS``: name, colours, price) that pastes list.
     """
     from ftlib.data.curate import jaccard
 
