@@ -30,8 +30,8 @@ from ftlib.core.runtime import available_cores, configure_cpu_threads  # noqa: E
 from ftlib.core.tasks import SUPPORT_TICKETS  # noqa: E402
 from ftlib.data.records import read_jsonl  # noqa: E402
 from ftlib.data.samples import generate_clean_tickets  # noqa: E402
+from ftlib.engine.adapters import load_for_eval  # noqa: E402
 from ftlib.engine.models import count_parameters, load_model  # noqa: E402
-from ftlib.engine.train import load_for_eval  # noqa: E402
 from ftlib.measure import cost, evaluate  # noqa: E402
 
 

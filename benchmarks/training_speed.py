@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ftlib.core.config import TrainConfig
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,7 +55,7 @@ def run_ftlib(variant: str, steps: int, batch: int, checkpointing: bool, splits:
     from ftlib.core.tasks import SUPPORT_TICKETS
     from ftlib.engine import train
 
-    config = train.TrainConfig(
+    config = TrainConfig(
         method=variant,
         eval_steps=steps + 1,
         gradient_checkpointing=checkpointing,
@@ -84,7 +86,7 @@ def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
     from ftlib.core.tasks import SUPPORT_TICKETS
     from ftlib.data.records import SupervisedDataset
     from ftlib.engine.models import load_tokenizer, resolve_model_source
-    from ftlib.engine.train import PeakMemory
+    from ftlib.engine.trainer import PeakMemory
 
     settings = hyperparameters("plain", steps, batch)
     with PeakMemory() as peak:

@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 from ftlib.core.runtime import pick_device  # noqa: E402
 from ftlib.core.tasks import SUPPORT_TICKETS  # noqa: E402
 from ftlib.course.cli import NOTEBOOKS  # noqa: E402
+from ftlib.engine import adapters  # noqa: E402
 from ftlib.engine.models import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,9 +110,7 @@ def with_active_lora(model, config):
     """
     import torch
 
-    from ftlib.engine import train
-
-    model = train.attach_lora(model, config)
+    model = adapters.attach_lora(model, config)
     torch.manual_seed(0)
     for name, parameter in model.named_parameters():
         if "lora_B" in name:

@@ -78,9 +78,10 @@ def measure_training_peak(
 
 def _measure_in_this_process(spec_path: str) -> dict[str, Any]:
     """The child side of ``measure_training_peak``."""
+    from ftlib.core.config import TrainConfig
     from ftlib.core.runtime import pick_device
     from ftlib.core.tasks import get_task
-    from ftlib.engine.train import TrainConfig, train
+    from ftlib.engine.train import train
 
     spec = json.loads(Path(spec_path).read_text())
     config = TrainConfig(**spec["config"])
@@ -105,7 +106,8 @@ def saved_activation_bytes(model, inputs: Mapping[str, Any], prefix: int = 0) ->
     """
     import torch
 
-    from ftlib.engine.train import answer_only_loss, forward_with_shared_prefix
+    from ftlib.data.records import forward_with_shared_prefix
+    from ftlib.engine.trainer import answer_only_loss
 
     parameters = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
     saved: dict[int, int] = {}

@@ -172,9 +172,9 @@ def test_generate_and_evaluate_check_every_chat_before_a_model_loads(tmp_path, m
     import json
 
     from ftlib.course import cli
-    from ftlib.engine import train
+    from ftlib.engine import adapters
 
-    monkeypatch.setattr(train, "load_for_eval", lambda *a, **k: pytest.fail("a model loaded before the data check"))
+    monkeypatch.setattr(adapters, "load_for_eval", lambda *a, **k: pytest.fail("a model loaded before the data check"))
     data = tmp_path / "new.jsonl"
     waiting = {"id": "w", "messages": [{"role": "user", "content": "where is order #1?"}]}
     bad = {"id": "b", "messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]}

@@ -5,9 +5,10 @@ import pytest
 from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 
 from ftlib.core import runs
+from ftlib.core.config import DATA_ORDERS, TrainConfig
 from ftlib.course import cli
 from ftlib.data.records import write_jsonl
-from ftlib.engine import train
+from ftlib.engine import recipe, train
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +50,7 @@ def test_evaluate_and_generate_a_trained_run(tmp_path, tickets, task, cpu):
         tickets,
         tickets,
         run,
-        config=train.TrainConfig(max_steps=1, warmup_steps=0, eval_steps=1, batch_size=2, max_length=512),
+        config=TrainConfig(max_steps=1, warmup_steps=0, eval_steps=1, batch_size=2, max_length=512),
         task=task,
         device=cpu,
     )
@@ -166,7 +167,7 @@ def test_every_train_config_field_has_a_flag():
 
     train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
     flags = {option for action in train_parser._actions for option in action.option_strings}
-    for spec in fields(train.TrainConfig):
+    for spec in fields(TrainConfig):
         assert "--" + spec.name.replace("_", "-") in flags, spec.name
     args = train_parser.parse_args(
         [
@@ -187,12 +188,12 @@ def test_every_train_config_field_has_a_flag():
     assert not hasattr(args, "lora_r")  # flags left out leave the file's or the dataclass's value
 
 
-@pytest.mark.parametrize("order", list(train.DATA_ORDERS))
+@pytest.mark.parametrize("order", list(DATA_ORDERS))
 def test_data_order_sets_trainer_sampling(tmp_path, cpu, order):
-    config = train.TrainConfig(data_order=order)
+    config = TrainConfig(data_order=order)
     config.validate()
-    arguments = train.training_arguments(config, tmp_path, cpu)
-    assert arguments.train_sampling_strategy == train.DATA_ORDERS[order]
+    arguments = recipe.training_arguments(config, tmp_path, cpu)
+    assert arguments.train_sampling_strategy == DATA_ORDERS[order]
 
 
 @pytest.mark.parametrize(
@@ -241,7 +242,7 @@ def test_train_flag_of_the_wrong_type_is_a_usage_error(tmp_path, capsys):
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Any model or tokenizer load fails the test: the errors below must come first."""
-    from ftlib.engine import models
+    from ftlib.engine import adapters, models
 
     def refuse(*args, **kwargs):
         pytest.fail("a model or tokenizer was loaded")
@@ -251,7 +252,7 @@ def no_model_loads(monkeypatch):
         (models, "load_tokenizer"),
         (train, "load_model"),
         (train, "load_tokenizer"),
-        (train, "load_adapter"),
+        (adapters, "load_model"),
     ):
         monkeypatch.setattr(module, name, refuse)
 

@@ -32,9 +32,10 @@ SLOWED_CLI = """
 import runpy, sys, time
 from transformers import TrainerState
 from ftlib.engine import train
+from ftlib.engine import trainer
 
 step_sleep, held_back = float(sys.argv[1]), sys.argv[2]
-original_step, original_save = train.FtlibTrainer.training_step, TrainerState.save_to_json
+original_step, original_save = trainer.FtlibTrainer.training_step, TrainerState.save_to_json
 
 def slow_step(self, *args, **kwargs):
     time.sleep(step_sleep)
@@ -45,7 +46,7 @@ def held_save(self, json_path):
         time.sleep(600)
     return original_save(self, json_path)
 
-train.FtlibTrainer.training_step, TrainerState.save_to_json = slow_step, held_save
+trainer.FtlibTrainer.training_step, TrainerState.save_to_json = slow_step, held_save
 sys.argv = ["ftlib", *sys.argv[3:]]
 runpy.run_module("ftlib", run_name="__main__", alter_sys=True)
 """

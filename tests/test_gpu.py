@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from ftlib.core.config import TrainConfig
 from ftlib.core.fileio import write_json
 from ftlib.core.runtime import pick_device
 from ftlib.core.tasks import SUPPORT_TICKETS
-from ftlib.engine import train
+from ftlib.engine import adapters, train
 from tests.conftest import TICKETS
 
 pytestmark = [
@@ -36,9 +37,9 @@ STEPS = 6
 TOLERANCE = 1e-2
 
 
-def qlora_config() -> train.TrainConfig:
+def qlora_config() -> TrainConfig:
     """The same four tickets every step (sequential, one batch of four), so each step should lower the loss."""
-    return train.TrainConfig(
+    return TrainConfig(
         method="qlora",
         max_steps=STEPS,
         batch_size=4,
@@ -98,7 +99,7 @@ def test_first_losses_match_the_recorded_ones(qlora_run):
     measured = train_losses(qlora_run)
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     if os.environ.get(RECORD) == "1":
-        golden[dtype] = {"losses": measured, "gpu": device.name, "versions": train.library_versions()}
+        golden[dtype] = {"losses": measured, "gpu": device.name, "versions": adapters.library_versions()}
         write_json(golden, GOLDEN)
     entry = golden.get(dtype)
     if entry is None:
@@ -111,5 +112,5 @@ def test_first_losses_match_the_recorded_ones(qlora_run):
         )
     assert measured == pytest.approx(entry["losses"], rel=TOLERANCE), (
         f"recorded on {entry['gpu']} with {entry['versions']}; measured on {device.name} with "
-        f"{train.library_versions()}"
+        f"{adapters.library_versions()}"
     )

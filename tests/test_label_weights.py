@@ -6,9 +6,10 @@ from conftest import with_active_lora
 from transformers import TrainingArguments
 
 from ftlib.core import runs
+from ftlib.core.config import TrainConfig
 from ftlib.course import cli
 from ftlib.data.records import IGNORE_INDEX, PaddingCollator, SupervisedDataset
-from ftlib.engine import train
+from ftlib.engine.trainer import FtlibTrainer, answer_only_loss
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +37,7 @@ def billing_high(tickets):
 @pytest.fixture
 def lora_model(tiny):
     model, tokenizer = tiny
-    return with_active_lora(model, train.TrainConfig(lora_r=8)), tokenizer
+    return with_active_lora(model, TrainConfig(lora_r=8)), tokenizer
 
 
 def test_weights_land_on_exactly_the_label_value_tokens(tiny, billing_high, task):
@@ -62,11 +63,9 @@ def test_weight_one_adds_no_weights_and_keeps_the_loss(lora_model, tickets, task
     outputs = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"]
     )
-    unweighted = train.answer_only_loss(outputs, batch["labels"])
+    unweighted = answer_only_loss(outputs, batch["labels"])
     ones = (batch["labels"] != IGNORE_INDEX).float()  # the weights a weight of 1 would give
-    assert train.answer_only_loss(outputs, batch["labels"], weights=ones).item() == pytest.approx(
-        unweighted.item(), abs=1e-6
-    )
+    assert answer_only_loss(outputs, batch["labels"], weights=ones).item() == pytest.approx(unweighted.item(), abs=1e-6)
 
 
 def answer_gradients(model, batch, weights):
@@ -74,7 +73,7 @@ def answer_gradients(model, batch, weights):
     outputs = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"]
     )
-    loss = train.answer_only_loss(outputs, batch["labels"], weights=weights)
+    loss = answer_only_loss(outputs, batch["labels"], weights=weights)
     loss.backward()
     return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
@@ -110,11 +109,11 @@ def test_trainer_compute_loss_weighs_on_both_paths(lora_model, tickets, task, tm
     batch = collator([dict(e) for e in dataset])
     expected, _ = answer_gradients(model, batch, batch["label_weights"])
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    trainer = train.FtlibTrainer(model=model, args=args, compute_loss_func=train.answer_only_loss)
+    trainer = FtlibTrainer(model=model, args=args, compute_loss_func=answer_only_loss)
     model.train()
     loss = trainer.compute_loss(model, dict(batch))
     assert loss.item() == pytest.approx(expected, abs=1e-5)
-    assert trainer.compute_loss_func is train.answer_only_loss  # the weighted loss was for that batch only
+    assert trainer.compute_loss_func is answer_only_loss  # the weighted loss was for that batch only
     # the accumulated batch's normalizer is its weight sum
     count = trainer._get_num_items_in_batch([batch, batch], torch.device("cpu"))
     assert float(count) == pytest.approx(2 * float(batch["label_weights"][:, 1:].sum()))

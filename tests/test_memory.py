@@ -3,9 +3,10 @@ import torch
 from memory_harness import measure_training_peak, saved_activation_bytes  # tests/, on pytest's path
 from transformers import AutoModelForCausalLM, LlamaConfig
 
+from ftlib.core.config import TrainConfig
 from ftlib.data.records import PaddingCollator, SupervisedDataset
 from ftlib.engine import memory, models
-from ftlib.engine.train import TrainConfig, attach_lora
+from ftlib.engine.adapters import attach_lora
 
 # hidden 64, intermediate 128, 2 layers, 4 heads of 16, 2 key/value heads, 259 tokens, tied embeddings.
 TINY = dict(

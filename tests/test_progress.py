@@ -12,7 +12,7 @@ import pytest
 from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 
 from ftlib.core import progress
-from ftlib.core.config import Decoding
+from ftlib.core.config import Decoding, TrainConfig
 from ftlib.core.progress import KernelLines, Progress, choose_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_training_prints_step_lines(tmp_path, cpu, progress_env, capsys):
     from tests.conftest import TICKETS
 
     progress_env("lines")
-    config = train.TrainConfig(
+    config = TrainConfig(
         max_steps=6,
         batch_size=4,
         eval_steps=3,

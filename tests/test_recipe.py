@@ -10,6 +10,7 @@ import pytest
 from ftlib.core.config import TrainConfig, config_rows, training_epochs, training_steps
 from ftlib.engine import train
 from ftlib.engine.profiles import PROFILES
+from ftlib.engine.recipe import RECIPE_ARGUMENTS, plain_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,12 +92,12 @@ def built(tmp_path_factory, cpu):
 @pytest.mark.unit
 def test_plain_recipe_matches_what_train_builds(built, cpu, tmp_path):
     config, lora, args = built
-    recipe = train.plain_recipe(config, tmp_path / "plain", cpu)
+    recipe = plain_recipe(config, tmp_path / "plain", cpu)
     for name in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type"):
         assert getattr(recipe.lora, name) == getattr(lora, name), name
     assert lora.r == 4 and lora.lora_alpha == 12 and lora.lora_dropout == 0.1
     assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
-    for name in train.RECIPE_ARGUMENTS:
+    for name in RECIPE_ARGUMENTS:
         if name != "output_dir":
             assert getattr(recipe.args, name) == getattr(args, name), name
     assert (args.learning_rate, args.max_steps, args.per_device_train_batch_size) == (3e-3, 2, 2)
@@ -107,19 +108,19 @@ def test_plain_recipe_matches_what_train_builds(built, cpu, tmp_path):
 @pytest.mark.unit
 def test_recipe_source_builds_the_same_objects(built, cpu, tmp_path):
     config, _, _ = built
-    recipe = train.plain_recipe(config, tmp_path / "plain", cpu)
+    recipe = plain_recipe(config, tmp_path / "plain", cpu)
     source = recipe.source()
     setup = source.split("model = AutoModelForCausalLM")[0]  # the configs, not the model download
     namespace = {}
     exec(compile(setup, "recipe", "exec"), namespace)
     assert namespace["lora"] == recipe.lora
-    for name in train.RECIPE_ARGUMENTS:
+    for name in RECIPE_ARGUMENTS:
         if name == "num_train_epochs":  # left out: with max_steps set, Trainer ignores it
             continue
         assert getattr(namespace["args"], name) == getattr(recipe.args, name), name
     assert "get_peft_model(model, lora)" in source
-    assert train.plain_recipe(TrainConfig(method="full"), tmp_path).lora is None
-    assert "LoraConfig(" not in train.plain_recipe(TrainConfig(method="full"), tmp_path).source()
+    assert plain_recipe(TrainConfig(method="full"), tmp_path).lora is None
+    assert "LoraConfig(" not in plain_recipe(TrainConfig(method="full"), tmp_path).source()
 
 
 @pytest.mark.unit
@@ -127,5 +128,5 @@ def test_lesson_03_shows_the_recipe_the_function_writes():
     cells = json.loads((ROOT / "notebooks" / "03_lora.ipynb").read_text())["cells"]
     (cell,) = [c for c in cells if c.get("id") == "plain-recipe"]
     shown = re.search(r"```python\n(.*?)\n```", "".join(cell["source"]), re.S).group(1)
-    expected = train.plain_recipe(PROFILES["cpu"].train_config("lora"), "runs/support_tickets-cpu/lora").source()
+    expected = plain_recipe(PROFILES["cpu"].train_config("lora"), "runs/support_tickets-cpu/lora").source()
     assert shown == expected

@@ -6,8 +6,9 @@ from dataclasses import asdict, replace
 import pytest
 
 from ftlib.core import runs
+from ftlib.core.config import TrainConfig
 from ftlib.core.tasks import SUPPORT_TICKETS
-from ftlib.engine import train
+from ftlib.engine import train, trainer
 from ftlib.measure import drift, registry
 from tests.conftest import TICKETS
 from tests.test_runs import V1_MANIFEST
@@ -24,7 +25,7 @@ def tiny_config(**overrides):
     settings = dict(
         max_steps=2, batch_size=2, eval_steps=2, warmup_steps=0, learning_rate=1e-2, lora_r=4, seed=0, max_length=512
     )  # the byte-level tokenizer spells the instruction out: 256 would cut answers
-    return train.TrainConfig(**(settings | overrides))
+    return TrainConfig(**(settings | overrides))
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_registry_reads_old_manifests_lesson_scores_and_skips_broken_ones(tmp_pa
 
 @pytest.mark.unit
 def test_report_to_is_off_by_default_and_checked():
-    assert train.TrainConfig().report_to == "none"
+    assert TrainConfig().report_to == "none"
     with pytest.raises(ValueError, match="report_to must be one of"):
         tiny_config(report_to="wandb").validate()
     key = train.run_key("m", tiny_config(report_to="tensorboard"), TICKETS, TICKETS)
@@ -125,7 +126,7 @@ def test_tensorboard_writes_offline_into_the_run_folder(tmp_path, cpu, monkeypat
     config = tiny_config(report_to="tensorboard")
     result = train.train("tiny-random-llama", TICKETS, TICKETS, tmp_path / "run", config=config, device=cpu,
                          task=SUPPORT_TICKETS)  # fmt: skip
-    events = list((tmp_path / "run" / train.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    events = list((tmp_path / "run" / trainer.TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     # one file for training, one for the final validation Trainer logs after on_train_end closed the first
     assert events and not list(tmp_path.glob(".run.partial"))
     log = EventAccumulator(str(events[0].parent))
@@ -136,4 +137,4 @@ def test_tensorboard_writes_offline_into_the_run_folder(tmp_path, cpu, monkeypat
     assert runs.load_run(tmp_path / "run").config.report_to == "tensorboard"
     quiet = train.train("tiny-random-llama", TICKETS, TICKETS, tmp_path / "off", config=tiny_config(), device=cpu,
                         task=SUPPORT_TICKETS)  # fmt: skip
-    assert not (quiet.output_dir / train.TENSORBOARD_DIR).exists()
+    assert not (quiet.output_dir / trainer.TENSORBOARD_DIR).exists()

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from ftlib.core import runs
-from ftlib.engine import train
+from ftlib.core.config import TrainConfig
+from ftlib.engine import adapters, train
 from ftlib.engine.models import count_parameters
+from ftlib.engine.trainer import FtlibTrainer
 
 pytestmark = pytest.mark.unit
 
@@ -23,7 +25,7 @@ def tiny_config(**overrides):
         eval_batch_size=4,
         seed=0,
     )
-    return train.TrainConfig(**(settings | overrides))
+    return TrainConfig(**(settings | overrides))
 
 
 @pytest.mark.parametrize(
@@ -76,8 +78,8 @@ def test_a_run_ending_on_an_evaluation_step_is_not_scored_twice(
 ):
     """Evaluations every 2 steps: 4 steps evaluate at 2 and 4 only; 3 steps at 2, then once more at the end."""
     calls = []
-    evaluate = train.Trainer.evaluate
-    monkeypatch.setattr(train.Trainer, "evaluate", lambda self, *a, **k: calls.append(1) or evaluate(self, *a, **k))
+    evaluate = FtlibTrainer.evaluate
+    monkeypatch.setattr(FtlibTrainer, "evaluate", lambda self, *a, **k: calls.append(1) or evaluate(self, *a, **k))
     config = tiny_config(max_steps=max_steps, eval_steps=2)
     result = train.train(
         "tiny-random-llama", tickets * 2, tickets, tmp_path / "run", config=config, task=task, device=cpu
@@ -118,13 +120,13 @@ def test_train_refuses_labels_outside_the_schema(tmp_path, cpu, tickets, task, m
 
 
 def test_reloaded_adapter_reproduces_logits(lora_run, cpu):
-    model, tokenizer = train.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu)
+    model, tokenizer = adapters.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu)
     ids = tokenizer("hello there", return_tensors="pt")["input_ids"]
     lora_run.model.eval()
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, lora_run.model(ids).logits, atol=1e-5)
     assert count_parameters(model)["trainable"] == 0  # inference by default
-    trainable, _ = train.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu, trainable=True)
+    trainable, _ = adapters.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu, trainable=True)
     assert count_parameters(trainable)["trainable"] == lora_run.record.parameters.trainable
 
 
@@ -174,7 +176,7 @@ def test_attention_preset_targets_only_attention(cpu):
     from ftlib.engine.models import load_model
 
     model, _ = load_model("tiny-random-llama", device=cpu)
-    model = train.attach_lora(model, tiny_config(target_modules="attention"))
+    model = adapters.attach_lora(model, tiny_config(target_modules="attention"))
     names = {name.split(".lora_A")[0].split(".")[-1] for name, _ in model.named_parameters() if "lora_A" in name}
     assert names == {"q_proj", "k_proj", "v_proj", "o_proj"}
 

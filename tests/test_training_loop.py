@@ -8,8 +8,9 @@ import torch
 from conftest import with_active_lora
 from transformers import AutoModelForCausalLM
 
-from ftlib.data.records import PaddingCollator, SupervisedDataset
-from ftlib.engine import train
+from ftlib.core.config import TrainConfig
+from ftlib.data.records import PaddingCollator, SupervisedDataset, forward_with_shared_prefix
+from ftlib.engine import adapters, train, trainer
 from ftlib.engine.models import count_parameters
 
 pytestmark = pytest.mark.unit
@@ -27,7 +28,7 @@ def config(**overrides):
         eval_batch_size=4,
         seed=0,
     )
-    return train.TrainConfig(**(settings | overrides))
+    return TrainConfig(**(settings | overrides))
 
 
 def batch_of(tokenizer, records, task, label_token_weight=1.0, **collator_options):
@@ -56,7 +57,7 @@ def test_answer_only_logits_give_the_full_loss_and_gradients(lora_model, tickets
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"]
     )
     assert outputs.logits.shape[0] == int((batch["labels"][:, 1:] != -100).sum())
-    loss = train.answer_only_loss(outputs, batch["labels"])
+    loss = trainer.answer_only_loss(outputs, batch["labels"])
     loss.backward()
     assert loss.item() == pytest.approx(full.item(), abs=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gradients(model), expected))
@@ -73,11 +74,11 @@ def test_shared_prefix_forward_matches_the_plain_forward(lora_model, tickets, ta
     plain = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"]
     )
-    train.answer_only_loss(plain, batch["labels"], weights=weights).backward()
+    trainer.answer_only_loss(plain, batch["labels"], weights=weights).backward()
     expected = gradients(model)
     model.zero_grad()
-    shared = train.forward_with_shared_prefix(model, batch, prefix)
-    train.answer_only_loss(shared, batch["labels"], weights=weights).backward()
+    shared = forward_with_shared_prefix(model, batch, prefix)
+    trainer.answer_only_loss(shared, batch["labels"], weights=weights).backward()
     assert torch.allclose(shared.logits, plain.logits, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(gradients(model), expected))
 
@@ -88,7 +89,7 @@ def test_shared_prefix_rows_do_not_see_each_other(lora_model, tickets, task):
     model.eval()
     batch = batch_of(tokenizer, tickets, task, answer_logits_only=True, share_prefix=True)
     with torch.no_grad():
-        together = train.forward_with_shared_prefix(model, batch, batch["shared_prefix_length"]).logits
+        together = forward_with_shared_prefix(model, batch, batch["shared_prefix_length"]).logits
         alone = []
         for record in tickets:
             row = batch_of(tokenizer, [record], task, answer_logits_only=True)
@@ -102,7 +103,7 @@ def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task,
         "tiny-random-llama", records, tickets, tmp_path / "whole", config=config(), task=task, device=cpu
     )
 
-    original_step = train.FtlibTrainer.training_step
+    original_step = trainer.FtlibTrainer.training_step
     calls = {"n": 0}
 
     def crash_at_step_four(self, *args, **kwargs):
@@ -111,11 +112,11 @@ def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task,
             raise KeyboardInterrupt("simulated interruption after the step-2 checkpoint")
         return original_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(train.FtlibTrainer, "training_step", crash_at_step_four)
+    monkeypatch.setattr(trainer.FtlibTrainer, "training_step", crash_at_step_four)
     with pytest.raises(KeyboardInterrupt):
         train.train("tiny-random-llama", records, tickets, tmp_path / "resumed", config=config(), task=task, device=cpu)
     assert not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.partial").exists()
-    monkeypatch.setattr(train.FtlibTrainer, "training_step", original_step)
+    monkeypatch.setattr(trainer.FtlibTrainer, "training_step", original_step)
     resumed = train.train(
         "tiny-random-llama", records, tickets, tmp_path / "resumed", config=config(), task=task, device=cpu, resume=True
     )
@@ -242,7 +243,7 @@ def trained_adapters(tmp_path_factory, cpu):
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_merged_export_matches_base_plus_adapter(trained_adapters, cpu, method):
     folder, runs = trained_adapters
-    exported = train.merge_and_export(
+    exported = adapters.merge_and_export(
         "tiny-random-llama", runs[method].adapter_dir, folder / f"{method}-merged", device=cpu
     )
     merged = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32)
@@ -250,7 +251,7 @@ def test_merged_export_matches_base_plus_adapter(trained_adapters, cpu, method):
     assert merged.dtype == torch.float32
     assert json.loads((exported / "merge.json").read_text())["base_model"] == "tiny-random-llama"
     # Reference: the same adapter on the same full-precision base, unmerged.
-    reference, tokenizer = train.load_adapter("tiny-random-llama", runs[method].adapter_dir, device=cpu)
+    reference, tokenizer = adapters.load_adapter("tiny-random-llama", runs[method].adapter_dir, device=cpu)
     ids = tokenizer("my router is on fire", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         expected = reference(ids).logits

@@ -15,7 +15,7 @@ DATA_ORDERS = {
 }
 # TrainConfig.report_to: where Trainer also sends its logs. "none": only ftlib's own history.json and manifest;
 # "tensorboard": event files in the run folder's ``tensorboard/`` (optional extra ``ftlib[tracking]``; see
-# ftlib.engine.train.TENSORBOARD_DIR for why TensorBoard).
+# ftlib.engine.trainer.TENSORBOARD_DIR for why TensorBoard).
 REPORTERS = ("none", "tensorboard")
 
 

@@ -65,7 +65,7 @@ def check_run_source(run: str) -> None:
 
 def command_merge(args) -> int:
     from ftlib.core.runs import MANIFEST, load_run
-    from ftlib.engine.train import merge_and_export
+    from ftlib.engine.adapters import merge_and_export
 
     manifest_path = args.run / MANIFEST
     if not args.run.is_dir():
@@ -160,8 +160,8 @@ def command_publish(args) -> int:
 def command_generate(args) -> int:
     from ftlib.core.tasks import get_task
     from ftlib.data.records import check_input, numbered, read_records, write_jsonl
+    from ftlib.engine.adapters import load_for_eval
     from ftlib.engine.inference import generate
-    from ftlib.engine.train import load_for_eval
 
     task = get_task(args.task)
     records = read_records(args.data, args.split, args.revision)
@@ -181,7 +181,7 @@ def command_evaluate(args) -> int:
     from ftlib.core.fileio import write_json
     from ftlib.core.tasks import get_task
     from ftlib.data.records import check_input, numbered, read_records
-    from ftlib.engine.train import load_for_eval
+    from ftlib.engine.adapters import load_for_eval
     from ftlib.measure.evaluate import evaluate_model
 
     task = get_task(args.task)

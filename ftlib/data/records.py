@@ -525,7 +525,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
     """Tokenized examples, ready for ``transformers.Trainer``.
 
     With ``label_token_weight`` != 1 every example also holds ``label_weights`` (see ``tokenize_example``),
-    which ``PaddingCollator`` pads and ``ftlib.engine.train.answer_only_loss`` weighs the token losses with.
+    which ``PaddingCollator`` pads and ``ftlib.engine.trainer.answer_only_loss`` weighs the token losses with.
     """
 
     def __init__(

@@ -4,7 +4,7 @@ Export is where fine-tuned models most often break without a sound: the merged o
 differently from the adapter it came from, or loses its chat template. ``ship`` does the whole job and checks
 each hand-over, in fp32:
 
-1. adapter -> merged: ``ftlib.engine.train.merge_and_export`` folds the adapter into its full-precision base; the
+1. adapter -> merged: ``ftlib.engine.adapters.merge_and_export`` folds the adapter into its full-precision base; the
    logits of the adapter model and of the merged model (reloaded from disk) are compared on the prompts, and
    their greedy answers must be identical;
 2. merged -> GGUF: ``write_gguf`` writes the merged Llama model with its tokenizer (byte-level BPE vocabulary,
@@ -555,8 +555,8 @@ def ship(
     from transformers import AutoConfig
 
     from ftlib.core.runtime import DeviceChoice, pick_device, release_memory
+    from ftlib.engine.adapters import load_adapter, merge_and_export
     from ftlib.engine.models import load_model, resolve_model_source
-    from ftlib.engine.train import load_adapter, merge_and_export
 
     started = time.perf_counter()
     run, out = Path(run), Path(out)

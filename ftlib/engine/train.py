@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import platform
 import shutil
-import threading
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
-import psutil
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from peft import PeftModel
+from transformers import EarlyStoppingCallback, PrinterCallback, set_seed
 from transformers.trainer_utils import TrainOutput
 
-from ftlib.core.config import DATA_ORDERS, SCHEDULERS, TrainConfig  # noqa: F401 (re-exported)
+from ftlib.core.config import TrainConfig
 from ftlib.core.fileio import replace_dir, write_json
-from ftlib.core.presets import METHODS, TARGET_MODULES  # noqa: F401 (re-exported)
-from ftlib.core.progress import LINE_INTERVAL_S, Progress
 from ftlib.core.runs import (
     MANIFEST,
     CheckpointSummary,
@@ -39,25 +31,25 @@ from ftlib.core.runs import (
 from ftlib.core.runtime import DeviceChoice, pick_device
 from ftlib.core.tasks import Task
 from ftlib.data.records import (
-    IGNORE_INDEX,
     PaddingCollator,
     SupervisedDataset,
     check_labels,
-    forward_with_shared_prefix,
     records_hash,
 )
+from ftlib.engine.adapters import attach_lora, library_versions
 from ftlib.engine.memory import MemoryEstimate, estimate_memory, model_config_for, workload_from_records
 from ftlib.engine.models import count_parameters, load_model, load_tokenizer
-
-TRACKED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "ftlib")
-# TrainConfig(report_to="tensorboard") writes Trainer's logs here, inside the run folder. TensorBoard rather than
-# MLflow or trackio, measured with `pip install --dry-run` against this environment: it adds 6 packages (19.3 MiB of
-# wheels: tensorboard, grpcio, protobuf, Markdown, Werkzeug, tensorboard-data-server) where mlflow-skinny adds 22
-# (11.6 MiB, among them fastapi, uvicorn, databricks-sdk, opentelemetry and cryptography) and trackio 13 (16.2 MiB,
-# gradio_client, uvicorn, pillow...); writing needs no server, account or network (torch's SummaryWriter appends
-# plain event files), and the folder is read offline with `tensorboard --logdir <run>/tensorboard`. trackio writes
-# to a database under ~/.cache unless told otherwise, and MLflow to its own store: neither keeps a run's logs with it.
-TENSORBOARD_DIR = "tensorboard"
+from ftlib.engine.recipe import training_arguments
+from ftlib.engine.trainer import (
+    FtlibTrainer,
+    PeakMemory,
+    StepProgress,
+    answer_only_loss,
+    history_from_log,
+    last_step_evaluation,
+    log_to_run_folder,
+    training_seconds,
+)
 
 
 @dataclass
@@ -73,165 +65,6 @@ class TrainResult:
 
     def __post_init__(self):
         self.adapter_dir = self.output_dir / "adapter"
-
-
-class PeakMemory:
-    """Peak resident memory of this process (sampled) and CUDA's max allocated, during a block."""
-
-    def __init__(self, interval: float = 0.05):
-        self.interval = interval
-        self.peak_rss = 0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        process = psutil.Process()
-        while not self._stop.is_set():
-            self.peak_rss = max(self.peak_rss, process.memory_info().rss)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_rss = max(self.peak_rss, psutil.Process().memory_info().rss)
-
-    def as_dict(self) -> dict:
-        result = {"peak_rss_mb": round(self.peak_rss / 2**20, 1)}
-        if torch.cuda.is_available():
-            result["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        return result
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in TRACKED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def entries_during_training(log_history: list[dict]) -> list[dict]:
-    """Trainer's log up to the summary ``train()`` writes (the entry with ``train_loss``), without later evaluations."""
-    end = next((i for i, entry in enumerate(log_history) if "train_loss" in entry), len(log_history))
-    return log_history[:end]
-
-
-def history_from_log(log_history: list[dict]) -> dict:
-    """Split Trainer's log into train-loss-per-step and val-loss-per-eval series (training only).
-
-    Evaluations after ``train()`` returned are left out: with best-model selection they score the
-    best checkpoint, not the last step they would be plotted at.
-    """
-    during = entries_during_training(log_history)
-    train = [{"step": e["step"], "loss": e["loss"]} for e in during if "loss" in e]
-    val_by_step = {e["step"]: e["eval_loss"] for e in during if "eval_loss" in e}
-    return {"train": train, "val": [{"step": step, "loss": loss} for step, loss in val_by_step.items()]}
-
-
-def answer_only_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, weights=None) -> torch.Tensor:
-    """Next-token cross-entropy when the model returned logits for the answer positions only.
-
-    The logits are ``(n_answer_tokens, vocab)``, in the row-major order of
-    ``ftlib.data.records.answer_positions(labels)``; the targets are the labels one position later.
-    Divided by ``num_items_in_batch`` (all label tokens of an accumulated batch) when Trainer passes it,
-    as ``transformers`` does, so gradient accumulation gives the same update as one big batch.
-
-    With ``weights`` (the collator's ``label_weights``, aligned with ``labels``) the loss is the weighted mean
-    ``sum(w * token CE) / sum(w)`` over the answer tokens; ``num_items_in_batch`` is then the sum of the weights
-    of the accumulated batch (``FtlibTrainer`` counts it so). All weights 1 give the unweighted loss.
-    """
-    shifted = labels[:, 1:]
-    scored = shifted != IGNORE_INDEX
-    targets = shifted[scored].to(outputs.logits.device)
-    if weights is None:
-        total = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
-        return total / (num_items_in_batch if num_items_in_batch is not None else targets.numel())
-    token_weights = weights[:, 1:][scored].to(outputs.logits.device, torch.float)
-    losses = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="none")
-    total = (token_weights * losses).sum()
-    return total / (num_items_in_batch if num_items_in_batch is not None else token_weights.sum())
-
-
-class FtlibTrainer(Trainer):
-    """``Trainer`` that runs a batch's shared prompt prefix once, then the rows' own tokens on top of it.
-
-    Causal attention makes the prefix's keys and values the same for every row, so the loss and the
-    gradients are those of the plain forward pass (checked by a test), for ~40% less compute on the
-    ticket task. Batches without ``shared_prefix_length`` take Trainer's usual path.
-
-    Batches with ``label_weights`` (``TrainConfig.label_token_weight`` != 1) get the weighted answer loss of
-    ``answer_only_loss`` on either path, normalized by the weight sum of the accumulated batch.
-    """
-
-    computed_tokens = 0  # non-pad tokens the training steps really ran: a shared prefix counts once per batch
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        prefix = int(inputs.pop("shared_prefix_length", 0))
-        weights = inputs.pop("label_weights", None)
-        if model.training:
-            rows = inputs["input_ids"].shape[0]
-            self.computed_tokens += int(inputs["attention_mask"].sum()) - prefix * (rows - 1)
-        if prefix == 0:
-            if weights is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            # Trainer's own path (and its scaling across processes), with this batch's weights in the loss
-            unweighted = self.compute_loss_func
-            self.compute_loss_func = functools.partial(answer_only_loss, weights=weights)
-            try:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            finally:
-                self.compute_loss_func = unweighted
-        outputs = forward_with_shared_prefix(model, inputs, prefix)
-        loss = answer_only_loss(outputs, inputs["labels"], num_items_in_batch, weights)
-        return (loss, outputs) if return_outputs else loss
-
-    def _get_num_items_in_batch(self, batch_samples: list, device):
-        """Trainer's count of the label tokens in an accumulated batch; with ``label_weights``, their weight sum.
-
-        The weight sum is the count times this process's ratio of weight to tokens: exact on one process.
-        """
-        count = super()._get_num_items_in_batch(batch_samples, device)
-        if count is None or not batch_samples or "label_weights" not in batch_samples[0]:
-            return count
-        tokens = sum(int(batch["labels"][:, 1:].ne(IGNORE_INDEX).sum()) for batch in batch_samples)
-        weight = sum(float(batch["label_weights"][:, 1:].sum()) for batch in batch_samples)
-        return count * (weight / tokens) if tokens else count
-
-
-class StepProgress(TrainerCallback):
-    """Training progress through ``ftlib.core.progress``: step of total, loss, elapsed and estimated time left,
-    and each validation loss; on the main process only (one report under DDP)."""
-
-    def __init__(self, mode: str | None = None, interval: float = LINE_INTERVAL_S):
-        self.mode, self.interval = mode, interval
-        self.progress: Progress | None = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:  # a resumed run starts at its checkpoint's step
-            self.progress = Progress(
-                state.max_steps, "train", "step", initial=state.global_step, mode=self.mode, interval=self.interval
-            )
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.progress is not None and logs and "loss" in logs:  # ftlib logs every step (logging_steps=1)
-            self.progress.update(state.global_step - self.progress.n, loss=logs["loss"])
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if self.progress is not None and metrics and "eval_loss" in metrics:
-            self.progress.note(f"validation loss {metrics['eval_loss']:.4f} at step {state.global_step}")
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.close()
-            self.progress = None  # the evaluation train() runs afterwards is not part of training
 
 
 def estimate_run_memory(
@@ -266,209 +99,6 @@ def gpu_preflight(estimate, device: DeviceChoice) -> None:
             "use method='qlora', gradient_checkpointing=True, a smaller batch_size with grad_accum, or a shorter "
             "max_length"
         )
-
-
-def training_seconds(log_history: list[dict], train_runtime: float) -> float:
-    """Trainer's runtime minus the validation passes run inside it: the time that throughput is about."""
-    return train_runtime - sum(entry.get("eval_runtime", 0.0) for entry in entries_during_training(log_history))
-
-
-def peft_target_modules(preset: str) -> str | list[str]:
-    """peft's ``target_modules`` for a preset of ``ftlib.core.presets.TARGET_MODULES``.
-
-    "all-linear" stays peft's own shorthand (every linear layer but the output one, which on the Llama-style
-    models ftlib trains are the seven projections of ``LORA_TARGETS``), as runs have always been configured.
-    """
-    return "all-linear" if preset == "all-linear" else list(TARGET_MODULES[preset])
-
-
-def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
-    """Wrap a base model with fresh LoRA adapters, or a saved one to keep training.
-
-    For QLoRA this comes after preparing the 4-bit base.
-
-    For ``method="full"`` the model itself is returned with every parameter trainable.
-    """
-    if config.method == "full":
-        if config.gradient_checkpointing:
-            model.activation_checkpointing_enable()
-        return model.requires_grad_(True)
-    if config.method == "qlora":
-        # Checkpointing is enabled below instead: peft 0.21 would call a deprecated transformers alias.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if config.gradient_checkpointing:
-        model.activation_checkpointing_enable()
-        model.enable_input_require_grads()  # frozen embeddings otherwise cut the graph under checkpointing
-    if adapter is not None:  # a trained adapter: never get_peft_model, which would start a fresh one
-        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-    return get_peft_model(model, lora_config(config))
-
-
-def lora_config(config: TrainConfig) -> LoraConfig:
-    """The ``peft.LoraConfig`` of a LoRA or QLoRA run's fresh adapters (what ``attach_lora`` puts on the model)."""
-    return LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=peft_target_modules(config.target_modules),
-    )
-
-
-def training_arguments(config: TrainConfig, scratch_dir: Path, device: DeviceChoice) -> TrainingArguments:
-    """Trainer settings for ``config``; under ``torchrun``/``accelerate launch`` they also set up DDP.
-
-    Each process trains on ``config.batch_size`` examples per step, so the global batch is
-    ``batch_size x grad_accum x world_size``. DDP runs over NCCL on GPUs and gloo on CPUs.
-    """
-    on_gpu = device.device.startswith("cuda")  # "cuda:N" under a distributed launcher
-    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-    return TrainingArguments(
-        output_dir=str(scratch_dir),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        max_steps=config.max_steps or -1,
-        num_train_epochs=config.num_epochs or 1,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        logging_steps=1,
-        eval_strategy="steps",
-        eval_steps=config.eval_steps,
-        save_strategy="steps" if config.save_checkpoints else "no",
-        save_steps=config.eval_steps,
-        save_total_limit=2,  # the best and the last (Trainer never deletes the best one)
-        load_best_model_at_end=config.save_checkpoints,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        report_to=config.report_to,  # "none" by default: no tracker, and no wandb login prompt
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=not on_gpu,
-        bf16=on_gpu and device.dtype == torch.bfloat16,
-        fp16=on_gpu and device.dtype == torch.float16,
-        optim="paged_adamw_8bit" if on_gpu and config.method == "qlora" else "adamw_torch",
-        train_sampling_strategy=DATA_ORDERS[config.data_order],
-        include_num_input_tokens_seen="non_padding",
-        remove_unused_columns=False,
-        prediction_loss_only=True,  # never gather full-vocabulary logits across the eval set
-        dataloader_pin_memory=on_gpu,
-        disable_tqdm=True,  # StepProgress shows training progress (bar, lines or nothing: ftlib.core.progress)
-        ddp_backend=None if on_gpu or not launched else "gloo",  # None: NCCL on GPUs
-        ddp_find_unused_parameters=False,  # every trainable weight gets a gradient: skip DDP's graph search
-    )
-
-
-# The TrainingArguments a plain-library recipe spells out (every other one is the Trainer default or plumbing).
-RECIPE_ARGUMENTS = (
-    "output_dir",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "learning_rate",
-    "lr_scheduler_type",
-    "warmup_steps",
-    "max_steps",
-    "num_train_epochs",
-    "weight_decay",
-    "optim",
-    "seed",
-    "data_seed",
-    "train_sampling_strategy",
-    "eval_strategy",
-    "eval_steps",
-    "per_device_eval_batch_size",
-    "save_strategy",
-    "save_steps",
-    "save_total_limit",
-    "load_best_model_at_end",
-    "metric_for_best_model",
-    "greater_is_better",
-    "use_cpu",
-    "bf16",
-    "fp16",
-    "report_to",
-)
-
-
-@dataclass(frozen=True)
-class PlainRecipe:
-    """A ``TrainConfig`` as the plain ``peft`` and ``transformers`` objects ``train`` builds from it."""
-
-    config: TrainConfig
-    lora: LoraConfig | None  # None for a full fine-tune
-    args: TrainingArguments
-
-    def source(self) -> str:
-        """Python that builds the same ``LoraConfig`` and ``TrainingArguments`` without ftlib."""
-        method = self.config.method
-        lines = [
-            "from peft import LoraConfig, get_peft_model",
-            "from transformers import AutoModelForCausalLM, Trainer, TrainingArguments",
-            "",
-        ]
-        if self.lora is not None:
-            lines += [
-                "lora = LoraConfig(",
-                '    task_type="CAUSAL_LM",',
-                f"    r={self.lora.r!r},",
-                f"    lora_alpha={self.lora.lora_alpha!r},",
-                f"    lora_dropout={self.lora.lora_dropout!r},",
-                f"    target_modules={literal(peft_target_modules(self.config.target_modules))},",
-                ")",
-            ]
-        lines.append("args = TrainingArguments(")
-        for name in RECIPE_ARGUMENTS:
-            if (
-                name == "max_steps"
-                and self.args.max_steps < 0
-                or name == "num_train_epochs"
-                and self.args.max_steps > 0
-            ):
-                continue  # one of the two decides the run's length
-            value = getattr(self.args, name)
-            value = getattr(value, "value", value)  # transformers' enums (SchedulerType, ...) as their strings
-            if name == "report_to":
-                value = "none" if value in ([], ["none"], "none") else value
-            lines.append(f"    {name}={literal(value)},")
-        lines.append(")")
-        if method == "qlora":
-            lines += [
-                "# QLoRA: load the base with BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4',",
-                "# bnb_4bit_use_double_quant=True) and call peft's prepare_model_for_kbit_training on it first.",
-            ]
-        lines.append("model = AutoModelForCausalLM.from_pretrained(BASE_MODEL)  # the base model's hub id or folder")
-        if self.lora is not None:
-            lines.append("model = get_peft_model(model, lora)")
-        lines += [
-            "# train_set, val_set: tokenized examples whose labels are -100 on the prompt, so that the loss counts",
-            "# the answer tokens only (ftlib.data.records.SupervisedDataset), padded per batch by a collator.",
-            "trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set)",
-            "trainer.train()",
-        ]
-        return "\n".join(lines)
-
-
-def literal(value) -> str:
-    """A value as Python source, strings in double quotes as the course's code writes them."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(literal(item) for item in value) + "]"
-    return repr(value)
-
-
-def plain_recipe(config: TrainConfig, output_dir: str | Path, device: DeviceChoice | None = None) -> PlainRecipe:
-    """The plain ``peft.LoraConfig`` and ``transformers.TrainingArguments`` that ``train`` builds for ``config``.
-
-    Built by the same functions ``train`` calls (``lora_config``, ``training_arguments``), so they cannot drift;
-    ``device`` (default: a CPU) sets the precision and optimizer arguments. ``source()`` spells them out as code.
-    """
-    config.validate()
-    device = device or DeviceChoice("cpu", torch.float32, "CPU")
-    lora = None if config.method == "full" else lora_config(config)
-    return PlainRecipe(config, lora, training_arguments(config, Path(output_dir), device))
 
 
 def run_key(base_model: str, config: TrainConfig, train_records: list[dict], val_records: list[dict]) -> dict:
@@ -648,19 +278,6 @@ def prepare(plan: RunPlan) -> PreparedRun:
     return PreparedRun(model, tokenizer, train_set, val_set, trainer, scratch, checkpoint)
 
 
-def log_to_run_folder(trainer: Trainer, scratch: Path) -> None:
-    """Point Trainer's TensorBoard callback (``report_to="tensorboard"``) at ``<run>/tensorboard``.
-
-    transformers 5 writes TensorBoard logs under ``args.output_dir``, the scratch ``trainer/`` folder that
-    ``publish`` deletes; in the scratch run folder they move into place with the run (and survive a resume).
-    """
-    from transformers.integrations import TensorBoardCallback
-
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback):
-            callback.logging_dir = str(scratch / TENSORBOARD_DIR)
-
-
 def resolve_adapter(adapter: str | Path | None) -> tuple[Path | None, ParentRun | None]:
     """The adapter folder to keep training and the run it belongs to.
 
@@ -674,22 +291,6 @@ def resolve_adapter(adapter: str | Path | None) -> tuple[Path | None, ParentRun 
         folder = folder / load_run(folder).weights_folder
     run = folder.parent
     return folder, ParentRun.of(run) if (run / MANIFEST).exists() else None
-
-
-def last_step_evaluation(trainer: Trainer) -> dict | None:
-    """The validation metrics logged at the last training step when the trainer keeps that step's weights.
-
-    Then a final ``evaluate()`` would score the same weights on the same set again (the smoke profile's runs end
-    on an evaluation step); None when it must run: no evaluation at the last step, or an earlier best checkpoint
-    was loaded back.
-    """
-    state, args = trainer.state, trainer.args
-    during = entries_during_training(state.log_history)
-    last = next((entry for entry in reversed(during) if "eval_loss" in entry), None)
-    keeps_last = not args.load_best_model_at_end or state.best_global_step in (None, state.global_step)
-    if last is None or last["step"] != state.global_step or not keeps_last:
-        return None
-    return {key: value for key, value in last.items() if key.startswith("eval_")}
 
 
 def fit(run: PreparedRun) -> FitResult:
@@ -824,72 +425,3 @@ def train(
         run = prepare(plan)
         fitted = fit(run)
     return publish(plan, run, fitted, MeasuredMemory(**peak.as_dict()), wall_seconds=time.perf_counter() - started)
-
-
-def load_adapter(
-    base_model: str,
-    adapter_dir: str | Path,
-    quantization: str | None = None,
-    device: DeviceChoice | None = None,
-    source: str = "auto",
-    trainable: bool = False,
-):
-    """Load a base model and put a trained adapter on it (never ``get_peft_model`` on a trained one).
-
-    Returns:
-        ``(peft_model, tokenizer)``; pass ``trainable=True`` to keep training the adapter.
-    """
-    model, tokenizer = load_model(base_model, quantization, device, source)
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable), tokenizer
-
-
-def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):
-    """A run folder (with manifest.json and adapter/) or a base model name/path -> (model, tokenizer, label).
-
-    ``quantization`` ("nf4", say) applies to a base model only: a run folder's manifest says how its base loads.
-    """
-    folder = Path(run)
-    if (folder / MANIFEST).exists():
-        record = load_run(folder)
-        if record.method == "full":
-            model, tokenizer = load_model(str(folder / record.weights_folder), source=source)
-            return model, tokenizer, f"full fine-tune {folder.name}"
-        quantization = "nf4" if record.method == "qlora" else None
-        model, tokenizer = load_adapter(record.base_model, folder / record.weights_folder, quantization, source=source)
-        return model, tokenizer, f"{record.method} run {folder.name}"
-    model, tokenizer = load_model(run, quantization=quantization, source=source)
-    return model, tokenizer, f"base model {run}" + (f" ({quantization})" if quantization else "")
-
-
-def merge_and_export(
-    base_model: str,
-    adapter_dir: str | Path,
-    output_dir: str | Path,
-    device: DeviceChoice | None = None,
-    source: str = "auto",
-) -> Path:
-    """Fold a LoRA adapter into a full-precision copy of its base and save it as a plain model.
-
-    The base is always loaded unquantized, also for a QLoRA adapter: merging into 4-bit weights
-    would round the update away and leave a model that only bitsandbytes can load. The result
-    loads with ``AutoModelForCausalLM.from_pretrained(output_dir)``, with no ``peft`` needed.
-    """
-    model, tokenizer = load_adapter(base_model, adapter_dir, quantization=None, device=device, source=source)
-    merged = model.merge_and_unload()
-    output_dir = Path(output_dir)
-    partial = output_dir.with_name(output_dir.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    merged.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    write_json(
-        {
-            "base_model": base_model,
-            "adapter": str(adapter_dir),
-            "dtype": str(merged.dtype).removeprefix("torch."),
-            "versions": library_versions(),
-        },
-        partial / "merge.json",
-    )
-    replace_dir(partial, output_dir)
-    return output_dir

@@ -24,7 +24,7 @@ from ftlib.core.runs import MANIFEST, load_run
 from ftlib.core.runtime import release_memory
 from ftlib.core.tasks import Task, get_task, raw_data_file
 from ftlib.data.records import read_jsonl, validate_records
-from ftlib.engine.train import TENSORBOARD_DIR
+from ftlib.engine.trainer import TENSORBOARD_DIR
 from ftlib.lessons.sweeps import compare, interval_text, main_metric
 from ftlib.measure import cost, drift, forgetting
 from ftlib.measure.evaluate import evaluate_model, few_shot_examples, load_success_bar, set_comparison
@@ -385,7 +385,7 @@ class DriftStudy:
         """Score the run in use on the old test split and the later sample; the table's rows."""
         if self.skipped:
             return []
-        from ftlib.engine.train import load_for_eval
+        from ftlib.engine.adapters import load_for_eval
 
         model, tokenizer, _ = load_for_eval(str(self.current))
         self.loaded = (model, tokenizer)
@@ -400,7 +400,7 @@ class DriftStudy:
         the input perplexity and the vocabulary of the new batch against the old test tickets."""
         if self.skipped:
             return None
-        from ftlib.engine.train import load_for_eval
+        from ftlib.engine.adapters import load_for_eval
 
         lesson, sizes = self.lesson, self.sizes
         model, tokenizer = self.loaded or load_for_eval(str(self.current))[:2]
@@ -536,8 +536,8 @@ def cost_study(lesson, run: str | Path, sizes: AfterSizes) -> cost.CostReport:
     """``ftlib.measure.cost.measure`` for the run in use on the task's field test (or its test split): the adapter
     zero-shot,
     the base with three solved examples, the merged adapter; saved as ``<run>/after/cost.json``."""
+    from ftlib.engine.adapters import load_adapter
     from ftlib.engine.models import load_model
-    from ftlib.engine.train import load_adapter
 
     record = load_run(run)
     quantization = "nf4" if record.method == "qlora" else None

@@ -304,7 +304,7 @@ def check_drift(
     """Measure the drift of ``new_records`` (unlabelled is enough) and report it.
 
     Args:
-        model, tokenizer: the tuned model in use (``ftlib.engine.train.load_for_eval``).
+        model, tokenizer: the tuned model in use (``ftlib.engine.adapters.load_for_eval``).
         new_records: this week's tickets; only their input text is read.
         reference_records: the old test tickets (the same period as training), the baseline of every signal.
         train_records: the data the model trained on: its vocabulary.
