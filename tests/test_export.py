@@ -12,7 +12,7 @@ from ftlib.core.config import Decoding, TrainConfig
 from ftlib.core.fileio import write_jsonl
 from ftlib.core.runtime import pick_device
 from ftlib.course import cli
-from ftlib.engine import export, train
+from ftlib.engine import export, gguf, train
 from ftlib.engine.models import CHATML_TEMPLATE, chatml_tokenizer, tiny_random_llama_config, tiny_tokenizer
 
 CONVERSATIONS = [
@@ -91,11 +91,11 @@ def test_gguf_round_trip_keeps_logits_answers_and_template(bpe_model, tmp_path, 
     from gguf import GGUFReader
 
     model, tokenizer = bpe_model
-    path = export.write_gguf(model, tokenizer, tmp_path / "m.gguf", dtype)
+    path = gguf.write_gguf(model, tokenizer, tmp_path / "m.gguf", dtype)
     names = {tensor.name for tensor in GGUFReader(path).tensors}
     assert {"token_embd.weight", "blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output_norm.weight"} <= names
     assert "output.weight" not in names  # tied embeddings: readers tie them again
-    reloaded, reloaded_tokenizer = export.load_gguf(path)
+    reloaded, reloaded_tokenizer = gguf.load_gguf(path)
     parity, _ = export.compare_stage(
         "merged -> GGUF",
         model,
@@ -123,8 +123,8 @@ def test_gguf_round_trip_keeps_logits_answers_and_template(bpe_model, tmp_path, 
 @pytest.mark.unit
 def test_forgetting_the_qk_permutation_is_caught(bpe_model, tmp_path, monkeypatch):
     model, tokenizer = bpe_model
-    monkeypatch.setattr(export, "llama_cpp_permute", lambda weights, n_head: weights)
-    reloaded, reloaded_tokenizer = export.load_gguf(export.write_gguf(model, tokenizer, tmp_path / "m.gguf"))
+    monkeypatch.setattr(gguf, "llama_cpp_permute", lambda weights, n_head: weights)
+    reloaded, reloaded_tokenizer = gguf.load_gguf(gguf.write_gguf(model, tokenizer, tmp_path / "m.gguf"))
     parity, _ = export.compare_stage(
         "merged -> GGUF",
         model,
@@ -169,7 +169,7 @@ def test_the_permutation_is_the_one_transformers_undoes():
     processor = LlamaTensorProcessor({"num_attention_heads": n_head, "num_key_value_heads": n_kv})
     for name, heads in (("blk.0.attn_q.weight", n_head), ("blk.0.attn_k.weight", n_kv)):
         weights = rng.standard_normal((heads * head_dim, hidden)).astype(np.float32)
-        permuted = export.llama_cpp_permute(weights, heads)
+        permuted = gguf.llama_cpp_permute(weights, heads)
         assert not np.array_equal(permuted, weights)
         np.testing.assert_array_equal(processor.process(permuted, name).weights, weights)
 
@@ -215,7 +215,7 @@ def test_export_command_prints_a_table_writes_a_report_and_keeps_earlier_output(
 @pytest.mark.unit
 def test_modelfile_translates_chatml_and_says_what_it_cannot():
     tokenizer = tiny_tokenizer()
-    text = export.modelfile_text("model.gguf", tokenizer, "Answer in JSON.")
+    text = gguf.modelfile_text("model.gguf", tokenizer, "Answer in JSON.")
     lines = text.splitlines()
     assert "FROM ./model.gguf" in lines
     assert 'SYSTEM """Answer in JSON."""' in lines
@@ -226,12 +226,12 @@ def test_modelfile_translates_chatml_and_says_what_it_cannot():
         "{{ '<|im_start|>system\\nYou are SmolLM<|im_end|>\\n' }}{% endif %}"
     )
     tokenizer.chat_template = smol + CHATML_TEMPLATE
-    assert 'SYSTEM """You are SmolLM"""' in export.modelfile_text("model.gguf", tokenizer)
+    assert 'SYSTEM """You are SmolLM"""' in gguf.modelfile_text("model.gguf", tokenizer)
     tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
-    other = export.modelfile_text("model.gguf", tokenizer)
+    other = gguf.modelfile_text("model.gguf", tokenizer)
     assert "TEMPLATE" not in other.replace("# No TEMPLATE", "") and "<|im_start|>" not in other
     with pytest.raises(ValueError, match='"""'):
-        export.modelfile_text("model.gguf", tokenizer, 'say """hi"""')
+        gguf.modelfile_text("model.gguf", tokenizer, 'say """hi"""')
 
 
 @pytest.mark.unit
@@ -241,8 +241,8 @@ def test_a_non_llama_model_is_refused_by_name(active_run, bpe_base, tmp_path, ca
     qwen = AutoModelForCausalLM.from_config(
         Qwen2Config(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     )
-    with pytest.raises(export.UnsupportedModel, match="'qwen2'"):
-        export.write_gguf(qwen, bpe_tokenizer(), tmp_path / "q.gguf")
+    with pytest.raises(gguf.UnsupportedModel, match="'qwen2'"):
+        gguf.write_gguf(qwen, bpe_tokenizer(), tmp_path / "q.gguf")
     assert not list(tmp_path.glob("*gguf*"))
     # A run whose base is a Qwen2 model: refused before anything is written.
     qwen_base = tmp_path / "qwen-base"
@@ -263,5 +263,5 @@ def test_a_tokenizer_without_merges_is_refused(tmp_path):
 
     tokenizer = tiny_tokenizer()  # the fixtures' byte-level vocabulary has no merges: llama.cpp needs them
     model = AutoModelForCausalLM.from_config(tiny_random_llama_config(len(tokenizer)))
-    with pytest.raises(export.UnsupportedModel, match="without merges"):
-        export.write_gguf(model, tokenizer, tmp_path / "m.gguf")
+    with pytest.raises(gguf.UnsupportedModel, match="without merges"):
+        gguf.write_gguf(model, tokenizer, tmp_path / "m.gguf")
