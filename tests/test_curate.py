@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ftlib.core.tasks import LISTINGS, SUPPORT_TICKETS
-from ftlib.data import curate
+from ftlib.data import cleaning, curate, dedup
 from ftlib.data import records as data
 from ftlib.engine.profiles import sample_path
 
@@ -63,7 +63,7 @@ def test_other_layouts_are_normalized_not_dropped_and_raw_is_untouched(tokenizer
 )
 @pytest.mark.unit
 def test_pii_is_replaced_by_typed_placeholders(text, kinds):
-    scrubbed, counts = curate.scrub_pii(text)
+    scrubbed, counts = cleaning.scrub_pii(text)
     assert set(counts) == kinds
     assert all(f"<{kind}>" in scrubbed for kind in kinds)
 
@@ -81,12 +81,12 @@ def test_pii_is_replaced_by_typed_placeholders(text, kinds):
 )
 @pytest.mark.unit
 def test_pii_scrubber_leaves_ordinary_text_alone(text):
-    assert curate.scrub_pii(text) == (text, {})
+    assert cleaning.scrub_pii(text) == (text, {})
 
 
 @pytest.mark.unit
 def test_luhn():
-    assert curate.luhn_valid("4539148803436467") and not curate.luhn_valid("4539148803436468")
+    assert cleaning.luhn_valid("4539148803436467") and not cleaning.luhn_valid("4539148803436468")
 
 
 @pytest.mark.unit
@@ -126,12 +126,12 @@ def test_missing_field_is_dropped_with_reason(tickets):
 
 @pytest.mark.unit
 def test_markup_junk_and_language(tickets):
-    assert curate.strip_markup("<p>Hi&nbsp;there &amp; bye</p>") == ("Hi there & bye", True)
-    assert curate.strip_markup("no markup here") == ("no markup here", False)
-    assert curate.is_junk("   ") and curate.is_junk("asdf") and curate.is_junk("testing 123")
-    assert curate.is_junk("my internet is down") is None
-    assert curate.non_english("Hola, mi internet no funciona desde ayer, por favor ayuda")
-    assert not curate.non_english("Hello, my internet is down since yesterday, please help")
+    assert cleaning.strip_markup("<p>Hi&nbsp;there &amp; bye</p>") == ("Hi there & bye", True)
+    assert cleaning.strip_markup("no markup here") == ("no markup here", False)
+    assert cleaning.is_junk("   ") and cleaning.is_junk("asdf") and cleaning.is_junk("testing 123")
+    assert cleaning.is_junk("my internet is down") is None
+    assert cleaning.non_english("Hola, mi internet no funciona desde ayer, por favor ayuda")
+    assert not cleaning.non_english("Hello, my internet is down since yesterday, please help")
 
 
 @pytest.mark.unit
@@ -141,7 +141,7 @@ def test_near_duplicates_are_grouped_and_distinct_texts_are_not():
         "my router light is blinking red and the wifi keeps dropping all day long",
         "please cancel my tv package from next month, I am moving abroad",
     ]
-    assert curate.near_duplicate_groups(texts, threshold=0.7) == [[0, 1]]
+    assert dedup.near_duplicate_groups(texts, threshold=0.7) == [[0, 1]]
 
 
 def _brute_force_groups(texts: list[str], threshold: float) -> list[list[int]]:
@@ -155,7 +155,7 @@ def _brute_force_groups(texts: list[str], threshold: float) -> list[list[int]]:
 
     for i in range(len(texts)):
         for j in range(i):
-            if curate.jaccard(texts[i], texts[j]) >= threshold:
+            if dedup.jaccard(texts[i], texts[j]) >= threshold:
                 parent[root(i)] = root(j)
     groups = {}
     for i in range(len(texts)):
@@ -179,18 +179,18 @@ def test_near_duplicate_groups_match_brute_force_all_pairs_jaccard():
             texts.append(" ".join(variant) + rng.choice(["", " please", " thanks"]))
     rng.shuffle(texts)
     expected = _brute_force_groups(texts, 0.7)
-    assert expected and sorted(curate.near_duplicate_groups(texts, threshold=0.7)) == expected
-    assert sorted(curate.near_duplicate_groups(texts, threshold=0.5)) == _brute_force_groups(texts, 0.5)
+    assert expected and sorted(dedup.near_duplicate_groups(texts, threshold=0.7)) == expected
+    assert sorted(dedup.near_duplicate_groups(texts, threshold=0.5)) == _brute_force_groups(texts, 0.5)
 
 
 @pytest.mark.unit
 def test_batched_signatures_and_jaccard_equal_minhash_and_jaccard():
     texts = ["my router keeps dropping the wifi", "my router keeps dropping the wifi!", "hi", "", "refund my bill"]
-    shingled = curate._Shingled(texts)
-    expected = [curate.minhash(t).hashvalues for t in texts]
+    shingled = dedup._Shingled(texts)
+    expected = [dedup.minhash(t).hashvalues for t in texts]
     assert all((row == e).all() for row, e in zip(shingled.signatures(128, chunk=2), expected))
     pairs = [(i, j) for i in range(len(texts)) for j in range(len(texts))]
-    assert [shingled.jaccard(i, j) for i, j in pairs] == [curate.jaccard(texts[i], texts[j]) for i, j in pairs]
+    assert [shingled.jaccard(i, j) for i, j in pairs] == [dedup.jaccard(texts[i], texts[j]) for i, j in pairs]
 
 
 @pytest.mark.unit
@@ -336,5 +336,5 @@ def test_step_length_measures_every_record_and_drops_the_long_ones(tokenizer):
 def test_name_cues_are_the_name_patterns_lookbehinds():
     import re
 
-    lookbehinds = re.findall(r"\(\?<=(.*?)\)(?=\||\))", curate.NAME.pattern.split("){")[0])
-    assert sorted(cue.replace("\\b", "").replace("\\n", "\n") for cue in lookbehinds) == sorted(curate.NAME_CUES)
+    lookbehinds = re.findall(r"\(\?<=(.*?)\)(?=\||\))", cleaning.NAME.pattern.split("){")[0])
+    assert sorted(cue.replace("\\b", "").replace("\\n", "\n") for cue in lookbehinds) == sorted(cleaning.NAME_CUES)

@@ -12,7 +12,8 @@ from collections import Counter
 import pytest
 
 from ftlib.core.tasks import SUPPORT_TICKETS
-from ftlib.data.curate import curate, curated_splits, dedup_key, near_duplicate_groups, normalize_layout
+from ftlib.data.curate import curate, curated_splits, normalize_layout
+from ftlib.data.dedup import dedup_key, near_duplicate_groups
 from ftlib.data.records import read_jsonl
 from ftlib.data.samples import generate_clean_tickets
 from ftlib.engine.profiles import field_test_path, sample_path

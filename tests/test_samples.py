@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ftlib.core.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
-from ftlib.data import chats, curate, flaws, listings, samples
+from ftlib.data import chats, cleaning, dedup, flaws, listings, samples
 from ftlib.data import records as data
 from ftlib.engine.profiles import sample_path
 
@@ -73,7 +73,7 @@ def test_clean_tickets_cover_every_label_and_are_distinct():
     assert set(data.label_counts(records, "category")) == set(CATEGORIES)
     assert set(data.label_counts(records, "urgency")) == set(URGENCIES)
     texts = [r["ticket"] for r in records]
-    assert not curate.near_duplicate_groups(texts, threshold=0.7)  # the pipeline's threshold
+    assert not dedup.near_duplicate_groups(texts, threshold=0.7)  # the pipeline's threshold
     lengths = [len(t) for t in texts]
     assert min(lengths) < 60 and max(lengths) > 180
 
@@ -98,7 +98,7 @@ def test_card_numbers_are_luhn_valid():
 
     rng = random.Random(0)
     cards = [text for kind, text, _ in (flaws.fake_pii(rng) for _ in range(300)) if kind == "CARD"]
-    assert cards and all(curate.luhn_valid("".join(c for c in card if c.isdigit())) for card in cards)
+    assert cards and all(cleaning.luhn_valid("".join(c for c in card if c.isdigit())) for card in cards)
 
 
 @pytest.mark.unit
@@ -136,13 +136,13 @@ def test_clean_shop_chats_cover_every_topic_and_alternate():
 def test_generated_shop_chats_are_clean_and_distinct():
     generated = chats.generate_shop_chats(300, seed=3)
     customer = [chats.customer_text(c) for c in generated]
-    assert not curate.near_duplicate_groups(customer, threshold=0.7)
-    assert not curate.near_duplicate_groups([chats.chat_text(c) for c in generated], threshold=0.7)
+    assert not dedup.near_duplicate_groups(customer, threshold=0.7)
+    assert not dedup.near_duplicate_groups([chats.chat_text(c) for c in generated], threshold=0.7)
     for chat in generated:
         turns = [m["content"] for m in chat["messages"] if m["role"] == "user"]
-        assert not any(curate.is_junk(t) for t in turns), turns
-        assert not curate.non_english(" ".join(turns)), turns
-        assert not any(curate.scrub_pii(m["content"])[1] for m in chat["messages"]), chat
+        assert not any(cleaning.is_junk(t) for t in turns), turns
+        assert not cleaning.non_english(" ".join(turns)), turns
+        assert not any(cleaning.scrub_pii(m["content"])[1] for m in chat["messages"]), chat
     # the agent's reply names the order the customer gave
     with_order = [c for c in generated if "#" in c["messages"][-1]["content"]]
     assert len(with_order) > 150
@@ -168,18 +168,18 @@ def test_shop_chat_flaws_are_where_the_manifest_says():
             for item in flaw["pii"]:
                 assert messages[item["turn"]]["role"] == "user" and item["text"] in messages[item["turn"]]["content"]
         elif name == "html":
-            assert curate.strip_markup(messages[flaw["turn"]]["content"])[1]
+            assert cleaning.strip_markup(messages[flaw["turn"]]["content"])[1]
         elif name == "junk":
-            assert curate.is_junk([m for m in messages if m["role"] == "user"][-1]["content"])
+            assert cleaning.is_junk([m for m in messages if m["role"] == "user"][-1]["content"])
         elif name == "non_english":
-            assert curate.non_english(customer)
+            assert cleaning.non_english(customer)
         elif name == "exact_duplicate":
             source = by_id[flaw["of"]]
-            assert curate.dedup_key(customer) == curate.dedup_key(chats.customer_text(source))
+            assert dedup.dedup_key(customer) == dedup.dedup_key(chats.customer_text(source))
         elif name == "near_duplicate":
             source = chats.customer_text(by_id[flaw["of"]])
-            assert curate.dedup_key(customer) != curate.dedup_key(source)
-            assert curate.jaccard(customer, source) >= 0.7
+            assert dedup.dedup_key(customer) != dedup.dedup_key(source)
+            assert dedup.jaccard(customer, source) >= 0.7
             assert record["messages"][-1] == by_id[flaw["of"]]["messages"][-1]
 
 
@@ -318,8 +318,8 @@ def test_clean_tickets_trip_no_curation_step_and_every_label_has_replies():
     records = samples.generate_clean_tickets(1000, random.Random(4))
     for record in records:
         text = record["ticket"]
-        assert not curate.scrub_pii(text)[1] and not curate.is_junk(text), text
-        assert not curate.non_english(text) and not curate.strip_markup(text)[1], text
+        assert not cleaning.scrub_pii(text)[1] and not cleaning.is_junk(text), text
+        assert not cleaning.non_english(text) and not cleaning.strip_markup(text)[1], text
         assert "{" not in text and "{" not in record["reply"], record
     replies = samples.replies_by_label()
     assert set(replies) == {(c, u) for c in CATEGORIES for u in URGENCIES}

@@ -24,7 +24,7 @@ def distinct(make, n: int, rng: random.Random, *text_of, max_similarity: float =
     then one injected on purpose."""
     from datasketch import MinHashLSH
 
-    from ftlib.data.curate import dedup_key, jaccard, minhash
+    from ftlib.data.dedup import dedup_key, jaccard, minhash
 
     indexes = [MinHashLSH(threshold=max_similarity * 0.8, num_perm=128) for _ in text_of]
     records, keys, attempts = [], [set() for _ in text_of], 0

@@ -290,7 +290,7 @@ def _order_chat(rng: random.Random, scenario: ChatScenario, ctx: dict) -> list[t
 
 def make_chat(rng: random.Random, index: int) -> dict:
     """One clean chat: 1-3 customer turns, alternating with the agent, ending with the agent's reply."""
-    from ftlib.data.curate import is_junk
+    from ftlib.data.cleaning import is_junk
 
     while True:
         topic = rng.choice(CHAT_TOPICS)

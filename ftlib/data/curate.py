@@ -8,19 +8,13 @@ length and split without leakage.
 
 from __future__ import annotations
 
-import hashlib
-import html
-import re
-from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-import numpy as np
-from datasketch import MinHash, MinHashLSH
-from datasketch.minhash import _fmix  # the scheme's pre-mix, so signatures match MinHash's exactly
-
 from ftlib.core.tasks import Task
-from ftlib.data.records import DataError, Records, location, normalize_text, numbered, to_messages, tokenize_example
+from ftlib.data.cleaning import is_junk, non_english, scrub_pii, strip_markup
+from ftlib.data.dedup import dedup_key, near_duplicate_groups
+from ftlib.data.records import DataError, Records, location, numbered, to_messages, tokenize_example
 
 # ---------------------------------------------------------------- layouts and labels
 
@@ -61,7 +55,7 @@ LABEL_SYNONYMS = {
 
 
 @dataclass
-class Outcome:
+class RecordOutcome:
     """What the pipeline did to one input record (by its line in the raw file)."""
 
     line: int
@@ -151,302 +145,6 @@ def normalize_label(field_name: str, value, allowed: tuple[str, ...]) -> str | N
     return canonical if canonical in allowed else None
 
 
-# ---------------------------------------------------------------- cleaning and quality
-
-TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
-ENTITY = re.compile(r"&(?:[a-zA-Z]+|#\d+|#x[0-9a-fA-F]+);")
-
-
-def strip_markup(text: str) -> tuple[str, bool]:
-    """Remove HTML tags and decode entities; returns ``(clean_text, changed)``."""
-    if not TAG.search(text) and not ENTITY.search(text):
-        return text, False
-    cleaned = html.unescape(TAG.sub(" ", text)).replace("\xa0", " ")
-    return " ".join(cleaned.split()), True
-
-
-JUNK = {
-    "asdf",
-    "test",
-    "testing",
-    "test test",
-    "testing 123",
-    "test 123",
-    "lorem ipsum",
-    "xxx",
-    "n/a",
-    "na",
-    "none",
-    "null",
-    "qwerty",
-    "hello",
-    "hi",
-    "...",
-    "?",
-    "-",
-    "foo",
-    "bar",
-    "sdfsdf",
-    "aaa",
-    "asdfgh",
-    "blah",
-}
-
-
-def is_junk(text: str, min_words: int = 3) -> str | None:
-    """Why a text is not a real message (empty, placeholder, keyboard mash, under ``min_words``), or None."""
-    stripped = text.strip()
-    if not stripped:
-        return "empty or whitespace-only text"
-    words = re.findall(r"[a-zA-Z']+", stripped.lower())
-    if " ".join(words) in JUNK or stripped.lower() in JUNK:
-        return f"placeholder text {stripped[:20]!r}"
-    if len(words) < min_words:
-        return f"too short to be a message ({len(words)} word(s))"
-    return None
-
-
-ENGLISH = set(
-    "the a an and or but is are was were i you it my me to of in on for with this that have has not no "
-    "can do does please help why what when how your at from be been still since".split()
-)
-OTHER = set(
-    "el la los las de que y en un una por para con mi es se lo le al del muy está desde ayer hola favor "
-    "quiero hay cuando pero como también gracias "
-    "le les des et est je mon ma ne pas une pour avec qui sur dans par tout fois jour mais sont bonjour "
-    "merci depuis très vous nous "
-    "der die das und ist ich mein meine nicht ein eine mit für auf zu den von bitte seit hallo danke "
-    "wir sie kaputt einen dem".split()
-)
-
-
-def non_english(text: str) -> bool:
-    """True when a text reads as another language: its function words and accented letters.
-
-    Short support messages defeat statistical detectors; these two signals are robust for them.
-    """
-    words = re.findall(r"[^\W\d_]+", text.lower())
-    english = sum(w in ENGLISH for w in words)
-    other = sum(w in OTHER for w in words) + sum(any(c in "áéíóúñàèêçâîôûüöäß" for c in w) for w in words)
-    return other >= 3 and other > 1.5 * english
-
-
-# ---------------------------------------------------------------- PII
-
-
-def luhn_valid(digits: str) -> bool:
-    total, double = 0, False
-    for char in reversed(digits):
-        value = int(char) * (2 if double else 1)
-        total += value - 9 if value > 9 else value
-        double = not double
-    return total % 10 == 0
-
-
-EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
-# Groups of 3+ digits: dates and times ("2026-11-05 13:45") have 2-digit groups and never match.
-# Not inside a longer run of digit groups (e.g. a card number that failed the Luhn check).
-PHONE = re.compile(
-    r"(?<![\w$.:-])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{3,4}\)[ .-]?)?\d{3,5}(?:[ .-]?\d{3,6}){1,2}"
-    r"(?![ .:-]?\d)(?!\w)"
-)
-STREET = (
-    r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Close|Terrace|"
-    r"Crescent|Gardens|Square|Parkway"
-)
-ADDRESS = re.compile(
-    # Not the cents of an amount: "$94.00 By the way" is no street.
-    rf"(?<![.$£€\d])\b\d{{1,5}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{STREET})\b\.?"
-    r"(?:,?\s+(?:Apt|Apartment|Flat|Unit)\.?\s*\w+)?",
-    re.IGNORECASE,
-)
-NAME_WORD = r"(?:[A-Z][a-z]+|[A-Z]'[A-Z][a-z]+)(?:-[A-Z][a-z]+)?"
-NAME = re.compile(
-    rf"(?:(?<=\bmy name is )|(?<=\bMy name is )|(?<=\bthis is )|(?<=\bThis is )|(?<=\bname: )|(?<=\bName: )"
-    rf"|(?<=\bholder: )|(?<=\bHolder: )|(?<=Regards, )|(?<=regards, )|(?<=Thanks, )|(?<=thanks, )|(?<=Cheers, )"
-    rf"|(?<=\n- )|(?<= - )|(?<=Sincerely, )){NAME_WORD}(?:\s+{NAME_WORD}){{1,2}}"
-)
-
-
-# Every name follows one of these (the lookbehinds of NAME).
-NAME_CUES = (
-    "my name is ",
-    "My name is ",
-    "this is ",
-    "This is ",
-    "name: ",
-    "Name: ",
-    "holder: ",
-    "Holder: ",
-    "Regards, ",
-    "regards, ",
-    "Thanks, ",
-    "thanks, ",
-    "Cheers, ",
-    "\n- ",
-    " - ",
-    "Sincerely, ",
-)
-_DIGITS = re.compile(r"\d+")
-
-
-def scrub_pii(text: str) -> tuple[str, Counter]:
-    """Replace emails, card numbers (Luhn-checked), phones, street addresses and names by typed placeholders.
-
-    Returns:
-        ``(scrubbed_text, counts_by_type)``.
-    """
-    counts: Counter = Counter()
-
-    def sub(pattern: re.Pattern, label: str, check=None):
-        def replace(match: re.Match) -> str:
-            if check and not check(match.group(0)):
-                return match.group(0)
-            counts[label] += 1
-            return f"<{label}>"
-
-        return lambda s: pattern.sub(replace, s)
-
-    def is_card(candidate: str) -> bool:
-        digits = re.sub(r"\D", "", candidate)
-        return 13 <= len(digits) <= 19 and luhn_valid(digits)
-
-    def is_phone(candidate: str) -> bool:
-        return 10 <= len(re.sub(r"\D", "", candidate)) <= 13
-
-    def digits(at_least: int):
-        return lambda s: len(s) - len(_DIGITS.sub("", s)) >= at_least
-
-    # Each pattern runs only on a text that could hold a match: the checks are cheap necessary conditions
-    # (an @, enough digits for the check to pass, a cue the name must follow), and the slow patterns skip the rest.
-    for could_match, step in (
-        (lambda s: "@" in s, sub(EMAIL, "EMAIL")),
-        (digits(13), sub(CARD, "CARD", is_card)),
-        (digits(10), sub(PHONE, "PHONE", is_phone)),
-        (digits(1), sub(ADDRESS, "ADDRESS")),
-        (lambda s: any(cue in s for cue in NAME_CUES), sub(NAME, "NAME")),
-    ):
-        if could_match(text):
-            text = step(text)
-    return text, counts
-
-
-# ---------------------------------------------------------------- duplicates
-
-
-def dedup_key(text: str) -> str:
-    """Exact-duplicate key: case, whitespace and punctuation do not make a new ticket."""
-    return " ".join(_PUNCTUATION.sub(" ", normalize_text(text)).split())
-
-
-_PUNCTUATION = re.compile(r"[^\w\s<>]")
-SHINGLE_SIZE = 5
-NUM_PERM = 128
-
-
-def shingles(text: str, size: int = SHINGLE_SIZE) -> set[str]:
-    """The character ``size``-grams of a text's ``dedup_key`` (the key itself when it is shorter)."""
-    key = dedup_key(text)
-    return {key[i : i + size] for i in range(max(1, len(key) - size + 1))}
-
-
-def minhash(text: str, num_perm: int = NUM_PERM) -> MinHash:
-    signature = MinHash(num_perm=num_perm, seed=1)
-    signature.update_batch([s.encode() for s in shingles(text)])
-    return signature
-
-
-def jaccard(a: str, b: str) -> float:
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / max(1, len(sa | sb))
-
-
-class _Shingled:
-    """Every text's shingles as ids into one vocabulary (4 bytes each), with each distinct shingle's 32-bit
-    SHA-1 hash (``datasketch.hashfunc.sha1_hash32``, the hash ``minhash`` feeds MinHash), computed once."""
-
-    def __init__(self, texts: list[str]):
-        vocabulary: dict[str, int] = {}
-        hashes, ids, offsets = array("I"), array("i"), array("q", [0])
-        for text in texts:
-            grams = shingles(text)
-            for shingle in grams.difference(vocabulary):
-                vocabulary[shingle] = len(hashes)
-                hashes.append(int.from_bytes(hashlib.sha1(shingle.encode()).digest()[:4], "little"))
-            ids.extend(map(vocabulary.__getitem__, grams))
-            offsets.append(len(ids))
-        self.ids = np.frombuffer(ids, dtype=np.int32)
-        self.offsets = np.frombuffer(offsets, dtype=np.int64)
-        self.hashes = np.frombuffer(hashes, dtype=np.uint32)
-
-    def row(self, i: int) -> np.ndarray:
-        return self.ids[self.offsets[i] : self.offsets[i + 1]]
-
-    def jaccard(self, i: int, j: int) -> float:
-        """``jaccard`` of texts ``i`` and ``j``, from their shingle ids."""
-        a, b = self.row(i), self.row(j)
-        common = len(np.intersect1d(a, b, assume_unique=True))
-        return common / max(1, len(a) + len(b) - common)
-
-    def signatures(self, num_perm: int, chunk: int = 256) -> np.ndarray:
-        """Every text's MinHash values, equal to ``minhash(text, num_perm).hashvalues``: the same hashes,
-        permutations and arithmetic (datasketch's default ``affine32`` scheme), computed a chunk of texts at a
-        time with each distinct hash permuted once per chunk. Any other scheme falls back to ``MinHash``."""
-        reference = MinHash(num_perm=num_perm, seed=1)
-        n = len(self.offsets) - 1
-        out = np.empty((n, num_perm), dtype=reference.hashvalues.dtype)
-        if reference.scheme != "affine32":  # a datasketch whose default differs: its own, slower path
-            for i in range(n):
-                signature = MinHash(num_perm=num_perm, seed=1, hashfunc=int)  # the hashes are already SHA-1's
-                signature.update_batch(self.hashes[self.row(i)].tolist())
-                out[i] = signature.hashvalues
-            return out
-        a, b = reference.permutations
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            lo, hi = self.offsets[start], self.offsets[stop]
-            distinct, inverse = np.unique(self.hashes[self.ids[lo:hi]], return_inverse=True)
-            permuted = _fmix(distinct, 32)[:, None] * a + b
-            out[start:stop] = np.minimum.reduceat(permuted[inverse], self.offsets[start:stop] - lo, axis=0)
-        return out
-
-
-def near_duplicate_groups(texts: list[str], threshold: float = 0.7, num_perm: int = NUM_PERM) -> list[list[int]]:
-    """Groups of indices whose texts are near-duplicates (MinHash LSH candidates, confirmed by exact Jaccard).
-
-    Each group lists its members in input order; singletons are left out. Candidates are the pairs whose
-    signatures agree on a whole band of ``datasketch.MinHashLSH``'s banding for ``threshold`` (the pairs its
-    ``query`` returns); each text is shingled and hashed once, and a candidate already in the same group
-    needs no Jaccard. Time and memory grow with the number of texts and of candidate pairs, not all pairs.
-    """
-    shingled = _Shingled(texts)
-    signatures = shingled.signatures(num_perm)
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for start, stop in MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges:
-        buckets: dict[bytes, list[int]] = defaultdict(list)
-        band = np.ascontiguousarray(signatures[:, start:stop])
-        for index, key in enumerate(band.view(f"V{band.shape[1] * band.itemsize}").ravel().tolist()):
-            buckets[key].append(index)
-        for bucket in buckets.values():
-            for position, index in enumerate(bucket[1:], 1):
-                for other in bucket[:position]:
-                    a, b = root(index), root(other)
-                    if a != b and shingled.jaccard(index, other) >= threshold:
-                        parent[a] = b
-    groups: dict[int, list[int]] = defaultdict(list)
-    for index in range(len(texts)):
-        groups[root(index)].append(index)
-    return [sorted(g) for g in groups.values() if len(g) > 1]
-
-
 # ---------------------------------------------------------------- the pipeline
 
 
@@ -455,15 +153,15 @@ class CurationResult:
     """Curated records, what happened to every raw record, and step-by-step counts."""
 
     records: list[dict]
-    outcomes: list[Outcome]
+    outcomes: list[RecordOutcome]
     steps: list[dict]  # {"step", "dropped", "changed", "remaining"} in pipeline order
     pii_counts: Counter
     token_lengths: list[int] = field(default_factory=list)  # of every record that reached the length filter
 
-    def dropped_by(self, step: str) -> list[Outcome]:
+    def dropped_by(self, step: str) -> list[RecordOutcome]:
         return [o for o in self.outcomes if o.step == step]
 
-    def changed_by(self, step: str) -> list[Outcome]:
+    def changed_by(self, step: str) -> list[RecordOutcome]:
         return [o for o in self.outcomes if step in o.changes]
 
     def report(self) -> dict:
@@ -674,11 +372,11 @@ def _drop_in_turn(records: list[dict], drops: list[tuple[str, dict[int, str]]]) 
 
 
 class _Ledger:
-    """The pipeline's bookkeeping: every raw record's ``Outcome``, the live records, and the steps table."""
+    """The pipeline's bookkeeping: every raw record's ``RecordOutcome``, the live records, and the steps table."""
 
     def __init__(self, raw: list[dict]):
         pairs = list(numbered(raw))
-        self.outcomes = [Outcome(line=line, id=record.get("id")) for line, record in pairs]
+        self.outcomes = [RecordOutcome(line=line, id=record.get("id")) for line, record in pairs]
         self.records = Records([dict(record) for _, record in pairs], [line for line, _ in pairs])
         self.live = list(range(len(pairs)))  # the outcome index of each live record
         self.steps: list[dict] = []

@@ -132,7 +132,7 @@ LOG_LINES = (
 
 def luhn_complete(prefix: str) -> str:
     """Append the check digit that makes ``prefix`` Luhn-valid."""
-    from ftlib.data.curate import luhn_valid
+    from ftlib.data.cleaning import luhn_valid
 
     return next(prefix + check for check in "0123456789" if luhn_valid(prefix + check))
 
@@ -560,7 +560,7 @@ def inject_chat_flaws(
     Args:
         products: the shop's products (``ftlib.data.chats.PRODUCTS``: name, colours, price) that pastes list.
     """
-    from ftlib.data.curate import jaccard
+    from ftlib.data.dedup import jaccard
 
     rates = rates or CHAT_FLAW_RATES
     total = round(len(clean) / (1 - rates["exact_duplicate"] - rates["near_duplicate"]))

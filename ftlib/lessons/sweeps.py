@@ -15,7 +15,8 @@ from ftlib.core.config import Decoding, TrainConfig
 from ftlib.core.fileio import write_json
 from ftlib.core.runtime import DeviceChoice, release_memory
 from ftlib.core.tasks import Task
-from ftlib.data.curate import dedup_key, scrub_pii
+from ftlib.data.cleaning import scrub_pii
+from ftlib.data.dedup import dedup_key
 from ftlib.data.records import check_labels, validate_records
 from ftlib.engine.inference import example_losses, generate
 from ftlib.measure.evaluate import per_example_scores
@@ -132,7 +133,7 @@ def answer_scores(prediction: str, reference: dict, task: Task, rouge=None) -> d
 
     Label tasks: each label field's accuracy, all labels right, ``label_valid`` (every label present and in the
     spec's set), and ``reply_pii`` (1 when the free text the model wrote holds personal data, by
-    ``ftlib.data.curate.scrub_pii``). Other tasks: ``ftlib.measure.evaluate.per_example_scores`` and ``reply_pii`` of
+    ``ftlib.data.cleaning.scrub_pii``). Other tasks: ``ftlib.measure.evaluate.per_example_scores`` and ``reply_pii`` of
     the answer.
     """
     if not task.label_fields:
