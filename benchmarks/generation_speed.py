@@ -32,7 +32,8 @@ from ftlib.core.config import Decoding  # noqa: E402
 from ftlib.core.fileio import write_json  # noqa: E402
 from ftlib.core.runtime import configure_cpu_threads  # noqa: E402
 from ftlib.core.tasks import get_task  # noqa: E402
-from ftlib.data.records import prompt_text, read_jsonl  # noqa: E402
+from ftlib.data.batches import prompt_text  # noqa: E402
+from ftlib.data.records import read_jsonl  # noqa: E402
 from ftlib.data.samples import generate_clean_tickets  # noqa: E402
 from ftlib.engine import inference  # noqa: E402
 from ftlib.engine.models import DEFAULT_MODEL, load_model  # noqa: E402

@@ -84,7 +84,7 @@ def run_plain(steps: int, batch: int, splits: dict, folder: Path) -> dict:
 
     from ftlib.core.runs import MeasuredMemory
     from ftlib.core.tasks import SUPPORT_TICKETS
-    from ftlib.data.records import SupervisedDataset
+    from ftlib.data.batches import SupervisedDataset
     from ftlib.engine.models import load_tokenizer, resolve_model_source
     from ftlib.engine.trainer import PeakMemory
 

@@ -106,7 +106,7 @@ def saved_activation_bytes(model, inputs: Mapping[str, Any], prefix: int = 0) ->
     """
     import torch
 
-    from ftlib.data.records import forward_with_shared_prefix
+    from ftlib.data.batches import forward_with_shared_prefix
     from ftlib.engine.trainer import answer_only_loss
 
     parameters = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}

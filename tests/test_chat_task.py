@@ -6,9 +6,10 @@ import re
 import pytest
 
 from ftlib.core.tasks import BUILTIN_SPECS, TaskSpecError, load_task_spec
-from ftlib.data import curate
+from ftlib.data import batches, curate
 from ftlib.data import records as data
-from ftlib.data.records import IGNORE_INDEX, DataError
+from ftlib.data.batches import IGNORE_INDEX
+from ftlib.data.records import DataError
 from ftlib.measure import evaluate
 
 pytestmark = pytest.mark.unit
@@ -48,7 +49,7 @@ def test_three_turn_labels_decode_to_each_assistant_turn_with_its_eos(tiny, chat
     _, tokenizer = tiny
     messages = chat_task.to_messages(CHAT)
     assert messages[0] == {"role": "system", "content": chat_task.instruction}
-    example = data.tokenize_example(tokenizer, messages, max_length=4096)
+    example = batches.tokenize_example(tokenizer, messages, max_length=4096)
     assert tokenizer.decode(example.input_ids) == tokenizer.apply_chat_template(messages, tokenize=False).rstrip("\n")
     spans, current = [], []
     for token, label in zip(example.input_ids, example.labels):
@@ -77,7 +78,7 @@ def test_a_template_that_rewrites_earlier_turns_is_refused(tiny, chat_task):
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
     with pytest.raises(ValueError, match="renders turns 0-3 differently once turn 4 follows"):
-        data.tokenize_example(rewriting, chat_task.to_messages(CHAT), max_length=4096)
+        batches.tokenize_example(rewriting, chat_task.to_messages(CHAT), max_length=4096)
 
 
 def test_the_prompt_is_every_turn_before_the_answer(chat_task):

@@ -3,8 +3,10 @@ import json
 import pytest
 import torch
 
+from ftlib.data import batches
 from ftlib.data import records as data
-from ftlib.data.records import IGNORE_INDEX, DataError
+from ftlib.data.batches import IGNORE_INDEX
+from ftlib.data.records import DataError
 
 pytestmark = pytest.mark.unit
 
@@ -81,23 +83,23 @@ def test_field_errors_name_line_and_field(task, record, field, message):
 def test_masked_labels_decode_to_answer_plus_eos_only(tiny, tickets, task):
     _, tokenizer = tiny
     messages = task.to_messages(tickets[0])
-    example = data.tokenize_example(tokenizer, messages, max_length=1024)
+    example = batches.tokenize_example(tokenizer, messages, max_length=1024)
     trained = [token for token in example.labels if token != IGNORE_INDEX]
     assert tokenizer.decode(trained) == task.answer_text(tickets[0]) + tokenizer.eos_token
     assert trained[-1] == tokenizer.eos_token_id == tokenizer.pad_token_id  # pad == eos, yet EOS is learned
     prompt_length = example.labels.index(trained[0])
-    assert tokenizer.decode(example.input_ids[:prompt_length]) == data.prompt_text(tokenizer, messages[:-1])
+    assert tokenizer.decode(example.input_ids[:prompt_length]) == batches.prompt_text(tokenizer, messages[:-1])
     assert all(label == IGNORE_INDEX for label in example.labels[:prompt_length])
 
 
 def test_truncation_is_reported(tiny, tickets, task):
     _, tokenizer = tiny
-    example = data.tokenize_example(tokenizer, task.to_messages(tickets[0]), max_length=10)
+    example = batches.tokenize_example(tokenizer, task.to_messages(tickets[0]), max_length=10)
     assert example.truncated and len(example.input_ids) == len(example.labels) == 10
 
 
 def test_padding_collator_pads_right_and_masks():
-    batch = data.PaddingCollator(pad_token_id=0)(
+    batch = batches.PaddingCollator(pad_token_id=0)(
         [
             {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]},
             {"input_ids": [8], "labels": [8]},

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ftlib.core.config import Decoding
-from ftlib.data import records as data
-from ftlib.data.records import IGNORE_INDEX, PaddingCollator, SupervisedDataset
+from ftlib.data import batches
+from ftlib.data.batches import IGNORE_INDEX, PaddingCollator, SupervisedDataset
 from ftlib.engine import inference
 from ftlib.measure import evaluate, stats
 
@@ -101,18 +101,18 @@ def test_shared_prefix_generation_matches_plain_generate(tiny, tickets, task, mo
     shared = inference.generate(model, tokenizer, conversations, decoding=Decoding(3, 12))
     plain = inference.generate(model, tokenizer, conversations, decoding=Decoding(3, 12), share_prefix=False)
     assert shared == plain
-    rows = [tokenizer(data.prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
-    assert prefixes == [data.common_prefix_length(rows)]  # computed once, for every batch
+    rows = [tokenizer(batches.prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
+    assert prefixes == [batches.common_prefix_length(rows)]  # computed once, for every batch
     assert prefixes[0] > 0.5 * min(len(r) for r in rows)  # the system turn and both solved examples
 
 
 def test_common_prefix_length():
     # One helper for training and generation: every row keeps at least one token of its own.
-    assert data.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2, 5]]) == 2
-    assert data.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 1
-    assert data.common_prefix_length([[5, 1], [1, 5]]) == 0
-    assert data.common_prefix_length([[1, 2]]) == 1
-    assert data.common_prefix_length([]) == 0
+    assert batches.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2, 5]]) == 2
+    assert batches.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 1
+    assert batches.common_prefix_length([[5, 1], [1, 5]]) == 0
+    assert batches.common_prefix_length([[1, 2]]) == 1
+    assert batches.common_prefix_length([]) == 0
 
 
 def test_verdict_is_computed_from_intervals():

@@ -5,7 +5,7 @@ import torch
 
 from ftlib.core.config import Decoding
 from ftlib.core.tasks import LISTINGS
-from ftlib.data.records import SupervisedDataset
+from ftlib.data.batches import SupervisedDataset
 from ftlib.measure import forgetting
 
 LISTING = {

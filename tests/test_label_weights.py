@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 from ftlib.core import runs
 from ftlib.core.config import TrainConfig
 from ftlib.course import cli
-from ftlib.data.records import IGNORE_INDEX, PaddingCollator, SupervisedDataset
+from ftlib.data.batches import IGNORE_INDEX, PaddingCollator, SupervisedDataset
 from ftlib.engine.trainer import FtlibTrainer, answer_only_loss
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ from memory_harness import measure_training_peak, saved_activation_bytes  # test
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from ftlib.core.config import TrainConfig
-from ftlib.data.records import PaddingCollator, SupervisedDataset
+from ftlib.data.batches import PaddingCollator, SupervisedDataset
 from ftlib.engine import memory, models
 from ftlib.engine.adapters import attach_lora
 

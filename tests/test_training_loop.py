@@ -9,7 +9,7 @@ from conftest import with_active_lora
 from transformers import AutoModelForCausalLM
 
 from ftlib.core.config import TrainConfig
-from ftlib.data.records import PaddingCollator, SupervisedDataset, forward_with_shared_prefix
+from ftlib.data.batches import PaddingCollator, SupervisedDataset, forward_with_shared_prefix
 from ftlib.engine import adapters, train, trainer
 from ftlib.engine.models import count_parameters
 

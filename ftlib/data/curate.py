@@ -12,9 +12,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from ftlib.core.tasks import Task
+from ftlib.data.batches import tokenize_example
 from ftlib.data.cleaning import is_junk, non_english, scrub_pii, strip_markup
 from ftlib.data.dedup import dedup_key, near_duplicate_groups
-from ftlib.data.records import DataError, Records, location, numbered, to_messages, tokenize_example
+from ftlib.data.records import DataError, Records, location, numbered, to_messages
 
 # ---------------------------------------------------------------- layouts and labels
 

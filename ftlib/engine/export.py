@@ -171,7 +171,7 @@ class ShipReport:
 
 
 def _prompt_ids(tokenizer, conversation: list[dict]) -> list[int]:
-    from ftlib.data.records import prompt_text
+    from ftlib.data.batches import prompt_text
 
     return tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False)["input_ids"]
 
@@ -227,7 +227,7 @@ def compare_stage(
 
 def compare_templates(tokenizer_a, tokenizer_b, conversations: list[list[dict]], ids: list[str]) -> TemplateParity:
     """Render and tokenize every prompt with both tokenizers; name the prompts where they disagree."""
-    from ftlib.data.records import prompt_text
+    from ftlib.data.batches import prompt_text
 
     if not tokenizer_b.chat_template:
         return TemplateParity(len(conversations), False, tuple(ids), tuple(ids))

@@ -14,7 +14,7 @@ import torch
 from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.progress import track
 from ftlib.core.tasks import Task
-from ftlib.data.records import (
+from ftlib.data.batches import (
     IGNORE_INDEX,
     PaddingCollator,
     SupervisedDataset,

@@ -635,7 +635,8 @@ class Workload:
 
 def workload_from_records(records: list[dict], tokenizer, task=None, max_length: int = 256) -> Workload:
     """Measure ``seq_len``, ``answer_fraction`` and ``shared_prefix`` of records as ftlib tokenizes them."""
-    from ftlib.data.records import IGNORE_INDEX, common_prefix_length, to_messages, tokenize_example
+    from ftlib.data.batches import IGNORE_INDEX, common_prefix_length, tokenize_example
+    from ftlib.data.records import to_messages
 
     examples = [tokenize_example(tokenizer, to_messages(record, task), max_length) for record in records]
     seq_len = max(len(example.input_ids) for example in examples)

@@ -145,7 +145,7 @@ class PlainRecipe:
             lines.append("model = get_peft_model(model, lora)")
         lines += [
             "# train_set, val_set: tokenized examples whose labels are -100 on the prompt, so that the loss counts",
-            "# the answer tokens only (ftlib.data.records.SupervisedDataset), padded per batch by a collator.",
+            "# the answer tokens only (ftlib.data.batches.SupervisedDataset), padded per batch by a collator.",
             "trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set)",
             "trainer.train()",
         ]

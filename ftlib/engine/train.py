@@ -30,12 +30,8 @@ from ftlib.core.runs import (
 )
 from ftlib.core.runtime import DeviceChoice, pick_device
 from ftlib.core.tasks import Task
-from ftlib.data.records import (
-    PaddingCollator,
-    SupervisedDataset,
-    check_labels,
-    records_hash,
-)
+from ftlib.data.batches import PaddingCollator, SupervisedDataset
+from ftlib.data.records import check_labels, records_hash
 from ftlib.engine.adapters import attach_lora, library_versions
 from ftlib.engine.memory import MemoryEstimate, estimate_memory, model_config_for, workload_from_records
 from ftlib.engine.models import count_parameters, load_model, load_tokenizer

@@ -12,10 +12,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ftlib.core.progress import LINE_INTERVAL_S, Progress
-from ftlib.data.records import (
-    IGNORE_INDEX,
-    forward_with_shared_prefix,
-)
+from ftlib.data.batches import IGNORE_INDEX, forward_with_shared_prefix
 
 # TrainConfig(report_to="tensorboard") writes Trainer's logs here, inside the run folder. TensorBoard rather than
 # MLflow or trackio, measured with `pip install --dry-run` against this environment: it adds 6 packages (19.3 MiB of

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from ftlib.core.config import DEFAULT_DECODING, Decoding
-from ftlib.data.records import prompt_text
+from ftlib.data.batches import prompt_text
 from ftlib.engine.inference import decode_answer, generate_tokens
 
 PER = 1000  # tickets in the "per 1,000 tickets" figures

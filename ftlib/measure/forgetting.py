@@ -23,7 +23,8 @@ import torch
 
 from ftlib.core.config import Decoding
 from ftlib.core.tasks import Task
-from ftlib.data.records import prompt_text, read_jsonl
+from ftlib.data.batches import prompt_text
+from ftlib.data.records import read_jsonl
 from ftlib.engine.inference import decode_answer, generate_tokens
 from ftlib.measure.evaluate import per_example_scores, score_answers
 from ftlib.measure.stats import bootstrap_interval
