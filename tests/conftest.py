@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 
 from ftlib.core.runtime import pick_device  # noqa: E402
 from ftlib.core.tasks import SUPPORT_TICKETS  # noqa: E402
-from ftlib.course.cli import NOTEBOOKS  # noqa: E402
+from ftlib.course.curriculum import NOTEBOOKS  # noqa: E402
 from ftlib.engine import adapters  # noqa: E402
 from ftlib.engine.models import load_model  # noqa: E402
 

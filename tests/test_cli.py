@@ -7,6 +7,7 @@ from conftest import TICKETS, tiny_train_args  # tests/, on pytest's path
 from ftlib.core import runs
 from ftlib.core.config import DATA_ORDERS, TrainConfig
 from ftlib.course import cli
+from ftlib.course.parser import build_parser
 from ftlib.data.records import write_jsonl
 from ftlib.engine import recipe, train
 
@@ -165,7 +166,7 @@ def test_train_command_writes_a_run_and_prints_a_summary(tmp_path, capsys):
 def test_every_train_config_field_has_a_flag():
     from dataclasses import fields
 
-    train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
     flags = {option for action in train_parser._actions for option in action.option_strings}
     for spec in fields(TrainConfig):
         assert "--" + spec.name.replace("_", "-") in flags, spec.name
@@ -365,9 +366,9 @@ def test_evaluate_takes_a_task_spec_file(tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "curriculum"])
 def test_a_bad_task_spec_is_one_error_before_any_work(tmp_path, capsys, no_model_loads, monkeypatch, command):
-    import ftlib.course.cli
+    from ftlib.course import curriculum
 
-    monkeypatch.setattr(ftlib.course.cli, "run_notebook", lambda *args: pytest.fail("a notebook ran"))
+    monkeypatch.setattr(curriculum, "run_notebook", lambda *args: pytest.fail("a notebook ran"))
     spec = tmp_path / "bad.yaml"
     spec.write_text(SENTIMENT_SPEC.replace("stratify_field: sentiment", "stratify_field: summary\ncolour: red"))
     args = {

@@ -9,7 +9,7 @@ from conftest import NOTEBOOK_PATHS as PATHS  # tests/, on pytest's path
 from conftest import run_curriculum
 
 from ftlib.core.runs import load_run
-from ftlib.course.cli import NOTEBOOKS
+from ftlib.course.curriculum import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_LESSONS = (0, 1, 2, 4)  # the chat run's lessons (01, 02, 03 and 05): see chat_run

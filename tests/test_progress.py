@@ -305,7 +305,7 @@ def test_finished_kernels_are_shut_down_without_an_interrupt(monkeypatch):
 
     from jupyter_client.manager import AsyncKernelManager
 
-    from ftlib.course.cli import curriculum_kernel_manager
+    from ftlib.course.curriculum import curriculum_kernel_manager
 
     sent = []
 

@@ -13,6 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from ftlib.course import cli
+from ftlib.course import curriculum as curriculum_runner
 from ftlib.course.report import export_html
 
 pytestmark = pytest.mark.unit
@@ -222,7 +223,7 @@ def curriculum(tmp_path, lessons, *flags):
 
 
 def test_curriculum_writes_the_html_index(tmp_path, lessons, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "run_notebook", fake_papermill())
+    monkeypatch.setattr(curriculum_runner, "run_notebook", fake_papermill())
     assert cli.main(curriculum(tmp_path, lessons)) == 0
     index = tmp_path / "run" / "html" / "index.html"
     assert capsys.readouterr().out.splitlines()[-1] == f"HTML pages of the executed notebooks: {index}"
@@ -233,7 +234,7 @@ def test_curriculum_writes_the_html_index(tmp_path, lessons, monkeypatch, capsys
 
 
 def test_a_failed_curriculum_still_writes_the_index_with_the_failure(tmp_path, lessons, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "run_notebook", fake_papermill(fail="02_two"))
+    monkeypatch.setattr(curriculum_runner, "run_notebook", fake_papermill(fail="02_two"))
     with pytest.raises(RuntimeError, match="02_two failed"):
         cli.main(curriculum(tmp_path, lessons))
     index = tmp_path / "run" / "html" / "index.html"
@@ -245,7 +246,7 @@ def test_a_failed_curriculum_still_writes_the_index_with_the_failure(tmp_path, l
 
 
 def test_no_html_skips_the_pages(tmp_path, lessons, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "run_notebook", fake_papermill())
+    monkeypatch.setattr(curriculum_runner, "run_notebook", fake_papermill())
     assert cli.main(curriculum(tmp_path, lessons, "--no-html")) == 0
     assert not (tmp_path / "run" / "html").exists()
     assert "HTML pages" not in capsys.readouterr().out

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ftlib.course.cli import NOTEBOOKS, build_parser
+from ftlib.course.curriculum import NOTEBOOKS
+from ftlib.course.parser import build_parser
 from ftlib.course.timings import CPU_2_CORES, SMOKE_2_CORES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import papermill
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ftlib.course.cli import NOTEBOOKS  # noqa: E402
+from ftlib.course.curriculum import NOTEBOOKS  # noqa: E402
 
 MARK = "NBVAL_CHECK_OUTPUT"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ftlib.course.cli import NOTEBOOKS  # noqa: E402
+from ftlib.course.curriculum import NOTEBOOKS  # noqa: E402
 
 
 def read_timings(path: Path) -> dict[str, float]:
