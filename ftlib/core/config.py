@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from ftlib.core.presets import METHODS, TARGET_MODULES
 
@@ -40,36 +40,66 @@ class Decoding:
 DEFAULT_DECODING = Decoding()  # the default argument of every function that generates
 
 
+METHOD_HELP = {  # TrainConfig.method's values, with what each trains
+    "lora": "freeze the base model, train low-rank adapters next to its linear layers",
+    "qlora": "LoRA on a base model stored in 4-bit NF4",
+    "full": "train every weight of the model (the baseline LoRA is measured against)",
+}
+
+
+def _option(default, help: str, lora: bool = False):
+    """A ``TrainConfig`` field with its help text (TRL's convention); ``lora``: only LoRA and QLoRA read it."""
+    return field(default=default, metadata={"help": help, "lora": lora})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one LoRA/QLoRA run."""
+    """Hyperparameters of one LoRA, QLoRA or full fine-tuning run. Each field's ``metadata["help"]`` says what it
+    does: lesson 03's table (``config_rows``) and the command line's flags show it."""
 
-    method: str = "lora"  # "lora", "qlora" or "full" (every weight trains: the baseline LoRA is measured against)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0  # on CPU, dropout's random masks took 18% of a LoRA step (profiled)
-    target_modules: str = "all-linear"  # a key of ftlib.core.presets.TARGET_MODULES
-    learning_rate: float = 2e-4
-    max_steps: int | None = 100  # None: train num_epochs passes over the data instead
-    num_epochs: float | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_steps: int = 5
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    eval_steps: int = 25
-    eval_batch_size: int = 16
-    max_length: int = 256
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    data_order: str = "length-grouped"  # a key of DATA_ORDERS: how training batches are drawn
-    save_checkpoints: bool = True  # one at each evaluation: best-model selection and resuming need them
-    early_stopping_patience: int | None = None  # stop after this many evaluations without a lower val loss
-    # The loss weight of the answer tokens that spell a closed-label value (the "billing" of "category":"billing");
-    # every other answer token weighs 1. 1.0 trains exactly as before (no weights at all). The logged training
-    # loss is then the weighted one; the validation loss stays unweighted, comparable across weights.
-    label_token_weight: float = 1.0
-    report_to: str = "none"  # a key of REPORTERS: also log to a local tracker (off by default; it never trains)
+    method: str = _option("lora", "; ".join(f"{name}: {text}" for name, text in METHOD_HELP.items()))
+    lora_r: int = _option(16, "rank of each adapter B·A: its size and capacity", lora=True)
+    lora_alpha: int = _option(32, "the update B·A is scaled by alpha / r", lora=True)
+    # On CPU, dropout's random masks took 18% of a LoRA step (profiled): off by default.
+    lora_dropout: float = _option(
+        0.0, "share of the adapters' inputs zeroed at random during training (0: none)", lora=True
+    )
+    target_modules: str = _option(
+        "all-linear", "the layers that get adapters (a key of ftlib.core.presets.TARGET_MODULES)", lora=True
+    )
+    learning_rate: float = _option(2e-4, "the peak step size of AdamW, reached after warmup")
+    max_steps: int | None = _option(100, "optimizer steps to train (None: num_epochs decides)")
+    num_epochs: float | None = _option(None, "passes over the training data (None: max_steps decides)")
+    batch_size: int = _option(8, "examples in one forward and backward pass (the micro-batch)")
+    grad_accum: int = _option(1, "micro-batches whose gradients add up before one optimizer step")
+    warmup_steps: int = _option(5, "steps over which the learning rate climbs from 0 to its peak")
+    lr_scheduler: str = _option("cosine", "how the learning rate falls from its peak to the last step")
+    weight_decay: float = _option(0.0, "AdamW's pull of each trained weight towards 0 (0: none)")
+    eval_steps: int = _option(25, "steps between two validation losses (and checkpoints)")
+    eval_batch_size: int = _option(16, "examples per batch when scoring validation")
+    max_length: int = _option(256, "tokens per example; longer examples are cut")
+    gradient_checkpointing: bool = _option(
+        False, "recompute activations in the backward pass: less memory, more compute"
+    )
+    seed: int = _option(0, "seeds the adapters' initialisation and the data order: a rerun repeats")
+    data_order: str = _option(
+        "length-grouped", "how training batches are drawn (a key of DATA_ORDERS; length-grouped: little padding)"
+    )
+    save_checkpoints: bool = _option(
+        True, "a checkpoint at each evaluation: the run ends on the lowest validation loss and can resume"
+    )
+    early_stopping_patience: int | None = _option(
+        None, "stop after this many evaluations without a lower validation loss (None: never)"
+    )
+    # Only the answer tokens that spell a closed-label value (the "billing" of "category":"billing") get the weight;
+    # every other answer token weighs 1, and 1.0 trains exactly as with no weights. The logged training loss is then
+    # the weighted one; the validation loss stays unweighted, comparable across weights.
+    label_token_weight: float = _option(
+        1.0, "loss weight of the answer tokens that spell a label value (1.0: plain loss)"
+    )
+    report_to: str = _option(
+        "none", "also log losses to a local tracker (tensorboard: event files in the run folder; none: off)"
+    )
 
     def validate(self) -> None:
         problems = []
@@ -133,98 +163,43 @@ def training_steps(config: TrainConfig, train_examples: int) -> int:
 def config_rows(config: TrainConfig, train_examples: int) -> list[dict]:
     """The run's whole configuration as table rows (setting, value, what it does), steps also counted in epochs.
 
-    Every field of ``TrainConfig`` gets a row, plus the derived effective batch, the LoRA scale alpha/r and the
-    epochs. Figures are this config's own; nothing is measured here.
+    Every field of ``TrainConfig`` gets a row with its help text, plus the derived LoRA scale alpha/r, the effective
+    batch, the training examples and the epochs. Figures are this config's own; nothing is measured here.
     """
     lora = config.method != "full"
-    not_used = "not used: a full fine-tune has no adapters"
     effective = config.batch_size * config.grad_accum
     steps = training_steps(config, train_examples)
-    epochs = training_epochs(config, train_examples)
-    modules = ", ".join(TARGET_MODULES.get(config.target_modules, ()))
-
-    def row(setting, value, explanation):
-        shown = f"{value:g}" if isinstance(value, float) else str(value)  # 2e-4 stays 2e-4, not 0.000
-        return {"setting": setting, "value": shown, "what it does": explanation}
-
-    return [
-        row(
-            "method",
-            config.method,
-            {
-                "lora": "freeze the base model, train low-rank adapters next to its linear layers",
-                "qlora": "LoRA on a base model stored in 4-bit NF4",
-                "full": "train every weight of the model",
-            }.get(config.method, ""),
-        ),
-        row("lora_r", config.lora_r, "rank of each adapter B·A: its size and capacity" if lora else not_used),
-        row("lora_alpha", config.lora_alpha, "the update B·A is scaled by alpha / r" if lora else not_used),
-        row(
-            "LoRA scale (alpha / r)",
-            config.lora_alpha / config.lora_r,
-            "how strongly the adapters' update adds to the frozen weights" if lora else not_used,
-        ),
-        row(
-            "lora_dropout",
-            config.lora_dropout,
-            "share of the adapters' inputs zeroed at random during training (0: none)" if lora else not_used,
-        ),
-        row(
-            "target_modules",
-            config.target_modules,
-            f"the layers that get adapters: {modules}" if lora else not_used,
-        ),
-        row("learning_rate", config.learning_rate, "the peak step size of AdamW, reached after warmup"),
-        row("lr_scheduler", config.lr_scheduler, "how the learning rate falls from its peak to the last step"),
-        row("warmup_steps", config.warmup_steps, "steps over which the learning rate climbs from 0 to its peak"),
-        row(
-            "max_steps",
-            config.max_steps,
-            "optimizer steps to train" if config.max_steps is not None else "None: num_epochs decides",
-        ),
-        row(
-            "num_epochs",
-            config.num_epochs,
-            "passes over the training data" if config.num_epochs is not None else "None: max_steps decides",
-        ),
-        row("batch_size", config.batch_size, "examples in one forward and backward pass (the micro-batch)"),
-        row("grad_accum", config.grad_accum, "micro-batches whose gradients add up before one optimizer step"),
-        row("effective batch", effective, "batch_size x grad_accum: examples per optimizer step"),
-        row("training examples", train_examples, "the train split the run reads"),
-        row(
-            "epochs",
-            f"{epochs:.2f}",
-            f"{steps} steps x {effective} examples / {train_examples} examples: passes over the training data",
-        ),
-        row("weight_decay", config.weight_decay, "AdamW's pull of each trained weight towards 0 (0: none)"),
-        row("max_length", config.max_length, "tokens per example; longer examples are cut"),
-        row("eval_steps", config.eval_steps, "steps between two validation losses (and checkpoints)"),
-        row("eval_batch_size", config.eval_batch_size, "examples per batch when scoring validation"),
-        row(
-            "gradient_checkpointing",
-            config.gradient_checkpointing,
-            "recompute activations in the backward pass: less memory, more compute",
-        ),
-        row("seed", config.seed, "seeds the adapters' initialisation and the data order: a rerun repeats"),
-        row("data_order", config.data_order, "how training batches are drawn (length-grouped: little padding)"),
-        row(
-            "save_checkpoints",
-            config.save_checkpoints,
-            "a checkpoint at each evaluation: the run ends on the lowest validation loss and can resume",
-        ),
-        row(
-            "early_stopping_patience",
-            config.early_stopping_patience,
-            "stop after this many evaluations without a lower validation loss (None: never)",
-        ),
-        row(
-            "label_token_weight",
-            config.label_token_weight,
-            "loss weight of the answer tokens that spell a label value (1.0: plain loss)",
-        ),
-        row(
-            "report_to",
-            config.report_to,
-            "also log losses to a local tracker (tensorboard: event files in the run folder; none: off)",
-        ),
-    ]
+    derived = {  # shown after the field named
+        "lora_alpha": [
+            (
+                "LoRA scale (alpha / r)",
+                config.lora_alpha / config.lora_r,
+                "how strongly the adapters' update adds to the frozen weights",
+            )
+        ],
+        "grad_accum": [
+            ("effective batch", effective, "batch_size x grad_accum: examples per optimizer step"),
+            ("training examples", train_examples, "the train split the run reads"),
+            (
+                "epochs",
+                f"{training_epochs(config, train_examples):.2f}",
+                f"{steps} steps x {effective} examples / {train_examples} examples: passes over the training data",
+            ),
+        ],
+    }
+    rows = []
+    for spec in fields(TrainConfig):
+        explanation = spec.metadata["help"]
+        if spec.metadata["lora"] and not lora:
+            explanation = "not used: a full fine-tune has no adapters"
+        elif spec.name == "method":
+            explanation = METHOD_HELP.get(config.method, explanation)
+        elif spec.name == "target_modules":
+            explanation = f"the layers that get adapters: {', '.join(TARGET_MODULES.get(config.target_modules, ()))}"
+        entries = [(spec.name, getattr(config, spec.name), explanation)] + derived.get(spec.name, [])
+        for setting, value, text in entries:
+            if not lora and setting.startswith("LoRA"):
+                text = "not used: a full fine-tune has no adapters"
+            shown = f"{value:g}" if isinstance(value, float) else str(value)  # 2e-4 stays 2e-4, not 0.000
+            rows.append({"setting": setting, "value": shown, "what it does": text})
+    return rows

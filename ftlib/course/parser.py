@@ -62,7 +62,8 @@ def add_train_config_flags(parser: argparse.ArgumentParser) -> None:
     for spec in fields(TrainConfig):
         flag = "--" + spec.name.replace("_", "-")
         kind, optional = types[spec.name]
-        helptext = f"default: {spec.default}" + ("; 'none' unsets it" if optional else "")
+        helptext = f"{spec.metadata['help']} (default: {spec.default}" + ("; 'none' unsets it)" if optional else ")")
+        helptext = helptext.replace("%", "%%")  # argparse formats help with %
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
         else:
