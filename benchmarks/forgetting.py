@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if not tickets:
             return None
         result = evaluate_model(model, tokenizer, tickets, SUPPORT_TICKETS, profile.decoding)
-        return {name: result["metrics"][name] for name in SHOWN}
+        return {name: asdict(result.metrics[name]) for name in SHOWN}
 
     base, tokenizer = load_model(profile.base_model)
     started = time.perf_counter()

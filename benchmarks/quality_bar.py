@@ -293,7 +293,11 @@ def main() -> None:
     )
 
     def score(model, tokenizer) -> dict:
-        return {key: evaluate_model(model, tokenizer, records, task, profile.decoding) for key, records in sets.items()}
+        # As the results file keeps them: JSON-shaped, whether scored now or read back from an earlier run.
+        return {
+            key: asdict(evaluate_model(model, tokenizer, records, task, profile.decoding))
+            for key, records in sets.items()
+        }
 
     results = {}
     if args.base:

@@ -4,11 +4,13 @@ import types
 from pathlib import Path
 
 import pytest
+from scored import result
 
 from ftlib.core.tasks import LISTINGS, SUPPORT_TICKETS
 from ftlib.lessons import after_training
 from ftlib.measure import forgetting
 from ftlib.measure.registry import RegistryRow
+from ftlib.measure.stats import Estimate
 
 pytestmark = pytest.mark.unit
 
@@ -74,10 +76,11 @@ def test_registry_rows_leave_the_scores_out():
 
 def test_sentences_read_the_intervals():
     def stat(value, low, high):
-        return {"value": value, "low": low, "high": high, "prompts": 5}
+        return Estimate(value, low, high)
 
     def report(label, kl):
-        return forgetting.ForgettingReport(label, [], {"generic": kl, "all": kl}, {"generic": kl, "all": kl})
+        both = {"generic": kl, "all": kl}
+        return forgetting.ForgettingReport(label, [], both, both, {"generic": 5, "all": 5})
 
     study = after_training.ForgettingStudy(
         {"LoRA": report("LoRA", stat(0.01, 0.008, 0.012)), "full fine-tune": report("full", stat(0.05, 0.04, 0.06))},
@@ -91,8 +94,8 @@ def test_sentences_read_the_intervals():
     assert "LoRA moved 0.0100 nats per token" in text and "full fine-tune: 0.0500 [0.0400, 0.0600]" in text
     assert "further than LoRA" in text
     results = {
-        "old test": {"in use": {"metrics": {"m": stat(0.8, 0.7, 0.9)}}},
-        "new test": {"in use": {"metrics": {"m": stat(0.4, 0.3, 0.5)}}},
+        "old test": {"in use": result({"m": (0.8, 0.7, 0.9)})},
+        "new test": {"in use": result({"m": (0.4, 0.3, 0.5)})},
     }
     assert "lower on the new tickets" in after_training.shift_sentence(results, "in use", ["m"])
 

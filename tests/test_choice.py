@@ -1,6 +1,7 @@
 """Lesson 01's recommendation rule, on fixed memory rows and measured scores."""
 
 import pytest
+from scored import result
 
 from ftlib.lessons import choice
 
@@ -12,7 +13,8 @@ def row(model, method, t4):
 
 
 def measured(score):
-    return {"few-shot": {"metrics": {"json_valid": {"value": score, "low": score, "high": score}}}}
+    scores = result({"json_valid": (score, score, score)})
+    return choice.CandidateScores(scores, scores, 10.0, 0)
 
 
 MEMORY = [

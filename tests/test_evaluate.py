@@ -2,13 +2,16 @@ import json
 import math
 
 import pytest
+import scored
 import torch
 
 from ftlib.core.config import Decoding
 from ftlib.data import batches
 from ftlib.data.batches import IGNORE_INDEX, PaddingCollator, SupervisedDataset
 from ftlib.engine import inference
+from ftlib.engine.inference import HeldOut
 from ftlib.measure import evaluate, stats
+from ftlib.measure.evaluate import Prediction
 
 pytestmark = pytest.mark.unit
 
@@ -25,23 +28,23 @@ def test_scores_on_fixed_predictions(tickets, task):
         '["hardware", "high"]',  # JSON, but not an object
     ]
     metrics = evaluate.score_answers(predictions, tickets, task)
-    assert metrics["json_valid"]["value"] == 0.5
-    assert metrics["category_accuracy"]["value"] == 0.5
-    assert metrics["urgency_accuracy"]["value"] == 0.25
-    assert metrics["labels_exact_match"]["value"] == 0.25
-    assert metrics["reply_rougeL"]["value"] == pytest.approx(
+    assert metrics["json_valid"].value == 0.5
+    assert metrics["category_accuracy"].value == 0.5
+    assert metrics["urgency_accuracy"].value == 0.25
+    assert metrics["labels_exact_match"].value == 0.25
+    assert metrics["reply_rougeL"].value == pytest.approx(
         (1.0 + 0.4 + 0 + 0) / 4
     )  # "Settings" vs "go to settings profile": P=1, R=1/4, F=0.4
 
 
 def test_labels_are_compared_case_insensitively(tickets, task):
     metrics = evaluate.score_answers([answer(" Outage", "HIGH")], tickets[:1], task)
-    assert metrics["category_accuracy"]["value"] == metrics["urgency_accuracy"]["value"] == 1.0
+    assert metrics["category_accuracy"].value == metrics["urgency_accuracy"].value == 1.0
 
 
 def test_missing_reference_fields_skip_their_metrics(task):
     metrics = evaluate.score_answers([answer("outage", "high")], [{"ticket": "x", "category": "outage"}], task)
-    assert metrics["category_accuracy"]["value"] == 1.0
+    assert metrics["category_accuracy"].value == 1.0
     assert "urgency_accuracy" not in metrics and "reply_rougeL" not in metrics
 
 
@@ -77,9 +80,9 @@ def test_heldout_loss_matches_a_manual_token_weighted_mean(tiny, tickets, task):
     assert [c for _, c in batched] == [c for _, c in manual]
     assert [n for n, _ in batched] == pytest.approx([n for n, _ in manual], rel=1e-5)
     nll, count = sum(n for n, _ in manual), sum(c for _, c in manual)
-    assert result["tokens"] == count
-    assert result["loss"] == pytest.approx(nll / count, rel=1e-5)
-    assert result["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+    assert result.tokens == count
+    assert result.loss == pytest.approx(nll / count, rel=1e-5)
+    assert result.perplexity == pytest.approx(math.exp(nll / count), rel=1e-5)
 
 
 def test_batched_left_padded_generation_matches_one_by_one(tiny, tickets, task):
@@ -117,7 +120,7 @@ def test_common_prefix_length():
 
 def test_verdict_is_computed_from_intervals():
     def result(value, low, high):
-        return {"metrics": {"json_valid": {"value": value, "low": low, "high": high}}}
+        return scored.result({"json_valid": (value, low, high)})
 
     text = evaluate.verdict(
         {"base": result(0.0, 0.0, 0.05), "LoRA": result(0.9, 0.85, 0.95), "worse": result(0.02, 0.0, 0.1)},
@@ -130,7 +133,7 @@ def test_verdict_is_computed_from_intervals():
 
 def test_metrics_table_rows(tickets, task):
     metrics = evaluate.score_answers([answer("outage", "high")], tickets[:1], task)
-    rows = evaluate.metrics_table({"run": {"metrics": metrics, "heldout": {"perplexity": 3.14159}}})
+    rows = evaluate.metrics_table({"run": evaluate.EvaluationResult(metrics, HeldOut(1.1447, 3.14159, 1), [], 1)})
     assert {"run": "run", "metric": "perplexity", "value": 3.142, "low": None, "high": None} in rows
 
 
@@ -144,12 +147,12 @@ def test_confusion_matrix_and_macro_f1_on_known_answers():
     # a: P=1, R=1/2 -> F1=2/3; b: P=1/2, R=1/2 -> F1=1/2
     assert evaluate.macro_f1(matrix) == pytest.approx((2 / 3 + 1 / 2) / 2)
     scored = evaluate.macro_f1_with_interval(preds, refs, "x", labels, n_resamples=200)
-    assert scored["low"] <= scored["value"] <= scored["high"]
+    assert scored.low <= scored.value <= scored.high
 
 
 def test_score_answers_reports_macro_f1_per_label_field(tickets, task):
     metrics = evaluate.score_answers([answer(t["category"], t["urgency"]) for t in tickets], tickets, task)
-    assert metrics["category_macro_f1"]["value"] == 1.0 and metrics["urgency_macro_f1"]["value"] == 1.0
+    assert metrics["category_macro_f1"].value == 1.0 and metrics["urgency_macro_f1"].value == 1.0
 
 
 def test_reference_labels_outside_the_schema_are_a_clear_error(tickets, task):
@@ -208,30 +211,24 @@ def test_evaluate_model_prompts_with_the_few_shot_examples(tickets, task, monkey
     shots = train_records()[:2]
     result = evaluate.evaluate_model(None, None, tickets, task, few_shot=shots)
     assert seen == [task.prompt_messages(t, shots) for t in tickets]
-    assert result["few_shot"] == ["t0", "t1"]
-    assert result["heldout"] is None  # the zero-shot row's perplexity already; not repeated
+    assert result.few_shot == ["t0", "t1"]
+    assert result.heldout is None  # the zero-shot row's perplexity already; not repeated
     monkeypatch.setattr(evaluate, "heldout_loss", lambda *args: pytest.fail("heldout=False computes no loss"))
-    assert evaluate.evaluate_model(None, None, tickets, task, heldout=False)["heldout"] is None
-    assert result["metrics"]["labels_exact_match"]["value"] == 1.0
-    assert result["predictions"][0]["scores"] == evaluate.per_example_scores(
-        result["predictions"][0]["prediction"], tickets[0], task
+    assert evaluate.evaluate_model(None, None, tickets, task, heldout=False).heldout is None
+    assert result.metrics["labels_exact_match"].value == 1.0
+    assert result.predictions[0].scores == evaluate.per_example_scores(
+        result.predictions[0].prediction, tickets[0], task
     )
 
 
 def comparison_results(base_scores, lora_scores):
     def run(scores, tag):
-        return {
-            "predictions": [
-                {
-                    "id": f"e{i}",
-                    "input": f"input {i}",
-                    "reference": {"category": "outage", "reply": "r"},
-                    "prediction": f"{tag} answer {i}",
-                    "scores": {"m": s},
-                }
+        return scored.result(
+            predictions=[
+                Prediction(f"e{i}", f"input {i}", {"category": "outage", "reply": "r"}, f"{tag} answer {i}", {"m": s})
                 for i, s in enumerate(scores)
             ]
-        }
+        )
 
     return {"base": run(base_scores, "base"), "LoRA": run(lora_scores, "lora")}
 
@@ -261,16 +258,13 @@ def test_sample_comparison_leads_with_the_best_runs_failures():
     assert [(row["case"], row["id"]) for row in only_best] == [("worst", "e1"), ("best", "e0"), ("best", "e2")]
 
 
-def test_sample_comparison_refuses_mismatched_or_unscored_runs():
+def test_sample_comparison_refuses_mismatched_runs_or_a_missing_metric():
     results = comparison_results([0, 1], [1, 1])
     with pytest.raises(ValueError, match="no per-example metric 'rougeL'"):
         evaluate.sample_comparison(results, metric="rougeL")
-    results["LoRA"]["predictions"].reverse()
+    results["LoRA"].predictions.reverse()
     with pytest.raises(ValueError, match="not scored on the same examples in the same order"):
         evaluate.sample_comparison(results)
-    del results["base"]["predictions"][0]["scores"]
-    with pytest.raises(ValueError, match="run 'base' has no per-example scores"):
-        evaluate.sample_comparison({"base": results["base"]})
 
 
 def test_metric_comparison_draws_each_interval_as_an_error_bar():
@@ -280,8 +274,8 @@ def test_metric_comparison_draws_each_interval_as_an_error_bar():
     from ftlib.lessons.plots import plot_metric_comparison
 
     results = {
-        "base": {"metrics": {"a": {"value": 0.5, "low": 0.4, "high": 0.7}}},
-        "LoRA": {"metrics": {"a": {"value": 0.9, "low": 0.6, "high": 0.8}}},
+        "base": scored.result({"a": (0.5, 0.4, 0.7)}),
+        "LoRA": scored.result({"a": (0.9, 0.6, 0.8)}),
     }  # point estimate above its interval
     fig = plot_metric_comparison(results, ["a"])
     bars = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)]

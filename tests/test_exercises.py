@@ -176,7 +176,7 @@ def check_rule(answer, run_dir):
 
 def check_strata(answer, run_dir):
     task = listings()
-    few_shot = load(run_dir, "base/candidates.json")["smollm2-135m-instruct"]["few-shot"]
+    few_shot = load(run_dir, "base/candidates.json")["smollm2-135m-instruct"]["few_shot"]
     assert answer["metric"] == task.headline_metrics[0]
     assert answer["answers"] == len(few_shot["predictions"]) and len(answer["rows"]) > 1
     for row in answer["rows"]:

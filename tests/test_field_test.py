@@ -8,8 +8,10 @@ generator's output, the built-in sample, or the curated splits made from it).
 import random
 import re
 from collections import Counter
+from dataclasses import replace
 
 import pytest
+from scored import result
 
 from ftlib.core.tasks import SUPPORT_TICKETS
 from ftlib.data.curate import curate, curated_splits, normalize_layout
@@ -119,11 +121,8 @@ def test_field_set_is_more_diverse_than_generated_tickets(field, generated_ticke
     assert field_share >= generated_share
 
 
-def _result(values: dict[str, tuple[float, float, float]], examples: int) -> dict:
-    return {
-        "metrics": {m: {"value": v, "low": lo, "high": hi} for m, (v, lo, hi) in values.items()},
-        "examples": examples,
-    }
+def _result(values: dict[str, tuple[float, float, float]], examples: int):
+    return replace(result(values), examples=examples)
 
 
 @pytest.mark.unit

@@ -7,6 +7,7 @@ from ftlib.core.config import Decoding
 from ftlib.core.tasks import LISTINGS
 from ftlib.data.batches import SupervisedDataset
 from ftlib.measure import forgetting
+from ftlib.measure.stats import Estimate
 
 LISTING = {
     "id": "l1",
@@ -33,14 +34,14 @@ def test_kl_is_zero_for_identical_models_and_positive_after_a_weight_moves(tiny)
         model, same, tokenizer, prompts, [LISTING], LISTINGS, decoding=Decoding(max_new_tokens=8)
     )
     assert [d.kl for d in report.divergences] == pytest.approx([0.0] * 3, abs=1e-6)
-    assert report.kl["all"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert report.kl["all"].value == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
         same.model.layers[0].mlp.down_proj.weight.add_(torch.randn_like(same.model.layers[0].mlp.down_proj.weight))
     moved = forgetting.measure(
         model, same, tokenizer, prompts, [LISTING], LISTINGS, decoding=Decoding(max_new_tokens=8)
     )
     assert all(d.kl > 1e-4 and d.kl_continuation > 1e-4 for d in moved.divergences)
-    assert set(moved.kl) == {"generic", "listings", "all"} and moved.kl["generic"]["prompts"] == 2
+    assert set(moved.kl) == {"generic", "listings", "all"} and moved.prompts["generic"] == 2
     assert moved.task == "listings" and "description_rougeL" in moved.task_scores
     assert [a["id"] for a in moved.task_answers] == ["l1"] and moved.task_answers[0]["base"] != ""
 
@@ -62,24 +63,25 @@ def test_token_kl_matches_a_direct_computation(tiny):
 
 
 @pytest.mark.unit
-def test_interval_brackets_the_mean():
+def test_an_estimate_brackets_the_mean():
     values = [0.1, 0.5, 0.2, 0.9, 0.05, 0.3, 0.4]
-    stat = forgetting.interval(values)
-    assert stat["low"] < stat["value"] < stat["high"]
-    assert stat["value"] == pytest.approx(sum(values) / len(values)) and stat["prompts"] == 7
+    stat = Estimate.of_mean(values)
+    assert stat.low < stat.value < stat.high
+    assert stat.value == pytest.approx(sum(values) / len(values))
 
 
 @pytest.mark.unit
 def test_report_rows_carry_every_source_and_task_metric_with_an_interval():
-    stat = {"value": 0.1, "low": 0.05, "high": 0.2, "prompts": 2}
-    score = {"value": 0.5, "low": 0.4, "high": 0.6}
+    stat = Estimate(0.1, 0.05, 0.2)
+    score = Estimate(0.5, 0.4, 0.6)
     report = forgetting.ForgettingReport(
         "lora",
         [],
         {"generic": stat, "all": stat},
         {"generic": stat, "all": stat},
+        {"generic": 2, "all": 2},
         "listings",
-        {"description_rougeL": {"base": score, "tuned": score, "difference": score, "examples": 3}},
+        {"description_rougeL": forgetting.PairedScores(score, score, score, 3)},
     )
     rows = report.rows()
     assert [r["measure"] for r in rows] == [

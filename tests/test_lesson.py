@@ -2,9 +2,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from scored import with_metrics
 
 from ftlib.engine import profiles
 from ftlib.lessons import lesson, plots
+from ftlib.measure.stats import Estimate
 
 
 @pytest.mark.unit
@@ -89,9 +91,9 @@ def test_markdown_table_escapes_and_rounds():
 def test_plots_write_files(tmp_path):
     history = {"train": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}], "val": [{"step": 2, "loss": 1.7}]}
     plots.plot_loss_curves({"LoRA": history}, tmp_path / "loss.png")
-    metric = {"value": 0.5, "low": 0.4, "high": 0.6}
+    metric = Estimate(0.5, 0.4, 0.6)
     plots.plot_metric_comparison(
-        {"a": {"metrics": {"m": metric}}, "b": {"metrics": {"m": metric}}}, ["m"], tmp_path / "m.png"
+        {"a": with_metrics({"m": metric}), "b": with_metrics({"m": metric})}, ["m"], tmp_path / "m.png"
     )
     plots.plot_label_distribution({"train": {"x": 3, "y": 1}}, tmp_path / "d.png")
     plots.plot_token_lengths([10, 20, 30], 25, tmp_path / "t.png")

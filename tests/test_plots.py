@@ -6,6 +6,7 @@ import pytest
 from ftlib.core.runs import EstimatedMemory, MeasuredMemory, RunMemory
 from ftlib.engine import memory
 from ftlib.lessons import plots
+from ftlib.measure.stats import Estimate
 
 matplotlib.use("Agg")
 
@@ -42,7 +43,7 @@ def test_memory_breakdown_bars_reach_the_estimates_total():
 
 @pytest.mark.unit
 def test_learning_curve_draws_each_metric_with_its_interval_band(tmp_path):
-    points = {n: {"a": {"value": v, "low": v - 0.1, "high": v + 0.1}} for n, v in ((16, 0.3), (64, 0.6), (2000, 0.7))}
+    points = {n: {"a": Estimate(v, v - 0.1, v + 0.1)} for n, v in ((16, 0.3), (64, 0.6), (2000, 0.7))}
     figure = plots.plot_learning_curve(points, ["a", "missing"], tmp_path / "curve.png")
     ax = figure.axes[0]
     assert [list(line.get_xdata()) for line in ax.lines] == [[16, 64, 2000]]
@@ -56,7 +57,7 @@ def test_validation_curves_overlay_one_line_per_run_and_the_kept_losses():
         name: {"train": [{"step": 1, "loss": 9.0}], "val": [{"step": 2, "loss": 1.0}, {"step": 4, "loss": 0.8}]}
         for name in ("lr 1e-4", "lr 1e-3")
     }
-    final = {"lr 1e-3": {"value": 0.8, "low": 0.7, "high": 0.9}}
+    final = {"lr 1e-3": Estimate(0.8, 0.7, 0.9)}
     figure = plots.plot_validation_curves(histories, final=final)
     ax = figure.axes[0]
     validation = [line for line in ax.lines if line.get_label() in histories]

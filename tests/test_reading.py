@@ -5,11 +5,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scored import result
 from test_runs import V1_MANIFEST
 
 from ftlib.core import runs
 from ftlib.course.timings import CPU_2_CORES, run_time_text, short_duration
 from ftlib.lessons import lesson, reading
+from ftlib.lessons.choice import CandidateScores
 
 pytestmark = pytest.mark.unit
 
@@ -78,11 +80,11 @@ def test_confusion_reading_finds_the_largest_mix_up():
 
 def test_few_shot_reading_decides_by_interval_overlap():
     def stats(value, low, high):
-        return {"metrics": {"json_valid": {"value": value, "low": low, "high": high}}}
+        return result({"json_valid": (value, low, high)})
 
     measured = {
-        "a": {"zero-shot": stats(0.1, 0.0, 0.2), "few-shot": stats(0.8, 0.6, 0.9)},
-        "b": {"zero-shot": stats(0.5, 0.3, 0.7), "few-shot": stats(0.6, 0.4, 0.8)},
+        "a": CandidateScores(stats(0.1, 0.0, 0.2), stats(0.8, 0.6, 0.9), 10.0, 0),
+        "b": CandidateScores(stats(0.5, 0.3, 0.7), stats(0.6, 0.4, 0.8), 10.0, 0),
     }
     lines = reading.few_shot_reading(measured, "json_valid").splitlines()
     assert lines[0] == "a: json_valid 0.10 zero-shot, 0.80 few-shot: three examples in the prompt clearly raised it."

@@ -2,12 +2,16 @@ import csv
 import html
 import json
 import math
+from dataclasses import replace
 
 import pytest
+import scored
 
 from ftlib.core.tasks import LISTINGS
 from ftlib.data.records import DataError
 from ftlib.measure import evaluate, review, stats
+from ftlib.measure.evaluate import Prediction
+from ftlib.measure.stats import Estimate
 
 pytestmark = pytest.mark.unit
 
@@ -28,15 +32,15 @@ def make_results(tickets, task, n=12):
             category = record["category"] if right else "cancellation"
             text = json.dumps({"category": category, "urgency": record["urgency"], "reply": f"{run} says hi"})
             predictions.append(
-                {
-                    "id": record["id"],
-                    "input": task.input_text(record),
-                    "reference": {f: record[f] for f in task.answer_fields},
-                    "prediction": text,
-                    "scores": evaluate.per_example_scores(text, record, task),
-                }
+                Prediction(
+                    record["id"],
+                    task.input_text(record),
+                    {f: record[f] for f in task.answer_fields},
+                    text,
+                    evaluate.per_example_scores(text, record, task),
+                )
             )
-        results[run] = {"predictions": predictions}
+        results[run] = scored.result(predictions=predictions)
     return results
 
 
@@ -63,11 +67,9 @@ def test_review_sheet_is_blinded_and_keyed(tmp_path, tickets, task):
     assert review.key_path(sheet) == tmp_path / "review.key.json" and set(key) == {row["output_id"] for row in rows}
     for row in rows:
         place = key[row["output_id"]]
-        prediction = results[place["run"]]["predictions"][place["example"]]
-        assert (
-            row["output"] == prediction["prediction"] and row["example_id"] == place["example_id"] == prediction["id"]
-        )
-        assert row["reference"] == evaluate.reference_text(prediction["reference"])
+        prediction = results[place["run"]].predictions[place["example"]]
+        assert row["output"] == prediction.prediction and row["example_id"] == place["example_id"] == prediction.id
+        assert row["reference"] == evaluate.reference_text(prediction.reference)
         assert not any(word in row["output_id"].lower() for word in ("base", "lora", "shot"))
     orders = {tuple(key[row["output_id"]]["run"] for row in rows if row["item"] == str(item)) for item in range(1, 9)}
     assert len(orders) > 1  # each example's answers in their own shuffled order
@@ -226,9 +228,9 @@ def test_aggregate_ratings_counts_and_scores_per_run():
         "wrong": 1,
     }
     score = summary["A"]["score"]
-    assert score["value"] == pytest.approx(0.625) and 0 <= score["low"] <= 0.625 <= score["high"] <= 1
-    assert (score["low"], score["high"]) == stats.bootstrap_interval([1, 1, 0.5, 0])
-    assert summary["B"]["rated"] == 0 and math.isnan(summary["B"]["score"]["value"])
+    assert score.value == pytest.approx(0.625) and 0 <= score.low <= 0.625 <= score.high <= 1
+    assert (score.low, score.high) == stats.bootstrap_interval([1, 1, 0.5, 0])
+    assert summary["B"]["rated"] == 0 and math.isnan(summary["B"]["score"].value)
     with pytest.raises(ValueError, match="none of the 1 ratings is of an answer in this key"):
         review.aggregate_ratings({"old": {"rating": "wrong"}}, key)
 
@@ -269,7 +271,8 @@ def test_rating_agreement_between_people_and_the_metrics(tmp_path, tickets, task
     } == {"compared": 10, "both_correct": 3, "human_only": 3, "automatic_only": 1, "neither": 3, "stale": 0}
     assert agreement["agreement"] == pytest.approx(0.6) and agreement["kappa"] == pytest.approx(0.12 / 0.52)
     assert agreement["rule"] == "valid JSON and every label right (category, urgency)"
-    results["base (zero-shot)"]["predictions"][4]["prediction"] = "a new answer"  # re-generated since the export
+    answers = results["base (zero-shot)"].predictions
+    answers[4] = replace(answers[4], prediction="a new answer")  # re-generated since the export
     assert review.rating_agreement(ratings, key, results, task)["stale"] == 1
 
 
@@ -281,12 +284,10 @@ def test_automatic_judgement_of_text_answers_uses_the_rouge_threshold():
 
 
 def test_human_vs_automatic_rows():
-    human = {
-        "LoRA": {"rated": 2, "correct": 1, "partly": 1, "wrong": 0, "score": {"value": 0.75, "low": 0.5, "high": 1.0}}
-    }
+    human = {"LoRA": {"rated": 2, "correct": 1, "partly": 1, "wrong": 0, "score": Estimate(0.75, 0.5, 1.0)}}
     results = {
-        "base": {"metrics": {"json_valid": {"value": 0.1234}}},
-        "LoRA": {"metrics": {"json_valid": {"value": 0.98}}},
+        "base": scored.result({"json_valid": (0.1234, 0.1, 0.2)}),
+        "LoRA": scored.result({"json_valid": (0.98, 0.9, 1.0)}),
     }
     rows = review.human_vs_automatic(human, results, ["json_valid"])
     assert rows[1] == {

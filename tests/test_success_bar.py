@@ -1,13 +1,15 @@
 """The success bar: fixed in lesson 02 before any training, every run judged against it in lesson 05."""
 
 import pytest
+from scored import with_metrics
 
 from ftlib.core.tasks import TASKS
 from ftlib.measure import evaluate
+from ftlib.measure.stats import Estimate
 
 
 def stat(value, low, high):
-    return {"value": value, "low": low, "high": high}
+    return Estimate(value, low, high)
 
 
 @pytest.mark.unit
@@ -41,15 +43,15 @@ def test_judge_reads_the_interval_and_shows_macro_f1():
         "support_tickets", {"json_valid": 0.99, "category_accuracy": 0.95, "urgency_accuracy": 0.85}
     )
     results = {
-        "LoRA": {
-            "metrics": {
+        "LoRA": with_metrics(
+            {
                 "json_valid": stat(1.0, 1.0, 1.0),
                 "category_accuracy": stat(0.96, 0.93, 0.98),
                 "category_macro_f1": stat(0.9, 0.85, 0.95),
                 "urgency_accuracy": stat(0.7, 0.64, 0.76),
             }
-        },
-        "base": {"metrics": {"json_valid": stat(0.2, 0.1, 0.3)}},
+        ),
+        "base": with_metrics({"json_valid": stat(0.2, 0.1, 0.3)}),
     }
     rows = evaluate.judge(results, bar)
     verdicts = {(row["run"], row["metric"]): row["met?"] for row in rows}
@@ -73,6 +75,6 @@ def test_judge_on_scored_answers():
     references = [{"ticket": "x", "category": "billing", "urgency": "low", "reply": "ok"}] * 4
     answers = ['{"category": "billing", "urgency": "low", "reply": "ok"}'] * 4
     metrics = evaluate.score_answers(answers, references, task)
-    rows = evaluate.judge({"perfect": {"metrics": metrics}}, evaluate.success_bar(task))
+    rows = evaluate.judge({"perfect": with_metrics(metrics)}, evaluate.success_bar(task))
     assert [row["met?"] for row in rows] == ["yes", "yes", "yes"]
     assert rows[1]["macro-F1 [95% CI]"].startswith("1.00")

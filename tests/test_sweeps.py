@@ -8,10 +8,11 @@ from ftlib.engine import inference
 from ftlib.engine.profiles import PROFILES
 from ftlib.lessons import sweeps
 from ftlib.measure import evaluate
+from ftlib.measure.stats import Estimate, token_weighted_loss
 
 
 def stat(value, low, high):
-    return {"value": value, "low": low, "high": high}
+    return Estimate(value, low, high)
 
 
 def outcome(name, n_train=100, rate=1e-3, rank=16, exact=None, loss=None):
@@ -87,11 +88,9 @@ def test_learning_curve_sets_are_nested_and_end_with_all(tickets):
 def test_per_example_losses_add_up_to_the_held_out_loss(tiny, tickets, task):
     model, tokenizer = tiny
     losses = sweeps.example_losses(model, tokenizer, tickets, task, batch_size=3)
-    interval = sweeps.loss_interval(losses)
-    assert interval["value"] == pytest.approx(
-        inference.heldout_loss(model, tokenizer, tickets, task, 2)["loss"], rel=1e-5
-    )
-    assert interval["low"] <= interval["value"] <= interval["high"]
+    interval = token_weighted_loss(losses)
+    assert interval.value == pytest.approx(inference.heldout_loss(model, tokenizer, tickets, task, 2).loss, rel=1e-5)
+    assert interval.low <= interval.value <= interval.high
 
 
 @pytest.mark.unit
@@ -144,7 +143,7 @@ def test_runner_trains_identical_runs_once_and_writes_each_outcome(tmp_path, tic
     saved = json.loads((tmp_path / "n2" / "outcome.json").read_text())
     assert saved["n_train"] == 2 and saved["lora_r"] == 2 and len(saved["predictions"]) == 2
     assert set(small.metrics) >= {"category_accuracy", "label_valid", "reply_pii"}
-    assert set(small.val_loss) == {"value", "low", "high"} and small.history["val"]
+    assert small.val_loss.low <= small.val_loss.value <= small.val_loss.high and small.history["val"]
     rows = sweeps.outcome_rows({"a": first, "b": small}, sweeps.headline(task), batch_size=2)
     assert rows[1]["epochs"] == 1.0 and rows[1]["rank"] == 2 and "[" in rows[0]["category_accuracy"]
 

@@ -142,7 +142,7 @@ def test_metrics_follow_the_spec(tmp_path):
     predictions = ['{"sentiment": "positive", "summary": "Loved it."}', "not json"]
     metrics = score_answers(predictions, references, task)
     assert set(metrics) == {"json_valid", "sentiment_accuracy", "summary_rougeL", "sentiment_macro_f1"}
-    assert metrics["json_valid"]["value"] == 0.5 and metrics["sentiment_accuracy"]["value"] == 0.5
+    assert metrics["json_valid"].value == 0.5 and metrics["sentiment_accuracy"].value == 0.5
 
 
 @pytest.mark.unit

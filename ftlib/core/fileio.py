@@ -9,6 +9,7 @@ standard library's ``io``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -78,9 +79,17 @@ def write_text(text: str, path: str | Path, encoding: str = "utf-8") -> Path:
 def write_json(value: Any, path: str | Path, indent: int | None = 1) -> Path:
     """Write ``value`` as UTF-8 JSON (non-ASCII kept as is) with a final newline, atomically.
 
-    The text is built before the file is opened, so a value JSON cannot encode leaves no file behind.
+    Dataclasses (a typed result, anywhere inside ``value``) are written as their fields. The text is built before
+    the file is opened, so a value JSON cannot encode leaves no file behind.
     """
-    return write_text(json.dumps(value, indent=indent, ensure_ascii=False) + "\n", path)
+    return write_text(json.dumps(value, indent=indent, ensure_ascii=False, default=_fields) + "\n", path)
+
+
+def _fields(value: Any) -> Any:
+    """``json.dumps``'s fallback: a dataclass instance as a dict of its fields (nested ones too)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def write_jsonl(records: Iterable[Mapping], path: str | Path) -> Path:

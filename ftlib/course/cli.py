@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import typing
+from dataclasses import asdict
 from pathlib import Path
 
 from ftlib.core.config import Decoding
@@ -185,12 +186,12 @@ def command_evaluate(args) -> int:
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, Decoding(args.batch_size, args.max_new_tokens))
     where = {"data": str(args.data)} | {key: getattr(args, key) for key in ("split", "revision") if getattr(args, key)}
-    write_json({"run": args.run, **where, **result}, args.output)  # atomic: no half-written file
+    write_json({"run": args.run, **where, **asdict(result)}, args.output)  # atomic: no half-written file
     print(f"{label} on {source} ({len(records)} records)")
-    for name, stats in result["metrics"].items():
-        print(f"  {name:22s} {stats['value']:.3f}  [{stats['low']:.3f}, {stats['high']:.3f}]")
-    if result["heldout"]:
-        print(f"  {'perplexity':22s} {result['heldout']['perplexity']:.3f}")
+    for name, stat in result.metrics.items():
+        print(f"  {name:22s} {stat.value:.3f}  {stat.interval_text(3)}")
+    if result.heldout:
+        print(f"  {'perplexity':22s} {result.heldout.perplexity:.3f}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -54,10 +55,19 @@ def example_losses(
     return out
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """The answer tokens' mean negative log-likelihood under a model, and its perplexity."""
+
+    loss: float
+    perplexity: float
+    tokens: int  # answer tokens scored
+
+
 @torch.no_grad()
 def heldout_loss(
     model, tokenizer, records: list[dict], task: Task | None = None, batch_size: int = 16, max_length: int = 256
-) -> dict:
+) -> HeldOut:
     """Mean negative log-likelihood of the answer tokens (prompt excluded) and its perplexity.
 
     Token-weighted: every answer token counts once, however the batches fall. ``evaluate``'s
@@ -66,7 +76,7 @@ def heldout_loss(
     losses = example_losses(model, tokenizer, records, task, batch_size, max_length)
     total_nll, total_tokens = sum(n for n, _ in losses), sum(c for _, c in losses)
     loss = total_nll / total_tokens
-    return {"loss": loss, "perplexity": math.exp(loss), "tokens": total_tokens}
+    return HeldOut(loss, math.exp(loss), total_tokens)
 
 
 @torch.no_grad()

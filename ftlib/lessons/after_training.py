@@ -9,7 +9,7 @@
 - inference cost (``cost_study``): ``ftlib.measure.cost.measure`` on the run in use;
 - shipping (``shipping_note``): what ``ftlib.engine.export.ship`` wrote and how to run it.
 
-Every comparison reads 95% intervals (``ftlib.lessons.sweeps.compare``): "within noise" when they overlap.
+Every comparison reads 95% intervals (``ftlib.measure.stats.compare``): "within noise" when they overlap.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from ftlib.core.runtime import release_memory
 from ftlib.core.tasks import Task, get_task, raw_data_file
 from ftlib.data.records import read_jsonl, validate_records
 from ftlib.engine.trainer import TENSORBOARD_DIR
-from ftlib.lessons.sweeps import compare, interval_text, main_metric
+from ftlib.lessons.sweeps import main_metric
 from ftlib.measure import cost, drift, forgetting
-from ftlib.measure.evaluate import evaluate_model, few_shot_examples, load_success_bar, set_comparison
+from ftlib.measure.evaluate import EvaluationResult, evaluate_model, few_shot_examples, load_success_bar, set_comparison
+from ftlib.measure.stats import compare
 
 # Tasks with a later-period batch (``ftlib.data.samples.write_later_tickets``), as a file beside the task's data.
 LATER_BATCHES = {"support_tickets": "support_tickets_later.jsonl"}
@@ -159,9 +160,9 @@ class ForgettingStudy:
             }
             for source, stat in report.kl.items():
                 if source != "all":
-                    row[f"KL {source} (n={stat['prompts']}) [95% CI]"] = interval_text(stat, 4)
+                    row[f"KL {source} (n={report.prompts[source]}) [95% CI]"] = stat.text(4)
             for metric, stats in report.task_scores.items():
-                row[f"{report.task} {metric}: tuned - base [95% CI]"] = interval_text(stats["difference"], 3)
+                row[f"{report.task} {metric}: tuned - base [95% CI]"] = stats.difference.text(3)
             rows.append(row)
         return rows
 
@@ -172,8 +173,8 @@ class ForgettingStudy:
             return "No LoRA variant was measured."
         generic = lora.kl[forgetting.GENERIC_SOURCE]
         lines = [
-            f"LoRA moved {generic['value']:.4f} nats per token from the base on general prompts"
-            f" (95% CI [{generic['low']:.4f}, {generic['high']:.4f}]; 0 is no change) after {self.steps} steps."
+            f"LoRA moved {generic.value:.4f} nats per token from the base on general prompts"
+            f" (95% CI {generic.interval_text(4)}; 0 is no change) after {self.steps} steps."
         ]
         for name in FORGETTING_VARIANTS[1:]:
             report = self.reports.get(name)
@@ -181,16 +182,14 @@ class ForgettingStudy:
                 continue
             verdict = compare(report.kl[forgetting.GENERIC_SOURCE], generic)
             said = {"higher": "further than LoRA", "lower": "less far than LoRA"}.get(verdict, "within noise of LoRA")
-            lines.append(
-                f"{name}: {interval_text(report.kl[forgetting.GENERIC_SOURCE], 4)} on general prompts: {said}."
-            )
+            lines.append(f"{name}: {report.kl[forgetting.GENERIC_SOURCE].text(4)} on general prompts: {said}.")
         for name, report in self.reports.items():
             for metric, stats in report.task_scores.items():
-                gap = stats["difference"]
-                change = "lower than" if gap["high"] < 0 else "higher than" if gap["low"] > 0 else "within noise of"
+                gap = stats.difference
+                change = "lower than" if gap.high < 0 else "higher than" if gap.low > 0 else "within noise of"
                 lines.append(
-                    f"{name} on {report.task} {metric}: {stats['tuned']['value']:.3f} vs the base's"
-                    f" {stats['base']['value']:.3f}, {change} the base (paired difference {interval_text(gap, 3)})."
+                    f"{name} on {report.task} {metric}: {stats.tuned.value:.3f} vs the base's"
+                    f" {stats.base.value:.3f}, {change} the base (paired difference {gap.text(3)})."
                 )
         return "\n".join(lines)
 
@@ -317,15 +316,15 @@ def score_model(model, tokenizer, sets: dict[str, list[dict]], task: Task, decod
     }
 
 
-def shift_sentence(results: dict[str, dict[str, dict]], run: str, metrics: list[str]) -> str:
+def shift_sentence(results: dict[str, dict[str, EvaluationResult]], run: str, metrics: list[str]) -> str:
     """``run`` on the later test sample against the old test split, metric by metric, from the intervals."""
-    old, new = (results[name][run]["metrics"] for name in ("old test", "new test"))
+    old, new = (results[name][run].metrics for name in ("old test", "new test"))
     parts = []
     for metric in metrics:
         if metric in old and metric in new:
             verdict = compare(new[metric], old[metric])
             said = {"lower": "lower on the new tickets", "higher": "higher on the new tickets"}.get(verdict, verdict)
-            parts.append(f"{metric} {interval_text(new[metric])} new vs {interval_text(old[metric])} old: {said}")
+            parts.append(f"{metric} {new[metric].text()} new vs {old[metric].text()} old: {said}")
     return f"{run}: " + "; ".join(parts) + "."
 
 
@@ -476,20 +475,20 @@ class DriftStudy:
             return ""  # note() said why, once
         metric = main_metric(self.lesson.task)
         old, new = self.results["old test"], self.results["new test"]
-        before_old, before_new = old["in use"]["metrics"][metric], new["in use"]["metrics"][metric]
+        before_old, before_new = old["in use"].metrics[metric], new["in use"].metrics[metric]
         words = {"higher": "higher than before", "lower": "lower than before", "within noise": "within noise of before"}
-        lines = [f"{metric}, the run in use: {interval_text(before_new)} new, {interval_text(before_old)} old."]
+        lines = [f"{metric}, the run in use: {before_new.text()} new, {before_old.text()} old."]
         for name in self.retunes:
-            after_old, after_new = old[name]["metrics"][metric], new[name]["metrics"][metric]
+            after_old, after_new = old[name].metrics[metric], new[name].metrics[metric]
             lines.append(
-                f"{name}: new {interval_text(after_new)} ({words[compare(after_new, before_new)]}),"
-                f" old {interval_text(after_old)} ({words[compare(after_old, before_old)]})."
+                f"{name}: new {after_new.text()} ({words[compare(after_new, before_new)]}),"
+                f" old {after_old.text()} ({words[compare(after_old, before_old)]})."
             )
         if len(self.retunes) == 2:
-            plain, replay = (old[name]["metrics"][metric] for name in self.retunes)
+            plain, replay = (old[name].metrics[metric] for name in self.retunes)
             lines.append(
                 f"Replay against new data only, on the old tickets: {compare(replay, plain)}"
-                f" ({interval_text(replay)} vs {interval_text(plain)})."
+                f" ({replay.text()} vs {plain.text()})."
             )
         return "\n".join(lines)
 

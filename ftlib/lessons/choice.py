@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.tasks import Task
 from ftlib.engine.inference import heldout_loss
 from ftlib.engine.models import DEFAULT_MODEL, REGISTRY, hub_reachable, load_model
-from ftlib.measure.evaluate import evaluate_model, few_shot_examples
+from ftlib.measure.evaluate import EvaluationResult, evaluate_model, few_shot_examples
 
 
 def available_candidates(default: str = DEFAULT_MODEL, max_params_b: float = 2.0, hub: bool | None = None) -> list[str]:
@@ -30,6 +32,30 @@ def available_candidates(default: str = DEFAULT_MODEL, max_params_b: float = 2.0
     return names
 
 
+@dataclass
+class CandidateScores:
+    """One base model measured on lesson 01's validation split: zero-shot, few-shot, and the references' perplexity."""
+
+    zero_shot: EvaluationResult
+    few_shot: EvaluationResult
+    perplexity: float
+    examples: int
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> CandidateScores:
+        return cls(
+            EvaluationResult.from_dict(saved["zero_shot"]),
+            EvaluationResult.from_dict(saved["few_shot"]),
+            saved["perplexity"],
+            saved["examples"],
+        )
+
+
+def read_candidates(path: str | Path) -> dict[str, CandidateScores]:
+    """Lesson 01's ``base/candidates.json``: every candidate's scores, by model name."""
+    return {name: CandidateScores.from_dict(saved) for name, saved in json.loads(Path(path).read_text()).items()}
+
+
 def measure_candidate(
     name: str,
     val_records: list[dict],
@@ -39,7 +65,7 @@ def measure_candidate(
     decoding: Decoding = DEFAULT_DECODING,
     shots: int = 3,
     quantization: str | None = None,
-) -> dict:
+) -> CandidateScores:
     """Zero-shot and few-shot task metrics and the perplexity of the reference answers, for one base model.
 
     ``quantization`` ("nf4") loads it in 4 bits, as on a GPU whose plan trains it with QLoRA.
@@ -48,19 +74,18 @@ def measure_candidate(
     examples = few_shot_examples(train_records, task, k=shots)
     zero = evaluate_model(model, tokenizer, val_records, task, decoding)
     few = evaluate_model(model, tokenizer, val_records, task, decoding, few_shot=examples)
-    heldout = zero["heldout"] or heldout_loss(model, tokenizer, val_records, task, decoding.batch_size)
-    return {"zero-shot": zero, "few-shot": few, "perplexity": heldout["perplexity"], "examples": len(val_records)}
+    heldout = zero.heldout or heldout_loss(model, tokenizer, val_records, task, decoding.batch_size)
+    return CandidateScores(zero, few, heldout.perplexity, len(val_records))
 
 
-def score_rows(measured: dict[str, dict], metric: str) -> list[dict]:
+def score_rows(measured: dict[str, CandidateScores], metric: str) -> list[dict]:
     """One row per measured candidate: its headline metric zero-shot and few-shot (with intervals), and perplexity."""
     rows = []
     for name, result in measured.items():
         row = {"model": name}
-        for setting in ("zero-shot", "few-shot"):
-            stats = result[setting]["metrics"][metric]
-            row[f"{metric} {setting}"] = f"{stats['value']:.2f} [{stats['low']:.2f}, {stats['high']:.2f}]"
-        row["perplexity"] = round(result["perplexity"], 2)
+        for setting, scored in (("zero-shot", result.zero_shot), ("few-shot", result.few_shot)):
+            row[f"{metric} {setting}"] = scored.metrics[metric].text()
+        row["perplexity"] = round(result.perplexity, 2)
         rows.append(row)
     return rows
 
@@ -103,9 +128,7 @@ def recommend(memory_rows: list[dict], measured: dict[str, dict], rule: Recommen
             f"No candidate has an allowed licence ({', '.join(rule.allowed_licences)}) and fits "
             f"{rule.gpu} with {rule.method}: relax the rule."
         )
-    scored = {
-        name: measured[name]["few-shot"]["metrics"][rule.metric]["value"] for name in qualifying if name in measured
-    }
+    scored = {name: measured[name].few_shot.metrics[rule.metric].value for name in qualifying if name in measured}
     if scored:
         best = max(scored, key=scored.get)
         others = [name for name in qualifying if name not in measured]

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ftlib.core.runs import RunRecord
+from ftlib.measure.stats import Estimate
 
 
 def _save(fig, path: str | Path | None):
@@ -58,23 +59,20 @@ def plot_metric_comparison(
     """Grouped bars of several runs' metrics, each with its interval as an error bar.
 
     Args:
-        results: run name -> ``{"metrics": {metric: {"value", "low", "high"}}}``. A missing bound draws no
-            bar on that side; a point estimate outside its bootstrap interval (macro-F1 can be) draws none
-            on the side it passed.
+        results: run name -> its ``ftlib.measure.evaluate.EvaluationResult``. A point estimate outside its
+            bootstrap interval (macro-F1 can be) draws no bar on the side it passed.
     """
 
-    def error(stats: dict, bound: str) -> float:
-        """Length of the bar from the value to ``bound``: 0 when the bound is missing or on the wrong side."""
-        if stats.get(bound) is None:
-            return 0.0
-        return max(0.0, stats["value"] - stats[bound] if bound == "low" else stats[bound] - stats["value"])
+    def error(stat: Estimate, bound: str) -> float:
+        """Length of the bar from the value to ``bound``: 0 when the bound is on the wrong side."""
+        return max(0.0, stat.value - stat.low if bound == "low" else stat.high - stat.value)
 
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics)), 4))
     width = 0.8 / max(1, len(results))
     for index, (name, result) in enumerate(results.items()):
-        stats = [result["metrics"][m] for m in metrics]
+        stats = [result.metrics[m] for m in metrics]
         xs = [i + index * width for i in range(len(metrics))]
-        values = [s["value"] for s in stats]
+        values = [s.value for s in stats]
         errors = [[error(s, "low") for s in stats], [error(s, "high") for s in stats]]
         ax.bar(xs, values, width, yerr=errors, capsize=3, label=name, color=f"C{index}")
     ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(metrics))], metrics, rotation=15)
@@ -196,7 +194,7 @@ def plot_set_comparison(
     """One panel per metric: each run's value on every test set, side by side, with its interval.
 
     Args:
-        results_by_set: set name -> run name -> ``{"metrics": {metric: {"value", "low", "high"}}}``.
+        results_by_set: set name -> run name -> its ``ftlib.measure.evaluate.EvaluationResult``.
     """
     sets = list(results_by_set)
     runs = [run for run in results_by_set[sets[0]] if all(run in results_by_set[s] for s in sets)]
@@ -204,13 +202,10 @@ def plot_set_comparison(
     width = 0.8 / max(1, len(sets))
     for ax, metric in zip(axes[0], metrics):
         for index, name in enumerate(sets):
-            stats = [results_by_set[name][run]["metrics"][metric] for run in runs]
+            stats = [results_by_set[name][run].metrics[metric] for run in runs]
             xs = [i + index * width for i in range(len(runs))]
-            values = [s["value"] for s in stats]
-            errors = [
-                [max(0.0, s["value"] - s["low"]) for s in stats],
-                [max(0.0, s["high"] - s["value"]) for s in stats],
-            ]
+            values = [s.value for s in stats]
+            errors = [[max(0.0, s.value - s.low) for s in stats], [max(0.0, s.high - s.value) for s in stats]]
             ax.bar(xs, values, width, yerr=errors, capsize=3, label=name, color=f"C{index}")
         ax.set_xticks([i + width * (len(sets) - 1) / 2 for i in range(len(runs))], runs, rotation=30, ha="right")
         ax.set_ylim(0, 1.05)
@@ -222,7 +217,7 @@ def plot_set_comparison(
 
 
 def plot_learning_curve(
-    points: dict[int, dict[str, dict]],
+    points: dict[int, dict[str, Estimate]],
     metrics: list[str],
     path: str | Path | None = None,
     title: str = "Learning curve (95% bootstrap intervals)",
@@ -230,7 +225,7 @@ def plot_learning_curve(
     """Each metric against the number of training examples (log scale), its interval as a shaded band.
 
     Args:
-        points: training-set size -> ``{metric: {"value", "low", "high"}}``.
+        points: training-set size -> ``{metric: Estimate}``.
     """
     sizes = sorted(points)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -239,8 +234,8 @@ def plot_learning_curve(
         if len(stats) != len(sizes):
             continue
         colour = f"C{index}"
-        ax.plot(sizes, [s["value"] for s in stats], color=colour, marker="o", lw=2, label=metric)
-        ax.fill_between(sizes, [s["low"] for s in stats], [s["high"] for s in stats], color=colour, alpha=0.2)
+        ax.plot(sizes, [s.value for s in stats], color=colour, marker="o", lw=2, label=metric)
+        ax.fill_between(sizes, [s.low for s in stats], [s.high for s in stats], color=colour, alpha=0.2)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.minorticks_off()
@@ -257,13 +252,13 @@ def plot_validation_curves(
     histories: dict[str, dict],
     path: str | Path | None = None,
     title: str = "Validation loss",
-    final: dict[str, dict] | None = None,
+    final: dict[str, Estimate] | None = None,
 ):
     """Validation loss per evaluation, one line per run, overlaid; no training loss, so the runs stay readable.
 
     Args:
         histories: run name -> ``ftlib.engine.train`` history (its ``val`` points are drawn).
-        final: run name -> ``{"value", "low", "high"}`` of the kept checkpoint's loss, drawn as an error bar
+        final: run name -> the kept checkpoint's loss with its interval, drawn as an error bar
             after the last step.
     """
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -276,8 +271,8 @@ def plot_validation_curves(
         if final and name in final:
             stat = final[name]
             x = last * (1.04 + 0.02 * index)
-            err = [[stat["value"] - stat["low"]], [stat["high"] - stat["value"]]]
-            ax.errorbar([x], [stat["value"]], yerr=err, color=colour, marker="s", capsize=3)
+            err = [[stat.value - stat.low], [stat.high - stat.value]]
+            ax.errorbar([x], [stat.value], yerr=err, color=colour, marker="s", capsize=3)
     ax.set_xlabel("optimizer step (squares: the kept checkpoint, 95% interval)" if final else "optimizer step")
     ax.set_ylabel("validation cross-entropy (answer tokens)")
     ax.set_title(title)

@@ -6,9 +6,14 @@ is computed here, never typed into a notebook.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ftlib.core.runs import RunRecord
+
+if TYPE_CHECKING:
+    from ftlib.lessons.choice import CandidateScores
 
 
 def _points(history: dict, kind: str) -> list[tuple[int, float]]:
@@ -109,23 +114,23 @@ def confusion_reading(columns: list[str], matrix: np.ndarray, labels: list[str],
     return sentence
 
 
-def few_shot_reading(measured: dict[str, dict], metric: str) -> str:
+def few_shot_reading(measured: dict[str, CandidateScores], metric: str) -> str:
     """Per measured candidate: what three solved examples in the prompt did to ``metric``, by interval overlap.
 
     Args:
-        measured: candidate name -> ``{"zero-shot": result, "few-shot": result, ...}`` (``choice.measure_candidate``).
+        measured: candidate name -> its scores (``ftlib.lessons.choice.measure_candidate``).
     """
     lines = []
     for name, result in measured.items():
-        zero, few = result["zero-shot"]["metrics"][metric], result["few-shot"]["metrics"][metric]
-        if few["low"] > zero["high"]:
+        zero, few = result.zero_shot.metrics[metric], result.few_shot.metrics[metric]
+        if few.above(zero):
             effect = "clearly raised it"
-        elif few["high"] < zero["low"]:
+        elif few.below(zero):
             effect = "clearly lowered it"
         else:
             effect = "made no clear difference (the intervals overlap)"
         lines.append(
-            f"{name}: {metric} {zero['value']:.2f} zero-shot, {few['value']:.2f} few-shot: three examples in the"
+            f"{name}: {metric} {zero.value:.2f} zero-shot, {few.value:.2f} few-shot: three examples in the"
             f" prompt {effect}."
         )
     return "\n".join(lines)

@@ -8,7 +8,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from rouge_score import rouge_scorer
 
 from ftlib.core.config import Decoding, TrainConfig
@@ -20,7 +19,7 @@ from ftlib.data.dedup import dedup_key
 from ftlib.data.records import check_labels, validate_records
 from ftlib.engine.inference import example_losses, generate
 from ftlib.measure.evaluate import per_example_scores
-from ftlib.measure.stats import bootstrap_interval
+from ftlib.measure.stats import Estimate, compare, mean_estimates, token_weighted_loss
 
 
 @dataclass(frozen=True)
@@ -153,26 +152,6 @@ def answer_scores(prediction: str, reference: dict, task: Task, rouge=None) -> d
     return scores
 
 
-def with_intervals(rows: list[dict[str, float]], seed: int = 0) -> dict[str, dict[str, float]]:
-    """Mean and 95% bootstrap interval of each per-example score: ``{metric: {value, low, high}}``."""
-    metrics = {}
-    for name in rows[0] if rows else []:
-        values = [row[name] for row in rows]
-        low, high = bootstrap_interval(values, seed=seed)
-        metrics[name] = {"value": float(np.mean(values)), "low": low, "high": high}
-    return metrics
-
-
-def loss_interval(losses: list[tuple[float, int]], n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Token-weighted mean loss and its 95% bootstrap interval (records resampled, their tokens kept together)."""
-    nll = np.array([n for n, _ in losses])
-    tokens = np.array([c for _, c in losses], dtype=float)
-    picks = np.random.default_rng(seed).integers(0, len(losses), size=(n_resamples, len(losses)))
-    means = nll[picks].sum(axis=1) / tokens[picks].sum(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return {"value": float(nll.sum() / tokens.sum()), "low": float(low), "high": float(high)}
-
-
 # ---------------------------------------------------------------- runs
 
 
@@ -186,8 +165,8 @@ class Outcome:
     lora_r: int
     max_steps: int
     history: dict  # ftlib.engine.train's {"train": [...], "val": [...]}
-    val_loss: dict[str, float]  # the kept checkpoint's validation loss with its interval
-    metrics: dict[str, dict[str, float]]  # test metrics with intervals (``with_intervals``)
+    val_loss: Estimate  # the kept checkpoint's validation loss with its interval
+    metrics: dict[str, Estimate]  # test metrics with intervals
     predictions: list[dict] = field(default_factory=list)  # id, prediction and scores per test record
     folder: str = ""
     train_seconds: float = 0.0
@@ -249,7 +228,7 @@ class Runner:
             device=self.device,
         )
         trained = time.perf_counter()
-        val_loss = loss_interval(
+        val_loss = token_weighted_loss(
             example_losses(result.model, result.tokenizer, self.val, self.task, config.eval_batch_size)
         )
         answers = generate(
@@ -268,7 +247,7 @@ class Runner:
             config.max_steps,
             result.history,
             val_loss,
-            with_intervals(rows),
+            mean_estimates(rows),
             [{"id": r.get("id"), "prediction": a, "scores": s} for r, a, s in zip(self.test, answers, rows)],
             str(self.folder / name),
             round(trained - started, 1),
@@ -375,19 +354,6 @@ def main_metric(task: Task) -> str:
     return f"{task.label_fields[0]}_accuracy" if task.label_fields else task.headline_metrics[-1]
 
 
-def interval_text(stat: dict[str, float], digits: int = 2) -> str:
-    return f"{stat['value']:.{digits}f} [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
-
-
-def compare(a: dict[str, float], b: dict[str, float]) -> str:
-    """``higher``, ``lower`` or ``within noise``: ``a`` against ``b``, by whether their 95% intervals overlap."""
-    if a["low"] > b["high"]:
-        return "higher"
-    if a["high"] < b["low"]:
-        return "lower"
-    return "within noise"
-
-
 def outcome_rows(outcomes: dict[str, Outcome], metrics: list[str], batch_size: int) -> list[dict]:
     """One row per run: its data size, epochs, rate, rank, validation loss and metrics, each with its interval."""
     rows = []
@@ -398,9 +364,9 @@ def outcome_rows(outcomes: dict[str, Outcome], metrics: list[str], batch_size: i
             "epochs": round(o.max_steps * batch_size / max(o.n_train, 1), 2),
             "learning rate": f"{o.learning_rate:g}",
             "rank": o.lora_r,
-            "val loss [95% CI]": interval_text(o.val_loss, 3),
+            "val loss [95% CI]": o.val_loss.text(3),
         }
-        row |= {m: interval_text(o.metrics[m]) for m in metrics if m in o.metrics}
+        row |= {m: o.metrics[m].text() for m in metrics if m in o.metrics}
         rows.append(row)
     return rows
 
@@ -421,12 +387,11 @@ def clean_vs_raw_sentence(clean: Outcome, raw: Outcome, task: Task) -> str:
         "higher": "the raw data gave clearly better answers",
     }.get(verdict, "no difference this test set can resolve")
     details = "; ".join(
-        f"{m} {interval_text(raw.metrics[m])} vs {interval_text(clean.metrics[m])}: "
-        f"{compare(raw.metrics[m], clean.metrics[m])}"
+        f"{m} {raw.metrics[m].text()} vs {clean.metrics[m].text()}: {compare(raw.metrics[m], clean.metrics[m])}"
         for m in dict.fromkeys([*headline(task), "reply_pii"])
         if m in raw.metrics and m in clean.metrics
     )
-    leaked = raw.metrics.get("reply_pii", {}).get("value", 0) + clean.metrics.get("reply_pii", {}).get("value", 0)
+    leaked = sum(o.metrics["reply_pii"].value for o in (raw, clean) if "reply_pii" in o.metrics)
     pii = (
         "Neither model wrote personal data into a reply."
         if leaked == 0
@@ -434,9 +399,9 @@ def clean_vs_raw_sentence(clean: Outcome, raw: Outcome, task: Task) -> str:
     )
     return (
         f"Raw ({raw.n_train} examples) vs curated ({clean.n_train}), same {clean.max_steps} steps: on {main}"
-        f" ({interval_text(raw.metrics[main])} vs {interval_text(clean.metrics[main])}), {summary}. The raw run's"
-        f" validation loss is {loss_verdict(raw, clean)} ({interval_text(raw.val_loss, 3)} vs"
-        f" {interval_text(clean.val_loss, 3)}). Raw vs curated, metric by metric: {details}. {pii}"
+        f" ({raw.metrics[main].text()} vs {clean.metrics[main].text()}), {summary}. The raw run's"
+        f" validation loss is {loss_verdict(raw, clean)} ({raw.val_loss.text(3)} vs"
+        f" {clean.val_loss.text(3)}). Raw vs curated, metric by metric: {details}. {pii}"
     )
 
 
@@ -445,9 +410,9 @@ def learning_curve_sentence(outcomes: dict[str, Outcome], task: Task, batch_size
     and by the validation loss. ``batch_size``: examples per optimizer step."""
     metric = main_metric(task)
     ordered = sorted(outcomes.values(), key=lambda o: o.n_train)
-    best = max(ordered, key=lambda o: o.metrics[metric]["value"])
+    best = max(ordered, key=lambda o: o.metrics[metric].value)
     enough = next(o for o in ordered if compare(o.metrics[metric], best.metrics[metric]) != "lower")
-    lowest = min(ordered, key=lambda o: o.val_loss["value"])
+    lowest = min(ordered, key=lambda o: o.val_loss.value)
     enough_loss = next(o for o in ordered if compare(o.val_loss, lowest.val_loss) != "higher")
     seen = ordered[0].max_steps * batch_size
 
@@ -456,9 +421,7 @@ def learning_curve_sentence(outcomes: dict[str, Outcome], task: Task, batch_size
             return f"{what}: every size, down to {first.n_train} examples, is within noise of the best ({top.n_train})"
         return f"{what}: from {first.n_train} examples on, within noise of the best ({top.n_train}); fewer are worse"
 
-    points = ", ".join(
-        f"{o.n_train}: {interval_text(o.metrics[metric])} / loss {interval_text(o.val_loss, 3)}" for o in ordered
-    )
+    points = ", ".join(f"{o.n_train}: {o.metrics[metric].text()} / loss {o.val_loss.text(3)}" for o in ordered)
     return (
         f"By training-set size ({metric} / validation loss, {points}). {finding(metric, enough, best)}."
         f" {finding('Validation loss', enough_loss, lowest)}. Every run saw {seen} examples"
@@ -469,20 +432,20 @@ def learning_curve_sentence(outcomes: dict[str, Outcome], task: Task, batch_size
 
 def _spread(outcomes: dict[str, Outcome], metric: str, label) -> tuple[str, float, float]:
     """A sentence on the best and worst of a sweep, and the gaps (0 where within noise) of metric and loss."""
-    ordered = sorted(outcomes.values(), key=lambda o: -o.metrics[metric]["value"])
+    ordered = sorted(outcomes.values(), key=lambda o: -o.metrics[metric].value)
     best, worst = ordered[0], ordered[-1]
     real = compare(best.metrics[metric], worst.metrics[metric]) == "higher"
-    by_loss = sorted(outcomes.values(), key=lambda o: o.val_loss["value"])
+    by_loss = sorted(outcomes.values(), key=lambda o: o.val_loss.value)
     low, high = by_loss[0], by_loss[-1]
     loss_real = compare(low.val_loss, high.val_loss) == "lower"
     text = (
-        f"{metric} is highest at {label(best)} ({interval_text(best.metrics[metric])}) and lowest at {label(worst)}"
-        f" ({interval_text(worst.metrics[metric])}): {'a real gap' if real else 'within noise'}; the validation loss"
-        f" is lowest at {label(low)} ({interval_text(low.val_loss, 3)}) and highest at {label(high)}"
-        f" ({interval_text(high.val_loss, 3)}): {'a real gap' if loss_real else 'within noise'}"
+        f"{metric} is highest at {label(best)} ({best.metrics[metric].text()}) and lowest at {label(worst)}"
+        f" ({worst.metrics[metric].text()}): {'a real gap' if real else 'within noise'}; the validation loss"
+        f" is lowest at {label(low)} ({low.val_loss.text(3)}) and highest at {label(high)}"
+        f" ({high.val_loss.text(3)}): {'a real gap' if loss_real else 'within noise'}"
     )
-    metric_gap = best.metrics[metric]["value"] - worst.metrics[metric]["value"] if real else 0.0
-    loss_gap = high.val_loss["value"] - low.val_loss["value"] if loss_real else 0.0
+    metric_gap = best.metrics[metric].value - worst.metrics[metric].value if real else 0.0
+    loss_gap = high.val_loss.value - low.val_loss.value if loss_real else 0.0
     return text, metric_gap, loss_gap
 
 
@@ -522,7 +485,7 @@ def chance_note(outcomes: dict[str, Outcome], task: Task) -> str:
     for name, o in outcomes.items():
         unique.setdefault(o.folder or name, (name, o))
     outcomes = dict(unique.values())
-    guessing = [name for name, o in outcomes.items() if o.metrics[metric]["low"] <= chance <= o.metrics[metric]["high"]]
+    guessing = [name for name, o in outcomes.items() if o.metrics[metric].low <= chance <= o.metrics[metric].high]
     if not guessing:
         return f"Every run labels {field_name} better than guessing (1/{len(task.label_values[field_name])})."
     return (
@@ -553,8 +516,8 @@ class MeasuredVariant:
     label_token_weight: float | None
     learning_rate: float | None
     train_seconds: float | None
-    field: dict[str, dict[str, float]]  # metric -> {"value", "low", "high"} on the field test
-    generated: dict[str, dict[str, float]]  # the same on the generated test split
+    field: dict[str, Estimate]  # metric -> its value and interval on the field test
+    generated: dict[str, Estimate]  # the same on the generated test split
 
 
 def full_budget_variants(path: str | Path = FULL_BUDGET_RESULTS) -> list[MeasuredVariant]:
@@ -576,8 +539,8 @@ def full_budget_variants(path: str | Path = FULL_BUDGET_RESULTS) -> list[Measure
                     config.get("label_token_weight"),
                     config.get("learning_rate"),
                     result.get("train_seconds"),
-                    {m: result["field_test"]["metrics"][m] for m in FULL_BUDGET_METRICS},
-                    {m: result["test"]["metrics"][m] for m in FULL_BUDGET_METRICS},
+                    {m: Estimate(**result["field_test"]["metrics"][m]) for m in FULL_BUDGET_METRICS},
+                    {m: Estimate(**result["test"]["metrics"][m]) for m in FULL_BUDGET_METRICS},
                 )
             )
     return variants
@@ -594,8 +557,8 @@ def full_budget_rows(variants: list[MeasuredVariant]) -> list[dict]:
             "label weight": f"{v.label_token_weight:g}" if v.label_token_weight is not None else "-",
             "learning rate": f"{v.learning_rate:g}" if v.learning_rate is not None else "-",
         }
-        row |= {f"field {m.removesuffix('_accuracy')}": interval_text(v.field[m]) for m in FULL_BUDGET_METRICS}
-        row |= {f"generated {m.removesuffix('_accuracy')}": interval_text(v.generated[m]) for m in FULL_BUDGET_METRICS}
+        row |= {f"field {m.removesuffix('_accuracy')}": v.field[m].text() for m in FULL_BUDGET_METRICS}
+        row |= {f"generated {m.removesuffix('_accuracy')}": v.generated[m].text() for m in FULL_BUDGET_METRICS}
         rows.append(row)
     return rows
 

@@ -31,7 +31,7 @@ from ftlib.core.config import DEFAULT_DECODING, Decoding, TrainConfig
 from ftlib.core.runs import MANIFEST, load_run
 from ftlib.core.tasks import Task
 from ftlib.engine.inference import example_losses
-from ftlib.measure.evaluate import SuccessBar, evaluate_model, judge
+from ftlib.measure.evaluate import EvaluationResult, SuccessBar, evaluate_model, judge
 
 # The new tickets' text is scored as the answer to this fixed prompt: the loss then covers the ticket's own tokens
 # only, with the same context for every ticket, old or new.
@@ -299,7 +299,7 @@ def check_drift(
     decoding: Decoding = DEFAULT_DECODING,
     thresholds: DriftThresholds | None = None,
     seed: int = 0,
-    labelled_result: dict | None = None,
+    labelled_result: EvaluationResult | None = None,
 ) -> DriftReport:
     """Measure the drift of ``new_records`` (unlabelled is enough) and report it.
 

@@ -17,8 +17,8 @@ from rouge_score import rouge_scorer
 from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.fileio import write_json
 from ftlib.core.tasks import Task, parse_answer
-from ftlib.engine.inference import generate, heldout_loss
-from ftlib.measure.stats import bootstrap_interval
+from ftlib.engine.inference import HeldOut, generate, heldout_loss
+from ftlib.measure.stats import Estimate, mean_estimates
 
 
 def attribute_coverage(text: str, attributes: dict) -> float:
@@ -84,8 +84,8 @@ def score_answers(
     task: Task,
     seed: int = 0,
     rows: list[dict[str, float]] | None = None,
-) -> dict:
-    """Aggregate task metrics, each with a 95% bootstrap interval: ``{metric: {value, low, high}}``.
+) -> dict[str, Estimate]:
+    """Aggregate task metrics, each with a 95% bootstrap interval.
 
     Args:
         rows: the answers' ``per_example_scores`` when already computed; computed here otherwise.
@@ -95,11 +95,7 @@ def score_answers(
     if rows is None:
         rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
         rows = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, references)]
-    metrics = {}
-    for name in rows[0] if rows else []:
-        values = [row[name] for row in rows]
-        low, high = bootstrap_interval(values, seed=seed)
-        metrics[name] = {"value": sum(values) / len(values), "low": low, "high": high}
+    metrics = mean_estimates(rows, seed=seed)
     for field, labels in task.label_values.items():
         if references and all(field in r for r in references):
             metrics[f"{field}_macro_f1"] = macro_f1_with_interval(predictions, references, field, labels, seed=seed)
@@ -138,6 +134,57 @@ def few_shot_examples(train_records: list[dict], task: Task, k: int = 3, seed: i
     return picked
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One scored answer: the record's id and input, its reference answer, the model's answer and its scores."""
+
+    id: str | None
+    input: str
+    reference: dict
+    prediction: str
+    scores: dict[str, float]  # per_example_scores of the answer
+
+
+@dataclass
+class EvaluationResult:
+    """What ``evaluate_model`` measured for one model on one set of records.
+
+    Saved as JSON with ``write_json`` (the dataclass's fields, nested) and read back with ``read_results``.
+    """
+
+    metrics: dict[str, Estimate]  # headline and per-field metrics, each with its 95% interval
+    heldout: HeldOut | None  # the references' loss under the model (None: skipped, or references incomplete)
+    predictions: list[Prediction]
+    examples: int
+    few_shot: list | None = None  # the ids of the solved examples in every prompt; None: zero-shot
+
+    def metric(self, name: str) -> Estimate:
+        """One metric, or a KeyError that lists the metrics there are."""
+        if name not in self.metrics:
+            raise KeyError(f"no metric {name!r}; this result has {', '.join(self.metrics)}")
+        return self.metrics[name]
+
+    def answers(self) -> list[str]:
+        return [p.prediction for p in self.predictions]
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> EvaluationResult:
+        """A result as ``write_json`` saved it."""
+        heldout = saved.get("heldout")
+        return cls(
+            {name: Estimate(**stat) for name, stat in saved["metrics"].items()},
+            HeldOut(**heldout) if heldout else None,
+            [Prediction(**p) for p in saved["predictions"]],
+            saved["examples"],
+            saved.get("few_shot"),
+        )
+
+
+def read_results(path: str | Path) -> dict[str, EvaluationResult]:
+    """A JSON file of ``{run: EvaluationResult}`` as a lesson saved it (e.g. lesson 05's ``eval/metrics.json``)."""
+    return {name: EvaluationResult.from_dict(saved) for name, saved in json.loads(Path(path).read_text()).items()}
+
+
 def evaluate_model(
     model,
     tokenizer,
@@ -146,7 +193,7 @@ def evaluate_model(
     decoding: Decoding = DEFAULT_DECODING,
     few_shot: list[dict] | None = None,
     heldout: bool = True,
-) -> dict:
+) -> EvaluationResult:
     """Generate answers for ``records`` and score them; also the held-out loss of the references.
 
     Args:
@@ -158,8 +205,8 @@ def evaluate_model(
             every whole reference took longer than 24 answer tokens of 8 tickets (SmolLM2-135M, one CPU thread).
 
     Returns:
-        ``metrics`` (``score_answers``), ``heldout`` (or None), ``predictions`` (id, input, reference,
-        prediction and the answer's ``per_example_scores``), ``examples`` and ``few_shot`` (the examples' ids).
+        The metrics (``score_answers``), the held-out loss (or None), every scored answer, the number of examples
+        and the few-shot examples' ids.
     """
     conversations = [task.prompt_messages(r, few_shot or ()) for r in records]
     predictions = generate(model, tokenizer, conversations, decoding)
@@ -167,24 +214,18 @@ def evaluate_model(
     scores = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, records)]
     # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
     complete = all(len(task.answers(r)) == len(task.answer_fields) for r in records)
-    return {
-        "metrics": score_answers(predictions, records, task, rows=scores),
-        "heldout": heldout_loss(model, tokenizer, records, task, decoding.batch_size)
+    return EvaluationResult(
+        score_answers(predictions, records, task, rows=scores),
+        heldout_loss(model, tokenizer, records, task, decoding.batch_size)
         if heldout and complete and not few_shot
         else None,
-        "predictions": [
-            {
-                "id": r.get("id"),
-                "input": task.input_text(r),
-                "reference": task.answers(r),
-                "prediction": p,
-                "scores": s,
-            }
+        [
+            Prediction(r.get("id"), task.input_text(r), task.answers(r), p, s)
             for r, p, s in zip(records, predictions, scores)
         ],
-        "examples": len(records),
-        "few_shot": [example.get("id") for example in few_shot] if few_shot else None,
-    }
+        len(records),
+        [example.get("id") for example in few_shot] if few_shot else None,
+    )
 
 
 def reference_text(reference: dict) -> str:
@@ -194,22 +235,26 @@ def reference_text(reference: dict) -> str:
     return json.dumps(reference, ensure_ascii=False, separators=(",", ":"))
 
 
-def common_examples(results: dict[str, dict]) -> list[dict]:
+def common_examples(results: dict[str, EvaluationResult]) -> list[Prediction]:
     """The predictions of the first run, after checking that every run answered the same examples in order.
 
     Raises:
         ValueError: a run was scored on other examples, or in another order.
     """
     runs = list(results)
-    examples = results[runs[0]]["predictions"] if runs else []
+    examples = results[runs[0]].predictions if runs else []
     for run in runs[1:]:
-        if [(p["id"], p["input"]) for p in results[run]["predictions"]] != [(p["id"], p["input"]) for p in examples]:
+        if [(p.id, p.input) for p in results[run].predictions] != [(p.id, p.input) for p in examples]:
             raise ValueError(f"runs {runs[0]!r} and {run!r} were not scored on the same examples in the same order")
     return examples
 
 
 def sample_comparison(
-    results: dict[str, dict], n_best: int = 2, n_worst: int = 3, metric: str | None = None, n_disagree: int = 2
+    results: dict[str, EvaluationResult],
+    n_best: int = 2,
+    n_worst: int = 3,
+    metric: str | None = None,
+    n_disagree: int = 2,
 ) -> list[dict]:
     """Every run's answer, side by side, on the examples worth reading: the failures first.
 
@@ -232,10 +277,7 @@ def sample_comparison(
     examples = common_examples(results)
 
     def score(run: str, index: int) -> float:
-        entry = results[run]["predictions"][index]
-        if "scores" not in entry:
-            raise ValueError(f"run {run!r} has no per-example scores: re-run evaluate_model with this ftlib")
-        values = entry["scores"]
+        values = results[run].predictions[index].scores
         if metric is not None:
             if metric not in values:
                 raise ValueError(f"no per-example metric {metric!r} in run {run!r}; it has {', '.join(values)}")
@@ -260,30 +302,32 @@ def sample_comparison(
         entry = examples[index]
         row = {
             "case": case,
-            "id": entry["id"],
-            "input": entry["input"],
-            "reference": reference_text(entry["reference"]),
+            "id": entry.id,
+            "input": entry.input,
+            "reference": reference_text(entry.reference),
         }
         for run in runs:
-            row[run] = results[run]["predictions"][index]["prediction"]
+            row[run] = results[run].predictions[index].prediction
             row[f"{run} score"] = round(table[run][index], 3)
         rows.append(row)
     return rows
 
 
-def metrics_table(results: dict[str, dict], metric_names: list[str] | None = None) -> list[dict]:
+def metrics_table(results: dict[str, EvaluationResult], metric_names: list[str] | None = None) -> list[dict]:
     """Rows of ``run, metric, value, low, high`` for a set of ``evaluate_model`` results."""
     rows = []
     for run, result in results.items():
-        for name, stats in result["metrics"].items():
+        for name, stat in result.metrics.items():
             if metric_names is None or name in metric_names:
-                rows.append({"run": run, "metric": name, **{k: round(v, 4) for k, v in stats.items()}})
-        if result.get("heldout"):
+                rows.append(
+                    {"run": run, "metric": name} | {k: round(getattr(stat, k), 4) for k in ("value", "low", "high")}
+                )
+        if result.heldout:
             rows.append(
                 {
                     "run": run,
                     "metric": "perplexity",
-                    "value": round(result["heldout"]["perplexity"], 3),
+                    "value": round(result.heldout.perplexity, 3),
                     "low": None,
                     "high": None,
                 }
@@ -291,7 +335,7 @@ def metrics_table(results: dict[str, dict], metric_names: list[str] | None = Non
     return rows
 
 
-def set_comparison(results_by_set: dict[str, dict[str, dict]], metric_names: list[str]) -> list[dict]:
+def set_comparison(results_by_set: dict[str, dict[str, EvaluationResult]], metric_names: list[str]) -> list[dict]:
     """Every run's metrics on several test sets side by side, with 95% intervals and the gap to the first set.
 
     Args:
@@ -306,33 +350,33 @@ def set_comparison(results_by_set: dict[str, dict[str, dict]], metric_names: lis
     rows = []
     for run in runs:
         for metric in metric_names:
-            stats = [results_by_set[s][run]["metrics"].get(metric) for s in sets]
+            stats = [results_by_set[s][run].metrics.get(metric) for s in sets]
             if any(stat is None for stat in stats):
                 continue
             row: dict = {"run": run, "metric": metric}
             for name, stat in zip(sets, stats):
-                row[f"{name} (n={results_by_set[name][run]['examples']})"] = stat["value"]
-                row[f"{name} 95% CI"] = f"[{stat['low']:.2f}, {stat['high']:.2f}]"
-            row["gap"] = stats[-1]["value"] - stats[0]["value"]
-            row["intervals overlap"] = stats[-1]["low"] <= stats[0]["high"] and stats[0]["low"] <= stats[-1]["high"]
+                row[f"{name} (n={results_by_set[name][run].examples})"] = stat.value
+                row[f"{name} 95% CI"] = stat.interval_text()
+            row["gap"] = stats[-1].value - stats[0].value
+            row["intervals overlap"] = stats[-1].overlaps(stats[0])
             rows.append(row)
     return rows
 
 
-def verdict(results: dict[str, dict], baseline: str, metrics: list[str]) -> str:
+def verdict(results: dict[str, EvaluationResult], baseline: str, metrics: list[str]) -> str:
     """A plain-language comparison of each run against ``baseline``, decided by interval overlap."""
-    base = results[baseline]["metrics"]
+    base = results[baseline].metrics
     lines = []
     for run, result in results.items():
         if run == baseline:
             continue
         better, worse, unclear = [], [], []
         for name in metrics:
-            ours, theirs = result["metrics"][name], base[name]
-            text = f"{name} {ours['value']:.2f} [{ours['low']:.2f}, {ours['high']:.2f}] vs {theirs['value']:.2f}"
-            if ours["low"] > theirs["high"]:
+            ours, theirs = result.metrics[name], base[name]
+            text = f"{name} {ours.text()} vs {theirs.value:.2f}"
+            if ours.above(theirs):
                 better.append(text)
-            elif ours["high"] < theirs["low"]:
+            elif ours.below(theirs):
                 worse.append(text)
             else:
                 unclear.append(text)
@@ -395,7 +439,7 @@ def macro_f1_with_interval(
     labels: tuple[str, ...],
     n_resamples: int = 1000,
     seed: int = 0,
-) -> dict:
+) -> Estimate:
     """Macro-F1 of a label field and its 95% bootstrap interval (resampling examples)."""
     _, matrix = confusion_matrix(predictions, references, field, labels)
     rng = np.random.default_rng(seed)
@@ -408,7 +452,7 @@ def macro_f1_with_interval(
         )
         scores.append(macro_f1(resampled))
     low, high = np.nanquantile(scores, [0.025, 0.975])
-    return {"value": macro_f1(matrix), "low": float(low), "high": float(high)}
+    return Estimate(macro_f1(matrix), float(low), float(high))
 
 
 SUCCESS_BAR = "success_bar.json"  # in the run folder: written by lesson 02 before any training, read by 05
@@ -471,7 +515,7 @@ def load_success_bar(path: str | Path, task: Task) -> SuccessBar:
     return bar
 
 
-def judge(results: dict[str, dict], bar: SuccessBar) -> list[dict]:
+def judge(results: dict[str, EvaluationResult], bar: SuccessBar) -> list[dict]:
     """Every run against the bar: one row per (run, metric) with its value, 95% interval, threshold and verdict.
 
     "met?" reads the interval: ``yes`` when all of it is at or above the threshold, ``no`` when all of it is
@@ -480,16 +524,15 @@ def judge(results: dict[str, dict], bar: SuccessBar) -> list[dict]:
     """
     rows = []
     for run, result in results.items():
-        metrics = result["metrics"]
+        metrics = result.metrics
         for metric, threshold in bar.thresholds.items():
             stat = metrics.get(metric)
             row = {"run": run, "metric": metric, "value": None, "95% CI": "", "at least": threshold}
             if stat is None:
                 row["met?"] = "missing"
             else:
-                row |= {"value": stat["value"], "95% CI": f"[{stat['low']:.2f}, {stat['high']:.2f}]"}
-                row["met?"] = "yes" if stat["low"] >= threshold else "no" if stat["high"] < threshold else "unclear"
+                row |= {"value": stat.value, "95% CI": stat.interval_text(), "met?": stat.verdict(threshold)}
             f1 = metrics.get(metric.removesuffix("_accuracy") + "_macro_f1") if metric.endswith("_accuracy") else None
-            row["macro-F1 [95% CI]"] = f"{f1['value']:.2f} [{f1['low']:.2f}, {f1['high']:.2f}]" if f1 else ""
+            row["macro-F1 [95% CI]"] = f1.text() if f1 else ""
             rows.append(row)
     return rows

@@ -16,7 +16,7 @@ reads that shape for any task, so the mixed list trains with the task's own spec
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from ftlib.data.batches import prompt_text
 from ftlib.data.records import read_jsonl
 from ftlib.engine.inference import decode_answer, generate_tokens
 from ftlib.measure.evaluate import per_example_scores, score_answers
-from ftlib.measure.stats import bootstrap_interval
+from ftlib.measure.stats import Estimate, paired_difference
 
 GENERIC_PROMPTS = Path(__file__).resolve().parents[2] / "data" / "samples" / "generic_prompts.jsonl"
 GENERIC_SOURCE = "generic"
@@ -70,10 +70,11 @@ class ForgettingReport:
 
     label: str
     divergences: list[PromptDivergence]
-    kl: dict[str, dict]  # source -> {"value", "low", "high", "prompts"}; also "all"
-    kl_continuation: dict[str, dict]
+    kl: dict[str, Estimate]  # source -> mean KL per token with its interval; also "all"
+    kl_continuation: dict[str, Estimate]
+    prompts: dict[str, int]  # source -> how many prompts its KL averages
     task: str | None = None
-    task_scores: dict[str, dict] = field(default_factory=dict)  # metric -> {"base", "tuned", "difference"}
+    task_scores: dict[str, PairedScores] = field(default_factory=dict)  # metric -> base, tuned and the difference
     task_answers: list[dict] = field(default_factory=list)  # per record: id, base answer, tuned answer
 
     def rows(self) -> list[dict]:
@@ -84,36 +85,30 @@ class ForgettingReport:
             rows.append(
                 {
                     "model": self.label,
-                    "measure": f"KL(base||tuned) per token, {source} (n={stat['prompts']})",
-                    "value": round(stat["value"], 4),
-                    "95% CI": f"[{stat['low']:.4f}, {stat['high']:.4f}]",
-                    "continuation only": f"{answer['value']:.4f} [{answer['low']:.4f}, {answer['high']:.4f}]",
+                    "measure": f"KL(base||tuned) per token, {source} (n={self.prompts[source]})",
+                    "value": round(stat.value, 4),
+                    "95% CI": stat.interval_text(4),
+                    "continuation only": answer.text(4),
                 }
             )
         for metric, stats in self.task_scores.items():
-            base, tuned, gap = stats["base"], stats["tuned"], stats["difference"]
+            gap = stats.difference
             rows.append(
                 {
                     "model": self.label,
-                    "measure": f"{self.task} {metric} (n={stats['examples']})",
-                    "value": round(tuned["value"], 4),
-                    "95% CI": f"[{tuned['low']:.4f}, {tuned['high']:.4f}]",
-                    "base": f"{base['value']:.4f} [{base['low']:.4f}, {base['high']:.4f}]",
-                    "tuned - base": f"{gap['value']:+.4f} [{gap['low']:+.4f}, {gap['high']:+.4f}]",
+                    "measure": f"{self.task} {metric} (n={stats.examples})",
+                    "value": round(stats.tuned.value, 4),
+                    "95% CI": stats.tuned.interval_text(4),
+                    "base": stats.base.text(4),
+                    "tuned - base": f"{gap.value:+.4f} [{gap.low:+.4f}, {gap.high:+.4f}]",
                 }
             )
         return rows
 
     def as_dict(self) -> dict:
-        return {
-            "label": self.label,
-            "kl": self.kl,
-            "kl_continuation": self.kl_continuation,
-            "task": self.task,
-            "task_scores": self.task_scores,
-            "task_answers": self.task_answers,
-            "divergences": [vars(d) for d in self.divergences],
-        }
+        saved = asdict(self)
+        saved["divergences"] = saved.pop("divergences")  # last: the per-prompt detail after the summary
+        return saved
 
 
 def read_generic(split: str | None = None, path: str | Path = GENERIC_PROMPTS) -> list[dict]:
@@ -180,12 +175,6 @@ def token_kl(base_model, tuned_model, ids: list[int], start: int) -> tuple[float
     return float(per_token.mean()), float(per_token[start - 1 :].mean())
 
 
-def interval(values: list[float], seed: int = 0) -> dict:
-    """The mean of per-example values with its 95% bootstrap interval, as ``{value, low, high, prompts}``."""
-    low, high = bootstrap_interval(values, seed=seed)
-    return {"value": sum(values) / len(values), "low": low, "high": high, "prompts": len(values)}
-
-
 def base_reference(
     base_model,
     tokenizer,
@@ -202,7 +191,19 @@ def base_reference(
     return BaseReference(continuations, answers if task_records else [])
 
 
-def task_comparison(base_answers: list[str], tuned_answers: list[str], records: list[dict], task: Task) -> dict:
+@dataclass(frozen=True)
+class PairedScores:
+    """One metric of the other task for the base and the tuned model, and the paired difference tuned - base."""
+
+    base: Estimate
+    tuned: Estimate
+    difference: Estimate
+    examples: int
+
+
+def task_comparison(
+    base_answers: list[str], tuned_answers: list[str], records: list[dict], task: Task
+) -> dict[str, PairedScores]:
     """Each metric of ``task`` for base and tuned (``score_answers``) and the paired difference tuned - base."""
     base = score_answers(base_answers, records, task)
     tuned = score_answers(tuned_answers, records, task)
@@ -212,14 +213,8 @@ def task_comparison(base_answers: list[str], tuned_answers: list[str], records: 
     for metric in tuned:
         if metric not in base or metric not in tuned_rows[0]:
             continue  # macro-F1 has no per-example value to pair
-        gaps = [t[metric] - b[metric] for t, b in zip(tuned_rows, base_rows)]
-        low, high = bootstrap_interval(gaps)
-        out[metric] = {
-            "base": base[metric],
-            "tuned": tuned[metric],
-            "difference": {"value": sum(gaps) / len(gaps), "low": low, "high": high},
-            "examples": len(records),
-        }
+        difference = paired_difference([t[metric] for t in tuned_rows], [b[metric] for b in base_rows])
+        out[metric] = PairedScores(base[metric], tuned[metric], difference, len(records))
     return out
 
 
@@ -257,8 +252,9 @@ def measure(
     report = ForgettingReport(
         label,
         divergences,
-        {s: interval([d.kl for d in group]) for s, group in groups.items()},
-        {s: interval([d.kl_continuation for d in group]) for s, group in groups.items()},
+        {s: Estimate.of_mean([d.kl for d in group]) for s, group in groups.items()},
+        {s: Estimate.of_mean([d.kl_continuation for d in group]) for s, group in groups.items()},
+        {s: len(group) for s, group in groups.items()},
     )
     if task_records:
         task_prompts = [p.messages for p in prompts if p.source == task.name]

@@ -13,9 +13,13 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftlib.core.fileio import write_json
 from ftlib.core.runs import MANIFEST, ManifestError, RunRecord, load_run
+
+if TYPE_CHECKING:
+    from ftlib.measure.evaluate import EvaluationResult
 
 EVALUATION = "evaluation.json"  # in a run folder: ftlib.measure.evaluate.evaluate_model's result for that run
 LESSON_EVALUATION = Path("eval") / "metrics.json"  # lesson 05's results, beside the run folders
@@ -51,7 +55,7 @@ class RegistryRow:
         }
 
 
-def save_evaluation(run: str | Path, result: dict) -> Path:
+def save_evaluation(run: str | Path, result: EvaluationResult) -> Path:
     """Save ``ftlib.measure.evaluate.evaluate_model``'s result for ``run`` in its folder, where the registry reads
     it."""
     return write_json(result, Path(run) / EVALUATION)

@@ -21,8 +21,8 @@ from pathlib import Path
 from ftlib.core.fileio import write_csv, write_json
 from ftlib.core.tasks import Task
 from ftlib.data.records import DataError
-from ftlib.measure.evaluate import common_examples, reference_text
-from ftlib.measure.stats import bootstrap_interval
+from ftlib.measure.evaluate import EvaluationResult, Prediction, common_examples, reference_text
+from ftlib.measure.stats import Estimate
 
 RATING_SCORES = {"correct": 1.0, "partly": 0.5, "wrong": 0.0}
 SHEET_COLUMNS = ("item", "output_id", "example_id", "input", "reference", "output", "rating", "note")
@@ -37,15 +37,13 @@ def key_path(sheet_path: str | Path) -> Path:
     return sheet_path.with_name(f"{sheet_path.stem}.key.json")
 
 
-def output_id(index: int, prediction: dict, run: str) -> str:
+def output_id(index: int, prediction: Prediction, run: str) -> str:
     """The opaque id of one run's answer to one example: a hash of the example, the run and the answer.
 
     The same answer keeps its id when the sheet is exported again; a changed answer gets a new one, so a
     rating never moves to an answer it was not given for.
     """
-    content = json.dumps(
-        [index, prediction.get("id"), prediction["input"], run, prediction["prediction"]], ensure_ascii=False
-    )
+    content = json.dumps([index, prediction.id, prediction.input, run, prediction.prediction], ensure_ascii=False)
     return "o" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:10]
 
 
@@ -109,7 +107,7 @@ def sheet_has_ratings(path: str | Path) -> bool:
 
 
 def export_review_sheet(
-    results: dict[str, dict], path: str | Path, n: int | None = 20, seed: int = 0, overwrite: bool = False
+    results: dict[str, EvaluationResult], path: str | Path, n: int | None = 20, seed: int = 0, overwrite: bool = False
 ) -> Path:
     """A blinded review sheet (CSV) of ``n`` test examples with every run's answer, and its key file.
 
@@ -146,21 +144,21 @@ def export_review_sheet(
         runs = list(results)
         rng.shuffle(runs)
         for run in runs:
-            prediction = results[run]["predictions"][index]
+            prediction = results[run].predictions[index]
             identifier = output_id(index, prediction, run)
             rows.append(
                 {
                     "item": item,
                     "output_id": identifier,
-                    "example_id": example.get("id") or "",
-                    "input": example["input"],
-                    "reference": reference_text(example["reference"]),
-                    "output": prediction["prediction"],
+                    "example_id": example.id or "",
+                    "input": example.input,
+                    "reference": reference_text(example.reference),
+                    "output": prediction.prediction,
                     "rating": "",
                     "note": "",
                 }
             )
-            key[identifier] = {"run": run, "example": index, "example_id": example.get("id")}
+            key[identifier] = {"run": run, "example": index, "example_id": example.id}
     write_csv(rows, SHEET_COLUMNS, path, CSV_ENCODING)
     write_json({"sheet": path.name, "seed": seed, "outputs": key}, key_path(path))
     return path
@@ -389,11 +387,10 @@ def aggregate_ratings(ratings: dict[str, dict], key: dict[str, dict], seed: int 
     for run in dict.fromkeys(place["run"] for place in key.values()):
         labels = by_run.get(run, [])
         scores = [RATING_SCORES[label] for label in labels]
-        low, high = bootstrap_interval(scores, seed=seed)
         summary[run] = {
             "rated": len(labels),
             **{rating: labels.count(rating) for rating in RATING_SCORES},
-            "score": {"value": sum(scores) / len(scores) if scores else float("nan"), "low": low, "high": high},
+            "score": Estimate.of_mean(scores, seed=seed),
         }
     return summary
 
@@ -438,7 +435,11 @@ def cohens_kappa(first: Sequence, second: Sequence) -> float:
 
 
 def rating_agreement(
-    ratings: dict[str, dict], key: dict[str, dict], results: dict[str, dict], task: Task, rouge_threshold: float = 0.5
+    ratings: dict[str, dict],
+    key: dict[str, dict],
+    results: dict[str, EvaluationResult],
+    task: Task,
+    rouge_threshold: float = 0.5,
 ) -> dict:
     """How often people and the metrics agree on which answers are correct.
 
@@ -450,16 +451,13 @@ def rating_agreement(
         ``compared`` (answers judged by both), ``agreement`` (share judged alike), ``kappa`` (Cohen's),
         ``both_correct``, ``human_only``, ``automatic_only``, ``neither``, ``stale`` and ``rule`` (the automatic
         rule in words).
-
-    Raises:
-        ValueError: a rated answer in ``results`` has no per-example scores.
     """
     human, automatic, stale = [], [], 0
     for identifier, entry in ratings.items():
         if identifier not in key:
             continue
         place = key[identifier]
-        predictions = results.get(place["run"], {}).get("predictions", [])
+        predictions = results[place["run"]].predictions if place["run"] in results else []
         if (
             place["example"] >= len(predictions)
             or output_id(place["example"], predictions[place["example"]], place["run"]) != identifier
@@ -467,9 +465,7 @@ def rating_agreement(
             stale += 1
             continue
         prediction = predictions[place["example"]]
-        if "scores" not in prediction:
-            raise ValueError(f"run {place['run']!r} has no per-example scores: re-run evaluate_model with this ftlib")
-        judgement = automatic_judgement(prediction["scores"], task, rouge_threshold)
+        judgement = automatic_judgement(prediction.scores, task, rouge_threshold)
         if judgement is not None:
             human.append(entry["rating"] == "correct")
             automatic.append(judgement)
@@ -487,7 +483,7 @@ def rating_agreement(
     }
 
 
-def human_vs_automatic(human: dict[str, dict], results: dict[str, dict], metrics: list[str]) -> list[dict]:
+def human_vs_automatic(human: dict[str, dict], results: dict[str, EvaluationResult], metrics: list[str]) -> list[dict]:
     """Rows per run: the people's ratings (``aggregate_ratings``) next to the automatic ``metrics``' values."""
     rows = []
     for run, result in results.items():
@@ -496,7 +492,7 @@ def human_vs_automatic(human: dict[str, dict], results: dict[str, dict], metrics
             {
                 "rated": 0,
                 **dict.fromkeys(RATING_SCORES, 0),
-                "score": dict.fromkeys(("value", "low", "high"), float("nan")),
+                "score": Estimate(float("nan"), float("nan"), float("nan")),
             },
         )
         score = rated["score"]
@@ -505,9 +501,9 @@ def human_vs_automatic(human: dict[str, dict], results: dict[str, dict], metrics
                 "run": run,
                 "rated": rated["rated"],
                 **{r: rated[r] for r in RATING_SCORES},
-                "human score": round(score["value"], 3),
-                "interval": f"[{score['low']:.2f}, {score['high']:.2f}]" if rated["rated"] else "",
-                **{name: round(result["metrics"][name]["value"], 3) for name in metrics if name in result["metrics"]},
+                "human score": round(score.value, 3),
+                "interval": score.interval_text() if rated["rated"] else "",
+                **{name: round(result.metrics[name].value, 3) for name in metrics if name in result.metrics},
             }
         )
     return rows

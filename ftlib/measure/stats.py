@@ -6,7 +6,47 @@ put intervals on their numbers the same way (a seeded percentile bootstrap over 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured value with its 95% interval: how every metric, loss or rate in the course is reported."""
+
+    value: float
+    low: float
+    high: float
+
+    def interval_text(self, digits: int = 2) -> str:
+        return f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+    def text(self, digits: int = 2) -> str:
+        """``0.95 [0.91, 0.98]``."""
+        return f"{self.value:.{digits}f} {self.interval_text(digits)}"
+
+    def above(self, other: Estimate) -> bool:
+        """Higher beyond noise: this interval lies wholly above the other's."""
+        return self.low > other.high
+
+    def below(self, other: Estimate) -> bool:
+        """Lower beyond noise: this interval lies wholly below the other's."""
+        return self.high < other.low
+
+    def overlaps(self, other: Estimate) -> bool:
+        return not (self.above(other) or self.below(other))
+
+    def verdict(self, threshold: float) -> str:
+        """Against a bar: ``yes`` when all of the interval is at or above it, ``no`` when all of it is below,
+        ``unclear`` when it straddles it (more examples would decide)."""
+        return "yes" if self.low >= threshold else "no" if self.high < threshold else "unclear"
+
+    @classmethod
+    def of_mean(cls, values: list[float], seed: int = 0) -> Estimate:
+        """The mean of per-example scores with its percentile bootstrap interval."""
+        low, high = bootstrap_interval(values, seed=seed)
+        return cls(sum(values) / len(values) if values else float("nan"), low, high)
 
 
 def bootstrap_interval(
@@ -21,3 +61,32 @@ def bootstrap_interval(
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return (float(low), float(high))
+
+
+def compare(a: Estimate, b: Estimate) -> str:
+    """``higher``, ``lower`` or ``within noise``: ``a`` against ``b``, by whether their 95% intervals overlap."""
+    return "higher" if a.above(b) else "lower" if a.below(b) else "within noise"
+
+
+def mean_estimates(rows: list[dict[str, float]], seed: int = 0) -> dict[str, Estimate]:
+    """Each per-example score's mean with its 95% bootstrap interval: ``{metric: Estimate}``."""
+    return {name: Estimate.of_mean([row[name] for row in rows], seed=seed) for name in (rows[0] if rows else [])}
+
+
+def paired_difference(after: list[float], before: list[float], seed: int = 0) -> Estimate:
+    """The mean of ``after - before`` example by example, with its 95% bootstrap interval (the pairs resampled
+    together, so what both share, such as an example's difficulty, cancels out)."""
+    if len(after) != len(before):
+        raise ValueError(f"{len(after)} values after against {len(before)} before: pairs need one of each")
+    return Estimate.of_mean([a - b for a, b in zip(after, before)], seed=seed)
+
+
+def token_weighted_loss(losses: list[tuple[float, int]], n_resamples: int = 2000, seed: int = 0) -> Estimate:
+    """Token-weighted mean loss of ``(summed loss, tokens)`` per record, with its 95% bootstrap interval (records
+    resampled, their tokens kept together)."""
+    nll = np.array([n for n, _ in losses])
+    tokens = np.array([c for _, c in losses], dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(losses), size=(n_resamples, len(losses)))
+    means = nll[picks].sum(axis=1) / tokens[picks].sum(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return Estimate(float(nll.sum() / tokens.sum()), float(low), float(high))
