@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ftlib.core.tasks import CATEGORIES, SUPPORT_TICKETS, URGENCIES
-from ftlib.data import chats, cleaning, dedup, flaws, listings, samples
+from ftlib.data import chat_flaws, chats, cleaning, dedup, flaws, listings, samples
 from ftlib.data import records as data
 from ftlib.engine.profiles import sample_path
 
@@ -106,7 +106,7 @@ def test_shop_chat_manifest_counts_follow_the_rates():
     raw, manifest = _chats()
     assert manifest["task"] == "shop_chats" and manifest["records"] == len(raw) == 1500
     assert len({r["id"] for r in raw}) == 1500
-    for name, rate in flaws.CHAT_FLAW_RATES.items():
+    for name, rate in chat_flaws.CHAT_FLAW_RATES.items():
         assert manifest["counts"][name] == round(rate * 1500), name
     assert set(manifest["counts"]) == {
         "exact_duplicate",

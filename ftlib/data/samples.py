@@ -351,7 +351,8 @@ def write_later_tickets(folder: str | Path = "data/samples", n: int = LATER_TICK
 def write_samples(folder: str | Path = "data/samples", seed: int = 1234) -> list[Path]:
     """(Re)generate the committed raw sample files and their flaw manifests."""
     from ftlib.core.tasks import SUPPORT_TICKETS
-    from ftlib.data.flaws import inject_chat_flaws, inject_listing_flaws, inject_ticket_flaws
+    from ftlib.data.chat_flaws import inject_chat_flaws
+    from ftlib.data.flaws import inject_listing_flaws, inject_ticket_flaws
 
     folder = Path(folder)
     rng = random.Random(seed)
