@@ -5,7 +5,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from ftlib.core.config import TrainConfig
 from ftlib.data.batches import PaddingCollator, SupervisedDataset
-from ftlib.engine import memory, models
+from ftlib.engine import memory, models, plan
 from ftlib.engine.adapters import attach_lora
 
 # hidden 64, intermediate 128, 2 layers, 4 heads of 16, 2 key/value heads, 259 tokens, tied embeddings.
@@ -163,9 +163,9 @@ def test_as_row_reports_gigabytes_that_add_up():
 
 @pytest.mark.unit
 def test_gpu_table_is_consistent():
-    rows = memory.gpu_memory_table()
-    assert len(rows) == len(memory.GPU_TABLE_CANDIDATES) * len(memory.METHODS)
-    gpus = sorted(memory.GPUS, key=memory.GPUS.get)
+    rows = plan.gpu_memory_table()
+    assert len(rows) == len(plan.GPU_TABLE_CANDIDATES) * len(memory.METHODS)
+    gpus = sorted(plan.GPUS, key=plan.GPUS.get)
     for row in rows:
         fits = [row[gpu] == "yes" for gpu in gpus]
         assert fits == sorted(fits)  # fitting a card means fitting every larger one

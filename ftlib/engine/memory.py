@@ -56,25 +56,6 @@ ADAMW_8BIT_MIN_SIZE = 4096
 # and the gradient it returns are alive together, each (answer tokens x vocabulary) in fp32 (12 bytes a logit).
 LOGIT_BYTES = 3 * 4
 
-# Memory of the GPUs the course's table compares, in bytes (the cards' nominal GiB).
-GPUS: dict[str, int] = {
-    "T4 16 GB": 16 * 2**30,
-    "L4 24 GB": 24 * 2**30,
-    "A100 40 GB": 40 * 2**30,
-    "A100 80 GB": 80 * 2**30,
-    "H100 80 GB": 80 * 2**30,
-}
-GPU_TABLE_CANDIDATES = (
-    "smollm2-135m-instruct",
-    "smollm2-360m-instruct",
-    "smollm2-1.7b-instruct",
-    "qwen2.5-0.5b-instruct",
-    "qwen2.5-1.5b-instruct",
-    "qwen2.5-7b-instruct",
-    "mistral-7b-instruct-v0.3",
-    "llama-3.1-8b-instruct",
-)
-
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -574,54 +555,6 @@ def model_config_for(name_or_path: str, source: str | None = None):
         )
     values = dict(models.ARCHITECTURES[name_or_path])
     return AutoConfig.for_model(values.pop("model_type"), **values)
-
-
-def gpu_memory_table(
-    candidates: tuple[str, ...] | list = GPU_TABLE_CANDIDATES,
-    gpus: Mapping[str, int] | None = None,
-    methods: tuple[str, ...] = METHODS,
-    batch: int = 1,
-    seq_len: int = 2048,
-    gradient_checkpointing: bool = True,
-    fit_fraction: float = 0.9,
-    **options: Any,
-) -> list[dict[str, Any]]:
-    """Estimated GPU training memory of each candidate and method, and which GPUs it fits on.
-
-    Estimates use ``device="cuda"`` (bf16 compute), so they count what PyTorch allocates; the CUDA context and
-    the allocator's fragmentation come on top, hence ``fit_fraction``.
-
-    Args:
-        candidates: registry names, folders, or ``(label, config)`` pairs.
-        gpus: name -> memory in bytes; ``GPUS`` by default.
-        methods: which of "full", "lora", "qlora" to estimate.
-        batch, seq_len, gradient_checkpointing: the workload each row assumes.
-        fit_fraction: a model "fits" when its estimate is at most this share of the card's memory: a safety
-            margin chosen for the table, not a measurement.
-        **options: passed on to ``estimate_memory`` (e.g. ``lora_r``, ``answer_fraction``).
-
-    Returns:
-        One row per candidate and method: model, parameters, method, the estimate's parts and total in GB,
-        and a "yes"/"no" column per GPU.
-    """
-    gpus = GPUS if gpus is None else gpus
-    rows = []
-    for candidate in candidates:
-        label, config = candidate if isinstance(candidate, tuple) else (candidate, model_config_for(candidate))
-        shape = ModelShape.from_config(config)
-        for method in methods:
-            estimate = estimate_memory(
-                shape, method, batch, seq_len, device="cuda", gradient_checkpointing=gradient_checkpointing, **options
-            )
-            row = {"model": label, "params (B)": round(shape.parameters / 1e9, 3)}
-            row |= {
-                k: v
-                for k, v in estimate.as_row(2).items()
-                if k not in ("device", "baseline GB", "mapped_checkpoint GB", "allocator GB")
-            }
-            row |= {gpu: "yes" if estimate.total <= fit_fraction * memory else "no" for gpu, memory in gpus.items()}
-            rows.append(row)
-    return rows
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ memory wins. Every figure here is an estimate from the models' shapes; none was 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ftlib.core.config import TrainConfig
-from ftlib.engine.memory import GB, MemoryEstimate, estimate_memory
+from ftlib.core.presets import METHODS
+from ftlib.engine.memory import GB, MemoryEstimate, ModelShape, estimate_memory, model_config_for
 
 # The estimate counts what PyTorch allocates (``torch.cuda.max_memory_allocated``). Three things come on top, so
 # a plan may use only 85% of the card: the CUDA context and cuBLAS workspaces live outside PyTorch's allocator
@@ -42,6 +44,28 @@ GPU_CLASSES: dict[str, tuple[str, float, bool]] = {  # label -> (device name, Gi
     "A100 80 GB": ("NVIDIA A100 80GB PCIe", 79.151, True),
     "H100 80 GB": ("NVIDIA H100 80GB HBM3", 79.151, True),
 }
+
+
+# Memory of the GPUs the course's table compares, in bytes (the cards' nominal GiB).
+GPUS: dict[str, int] = {
+    "T4 16 GB": 16 * 2**30,
+    "L4 24 GB": 24 * 2**30,
+    "A100 40 GB": 40 * 2**30,
+    "A100 80 GB": 80 * 2**30,
+    "H100 80 GB": 80 * 2**30,
+}
+
+
+GPU_TABLE_CANDIDATES = (
+    "smollm2-135m-instruct",
+    "smollm2-360m-instruct",
+    "smollm2-1.7b-instruct",
+    "qwen2.5-0.5b-instruct",
+    "qwen2.5-1.5b-instruct",
+    "qwen2.5-7b-instruct",
+    "mistral-7b-instruct-v0.3",
+    "llama-3.1-8b-instruct",
+)
 
 
 class PlanDoesNotFit(ValueError):
@@ -128,8 +152,6 @@ def _divisors_descending(n: int) -> list[int]:
 
 def _model_config(name: str):
     """A registry model's shape offline; otherwise a folder's or the hub's config."""
-    from ftlib.engine.memory import model_config_for
-
     return model_config_for(name, source="auto")
 
 
@@ -280,6 +302,52 @@ def gpu_label(gpu: GpuInfo) -> str:
 
 def table_gpus(gpu: GpuInfo | None) -> dict[str, int]:
     """Lesson 01's memory-table columns: the course's GPU classes, plus this machine's GPU when there is one."""
-    from ftlib.engine.memory import GPUS
-
     return dict(GPUS) | ({gpu_label(gpu): gpu.total_bytes} if gpu is not None else {})
+
+
+def gpu_memory_table(
+    candidates: tuple[str, ...] | list = GPU_TABLE_CANDIDATES,
+    gpus: Mapping[str, int] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    batch: int = 1,
+    seq_len: int = 2048,
+    gradient_checkpointing: bool = True,
+    fit_fraction: float = 0.9,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Estimated GPU training memory of each candidate and method, and which GPUs it fits on.
+
+    Estimates use ``device="cuda"`` (bf16 compute), so they count what PyTorch allocates; the CUDA context and
+    the allocator's fragmentation come on top, hence ``fit_fraction``.
+
+    Args:
+        candidates: registry names, folders, or ``(label, config)`` pairs.
+        gpus: name -> memory in bytes; ``GPUS`` by default.
+        methods: which of "full", "lora", "qlora" to estimate.
+        batch, seq_len, gradient_checkpointing: the workload each row assumes.
+        fit_fraction: a model "fits" when its estimate is at most this share of the card's memory: a safety
+            margin chosen for the table, not a measurement.
+        **options: passed on to ``estimate_memory`` (e.g. ``lora_r``, ``answer_fraction``).
+
+    Returns:
+        One row per candidate and method: model, parameters, method, the estimate's parts and total in GB,
+        and a "yes"/"no" column per GPU.
+    """
+    gpus = GPUS if gpus is None else gpus
+    rows = []
+    for candidate in candidates:
+        label, config = candidate if isinstance(candidate, tuple) else (candidate, model_config_for(candidate))
+        shape = ModelShape.from_config(config)
+        for method in methods:
+            estimate = estimate_memory(
+                shape, method, batch, seq_len, device="cuda", gradient_checkpointing=gradient_checkpointing, **options
+            )
+            row = {"model": label, "params (B)": round(shape.parameters / 1e9, 3)}
+            row |= {
+                k: v
+                for k, v in estimate.as_row(2).items()
+                if k not in ("device", "baseline GB", "mapped_checkpoint GB", "allocator GB")
+            }
+            row |= {gpu: "yes" if estimate.total <= fit_fraction * memory else "no" for gpu, memory in gpus.items()}
+            rows.append(row)
+    return rows

@@ -111,7 +111,7 @@ def recommend(memory_rows: list[dict], measured: dict[str, dict], rule: Recommen
     """Apply ``rule`` to the candidates' memory estimates and measured scores.
 
     Args:
-        memory_rows: rows of ``ftlib.engine.memory.gpu_memory_table`` (``model``, ``method``, one "yes"/"no" column
+        memory_rows: rows of ``ftlib.engine.plan.gpu_memory_table`` (``model``, ``method``, one "yes"/"no" column
         per GPU).
         measured: ``{name: measure_candidate(...)}`` for the models scored on this machine.
 
