@@ -334,10 +334,14 @@ def spec_problems(spec: dict) -> list[str]:
         known = f"label fields: {', '.join(labels)}" if labels else "this spec has no labels"
         problems.append(f"stratify_field: {stratify!r} is not a label field ({known})")
 
-    aliases = spec.get("field_aliases", {})
+    return problems + _alias_problems(spec.get("field_aliases", {}), input_field, answers)
+
+
+def _alias_problems(aliases, input_field, answers: list[str]) -> list[str]:
+    """The problems of a spec's ``field_aliases``: other names only for the input and the answer fields."""
     if not isinstance(aliases, dict):
-        problems.append(f"field_aliases: expected a mapping of field -> list of other names, got {aliases!r}")
-        aliases = {}
+        return [f"field_aliases: expected a mapping of field -> list of other names, got {aliases!r}"]
+    problems = []
     own_fields = [input_field, *answers]
     for alias_field, names in aliases.items():
         if answers and alias_field not in own_fields:

@@ -272,6 +272,22 @@ def _empty_output(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out} is not empty: choose a new folder (or pass overwrite=True / --overwrite)")
 
 
+def _checked_before_work(run: Path, out: Path, dtype: str, source: str, overwrite: bool):
+    """The run's record, once everything that can refuse the job has passed: before any model loads."""
+    from transformers import AutoConfig
+
+    from ftlib.engine.models import resolve_model_source
+
+    record = load_run(run)
+    if dtype not in GGUF_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(GGUF_DTYPES)}, not {dtype!r}")
+    weights = run / record.weights_folder
+    base_location = weights if record.method == "full" else resolve_model_source(record.base_model, source)
+    check_architecture(AutoConfig.from_pretrained(base_location))
+    _empty_output(out, overwrite)
+    return record
+
+
 def ship(
     run: str | Path,
     out: str | Path,
@@ -301,71 +317,33 @@ def ship(
         UnsupportedModel: the base is not a Llama model (named), before anything is written.
         FileExistsError: ``out`` is not empty and ``overwrite`` is False.
     """
-    from transformers import AutoConfig
-
-    from ftlib.core.runtime import DeviceChoice, pick_device, release_memory
-    from ftlib.engine.adapters import load_adapter, merge_and_export
-    from ftlib.engine.models import load_model, resolve_model_source
+    from ftlib.core.runtime import DeviceChoice, pick_device
+    from ftlib.engine.models import load_model
 
     started = time.perf_counter()
     run, out = Path(run), Path(out)
-    record = load_run(run)
+    record = _checked_before_work(run, out, dtype, source, overwrite)
     weights = run / record.weights_folder
-    if dtype not in GGUF_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(GGUF_DTYPES)}, not {dtype!r}")
-    base_location = weights if record.method == "full" else resolve_model_source(record.base_model, source)
-    check_architecture(AutoConfig.from_pretrained(base_location))
-    _empty_output(out, overwrite)
     conversations, ids = conversations_for(records, task)
     chosen = device or pick_device("cpu")
     fp32 = DeviceChoice(chosen.device, torch.float32, chosen.name)
     seconds: dict[str, float] = {}
+    prompts = (conversations, ids, decoding)
 
+    # 1. adapter -> merged (a full fine-tune is its own merged model)
     if record.method == "full":
-        merged_dir, merge = weights, None
+        merged_dir, merge, answers = weights, None, None
+        merged, tokenizer = load_model(str(merged_dir), device=fp32)
     else:
-        clock = time.perf_counter()
-        merged_dir = merge_and_export(record.base_model, weights, out / MERGED_NAME, device=fp32, source=source)
-        seconds["merge"] = time.perf_counter() - clock
-    merged, tokenizer = load_model(str(merged_dir), device=fp32)
-    answers = None
-    if record.method != "full":
-        clock = time.perf_counter()
-        adapter_model, adapter_tokenizer = load_adapter(record.base_model, weights, device=fp32, source=source)
-        merge, answers = compare_stage(
-            "adapter -> merged",
-            adapter_model,
-            adapter_tokenizer,
-            merged,
-            tokenizer,
-            conversations,
-            ids,
-            MERGE_TOLERANCE,
-            decoding,
+        merged_dir, merged, tokenizer, merge, answers = _merge_stage(
+            record, weights, out, fp32, source, prompts, seconds
         )
-        del adapter_model
-        release_memory()
-        seconds["merge parity"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    gguf_path = write_gguf(merged, tokenizer, out / GGUF_NAME, dtype, name=f"{run.name} ({record.base_model})")
-    seconds["write gguf"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    reloaded, reloaded_tokenizer = load_gguf(gguf_path)
-    gguf_parity, _ = compare_stage(
-        "merged -> GGUF",
-        merged,
-        tokenizer,
-        reloaded,
-        reloaded_tokenizer,
-        conversations,
-        ids,
-        GGUF_TOLERANCE[dtype],
-        decoding,
-        answers_a=answers,
+    # 2. merged -> GGUF, then the Modelfile beside it
+    name = f"{run.name} ({record.base_model})"
+    gguf_path, reloaded_tokenizer, gguf_parity, template = _gguf_stage(
+        merged, tokenizer, out, dtype, name, prompts, answers, seconds
     )
-    template = compare_templates(tokenizer, reloaded_tokenizer, conversations, ids)
-    seconds["gguf parity"] = time.perf_counter() - clock
     modelfile = write_text(
         modelfile_text(GGUF_NAME, reloaded_tokenizer, task.instruction if task else None), out / MODELFILE_NAME
     )
@@ -386,3 +364,66 @@ def ship(
     )
     report.write(out / REPORT_NAME)
     return report
+
+
+def _merge_stage(record, weights: Path, out: Path, fp32, source: str, prompts, seconds: dict[str, float]):
+    """Merge the adapter into its fp32 base under ``out``, reload it, and compare it with base + adapter.
+
+    Returns:
+        ``(merged folder, merged model, its tokenizer, StageParity, the adapter model's answers)``.
+    """
+    from ftlib.core.runtime import release_memory
+    from ftlib.engine.adapters import load_adapter, merge_and_export
+    from ftlib.engine.models import load_model
+
+    conversations, ids, decoding = prompts
+    clock = time.perf_counter()
+    merged_dir = merge_and_export(record.base_model, weights, out / MERGED_NAME, device=fp32, source=source)
+    seconds["merge"] = time.perf_counter() - clock
+    merged, tokenizer = load_model(str(merged_dir), device=fp32)
+    clock = time.perf_counter()
+    adapter_model, adapter_tokenizer = load_adapter(record.base_model, weights, device=fp32, source=source)
+    merge, answers = compare_stage(
+        "adapter -> merged",
+        adapter_model,
+        adapter_tokenizer,
+        merged,
+        tokenizer,
+        conversations,
+        ids,
+        MERGE_TOLERANCE,
+        decoding,
+    )
+    del adapter_model
+    release_memory()
+    seconds["merge parity"] = time.perf_counter() - clock
+    return merged_dir, merged, tokenizer, merge, answers
+
+
+def _gguf_stage(merged, tokenizer, out: Path, dtype: str, name: str, prompts, answers, seconds: dict[str, float]):
+    """Write the merged model as GGUF, reload it with ``transformers`` and compare it with the merged model.
+
+    Returns:
+        ``(GGUF path, the reloaded tokenizer, StageParity, TemplateParity)``.
+    """
+    conversations, ids, decoding = prompts
+    clock = time.perf_counter()
+    gguf_path = write_gguf(merged, tokenizer, out / GGUF_NAME, dtype, name=name)
+    seconds["write gguf"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    reloaded, reloaded_tokenizer = load_gguf(gguf_path)
+    parity, _ = compare_stage(
+        "merged -> GGUF",
+        merged,
+        tokenizer,
+        reloaded,
+        reloaded_tokenizer,
+        conversations,
+        ids,
+        GGUF_TOLERANCE[dtype],
+        decoding,
+        answers_a=answers,
+    )
+    template = compare_templates(tokenizer, reloaded_tokenizer, conversations, ids)
+    seconds["gguf parity"] = time.perf_counter() - clock
+    return gguf_path, reloaded_tokenizer, parity, template

@@ -170,23 +170,7 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f32", name: str
         writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
         writer.add_vocab_size(config.vocab_size)
         writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
-        writer.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
-        writer.add_tokenizer_pre(meta["pre"])
-        writer.add_token_list(meta["tokens"])
-        writer.add_token_types(meta["types"])
-        writer.add_token_merges(meta["merges"])
-        adders = {
-            "bos": writer.add_bos_token_id,
-            "eos": writer.add_eos_token_id,
-            "unk": writer.add_unk_token_id,
-            "pad": writer.add_pad_token_id,
-        }
-        for key, token_id in meta["special"].items():
-            adders[key](token_id)
-        writer.add_add_bos_token(meta["add_bos"])
-        writer.add_add_eos_token(meta["add_eos"])
-        if meta["chat_template"]:
-            writer.add_chat_template(meta["chat_template"])
+        _add_tokenizer(writer, meta)
 
         for hf_name, tensor in model.state_dict().items():
             if tied and hf_name == "lm_head.weight":
@@ -208,6 +192,28 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f32", name: str
         writer.write_tensors_to_file()
         writer.close()
     return path
+
+
+def _add_tokenizer(writer, meta: dict) -> None:
+    """The tokenizer's keys of a GGUF file, from ``tokenizer_metadata``: vocabulary, merges, special tokens and
+    chat template, under llama.cpp's names."""
+    writer.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
+    writer.add_tokenizer_pre(meta["pre"])
+    writer.add_token_list(meta["tokens"])
+    writer.add_token_types(meta["types"])
+    writer.add_token_merges(meta["merges"])
+    adders = {
+        "bos": writer.add_bos_token_id,
+        "eos": writer.add_eos_token_id,
+        "unk": writer.add_unk_token_id,
+        "pad": writer.add_pad_token_id,
+    }
+    for key, token_id in meta["special"].items():
+        adders[key](token_id)
+    writer.add_add_bos_token(meta["add_bos"])
+    writer.add_add_eos_token(meta["add_eos"])
+    if meta["chat_template"]:
+        writer.add_chat_template(meta["chat_template"])
 
 
 def load_gguf(path: str | Path):
