@@ -37,7 +37,7 @@ def test_later_batch_exists_for_the_tickets_only_and_splits_without_overlap():
 
 
 def test_drift_study_skips_in_one_line_for_a_task_without_a_later_batch(tmp_path):
-    lesson = types.SimpleNamespace(task=LISTINGS, paths={"root": tmp_path})
+    lesson = types.SimpleNamespace(task=LISTINGS, paths=types.SimpleNamespace(root=tmp_path))
     study = after_training.drift_study(lesson, tmp_path / "lora", after_training.lesson_sizes("smoke"))
     assert study.skipped and "\n" not in study.note() and study.note().startswith("Drift and re-tuning skipped")
     assert study.split_rows() == study.score_current() == study.retune() == study.score_retunes() == []

@@ -34,18 +34,18 @@ def test_unknown_profile_is_rejected():
 def test_run_paths_default_under_repo_runs(tmp_path):
     smoke = profiles.resolve_profile("smoke")
     assert (
-        profiles.run_paths(None, smoke, "support_tickets")["root"]
+        profiles.run_paths(None, smoke, "support_tickets").root
         == profiles.project_root() / "runs" / "support_tickets-smoke"
     )
-    assert profiles.run_paths(tmp_path, smoke, "x")["lora"] == tmp_path / "lora"
+    assert profiles.run_paths(tmp_path, smoke, "x").lora == tmp_path / "lora"
 
 
 @pytest.mark.unit
 def test_run_dir_env_is_the_default_and_a_parameter_wins(tmp_path, monkeypatch):
     smoke = profiles.resolve_profile("smoke")
     monkeypatch.setenv("FTLIB_RUN_DIR", str(tmp_path / "session"))
-    assert profiles.run_paths(None, smoke, "x")["eval"] == tmp_path / "session" / "eval"
-    assert profiles.run_paths(tmp_path / "mine", smoke, "x")["root"] == tmp_path / "mine"
+    assert profiles.run_paths(None, smoke, "x").eval == tmp_path / "session" / "eval"
+    assert profiles.run_paths(tmp_path / "mine", smoke, "x").root == tmp_path / "mine"
 
 
 @pytest.mark.integration  # the embedded model's tokenizer filters lengths, as in lesson 02

@@ -273,7 +273,7 @@ def test_a_lesson_resolves_a_spec_path(tmp_path, monkeypatch):
     started = lesson.start("smoke", str(path))
     assert started.task.name == "sentiment" and started.dataset == str(path)
     assert started.raw_data == tmp_path / "reviews.jsonl"
-    assert started.paths["root"] == tmp_path / "repo" / "runs" / "sentiment-smoke" and started.paths["root"].is_dir()
+    assert started.paths.root == tmp_path / "repo" / "runs" / "sentiment-smoke" and started.paths.root.is_dir()
     with pytest.raises(tasks.TaskSpecError, match="stratify_field"):
         lesson.start("smoke", str(write_spec(tmp_path, GOOD | {"stratify_field": "summary"}, "bad.yaml")))
 

@@ -104,7 +104,7 @@ def command_curriculum(args) -> int:
     profile = resolve_profile(args.profile)
     root = project_root()
     paths = run_paths(args.run_dir, profile, task.name)
-    out_dir = paths["root"] / "notebooks"
+    out_dir = paths.root / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [
         Path(entry) if entry.endswith(".ipynb") else root / "notebooks" / f"{entry}.ipynb"
@@ -123,20 +123,20 @@ def command_curriculum(args) -> int:
         started = time.perf_counter()
         try:
             timings[name] = run_notebook(
-                source, output, {"profile": profile.name, "dataset": dataset, "run_dir": str(paths["root"])}, mode
+                source, output, {"profile": profile.name, "dataset": dataset, "run_dir": str(paths.root)}, mode
             )
         except Exception:  # the failed notebook's partial output is a page too, marked failed; later ones "not run"
             if not args.no_html:
                 seconds = {**timings, name: round(time.perf_counter() - started, 1)}
                 try:
-                    write_curriculum_html(executed, paths["root"] / "html", title, seconds, failed=name)
+                    write_curriculum_html(executed, paths.root / "html", title, seconds, failed=name)
                 except Exception as error:  # the notebook's error is the one to see
                     print(f"warning: no HTML pages ({type(error).__name__}: {error})", file=sys.stderr)
             raise
-    write_json(timings, paths["root"] / "curriculum_timings.json")
-    print(f"All notebooks ran; outputs under {paths['root']}")
+    write_json(timings, paths.root / "curriculum_timings.json")
+    print(f"All notebooks ran; outputs under {paths.root}")
     if not args.no_html:
-        write_curriculum_html(executed, paths["root"] / "html", title, timings)
+        write_curriculum_html(executed, paths.root / "html", title, timings)
     return 0
 
 

@@ -203,7 +203,26 @@ def run_summary(profile: Profile, plan: GpuPlan | None, device_name: str) -> tup
     )
 
 
-def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dict[str, Path]:
+@dataclass(frozen=True)
+class RunPaths:
+    """The folders of one run folder: where each lesson reads and writes."""
+
+    root: Path  # the run folder itself
+    data: Path  # lesson 02's curated splits and success bar
+    lora: Path  # lesson 03's LoRA run
+    qlora: Path  # lesson 04's QLoRA run
+    eval: Path  # lesson 05's scores, plots and review sheet
+    base: Path  # lesson 01's base-model measurements
+
+    def run(self, key: str) -> Path:
+        """A training run's folder by its key ("lora" or "qlora"), as the lessons name their runs."""
+        folders = {"lora": self.lora, "qlora": self.qlora}
+        if key not in folders:
+            raise KeyError(f"no training run {key!r} in a run folder: choose one of {', '.join(folders)}")
+        return folders[key]
+
+
+def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> RunPaths:
     """Where each notebook reads and writes (``dataset``: the task's name, which names the default folder).
 
     ``run_dir`` wins (``"drive"``: a folder on Google Drive, mounted on Colab); else ``$FTLIB_RUN_DIR`` (one folder
@@ -216,14 +235,7 @@ def run_paths(run_dir: str | Path | None, profile: Profile, dataset: str) -> dic
 
         run_dir = mount_drive() / f"{dataset}-{profile.name}"
     root = Path(run_dir).expanduser() if run_dir else project_root() / "runs" / f"{dataset}-{profile.name}"
-    return {
-        "root": root,
-        "data": root / "data",
-        "lora": root / "lora",
-        "qlora": root / "qlora",
-        "eval": root / "eval",
-        "base": root / "base",
-    }
+    return RunPaths(root, root / "data", root / "lora", root / "qlora", root / "eval", root / "base")
 
 
 def project_root(start: str | Path | None = None) -> Path:

@@ -96,7 +96,7 @@ def answer_decoding(lesson, sizes: AfterSizes) -> Decoding:
 
 def output_folder(lesson) -> Path:
     """Where lesson 07 writes: ``<run>/after/``, beside the other lessons' folders."""
-    return lesson.paths["root"] / "after"
+    return lesson.paths.root / "after"
 
 
 def run_config(lesson, sizes: AfterSizes, method: str = "lora", **overrides) -> TrainConfig:
@@ -251,7 +251,7 @@ def forgetting_study(lesson, sizes: AfterSizes) -> ForgettingStudy:
 def current_run(lesson, study: ForgettingStudy | None = None) -> Path:
     """The run in use: lesson 03's LoRA run of this run folder, else the forgetting section's short LoRA run
     (trained on the same split with the profile's settings), saying so."""
-    lora = lesson.paths["lora"]
+    lora = lesson.paths.lora
     if (lora / MANIFEST).exists():
         print(f"The run in use: lesson 03's LoRA run ({lora}).")
         return lora
@@ -410,7 +410,7 @@ class DriftStudy:
             self.splits.train[: sizes.n_drift],
             lesson.split("test")[: sizes.n_drift],
             lesson.split("train"),
-            bar=load_success_bar(lesson.paths["data"] / "success_bar.json", lesson.task),
+            bar=load_success_bar(lesson.paths.data / "success_bar.json", lesson.task),
             decoding=answer_decoding(lesson, sizes),
             labelled_result=self.results["new test"]["in use"],
         )

@@ -12,7 +12,7 @@ from ftlib.core.runtime import DeviceChoice, configure_cpu_threads, pick_device
 from ftlib.core.tasks import Task, get_task, raw_data_file
 from ftlib.data.records import read_jsonl, read_records
 from ftlib.engine.plan import GpuPlan
-from ftlib.engine.profiles import Profile, resolve_run, run_paths, run_summary
+from ftlib.engine.profiles import Profile, RunPaths, resolve_run, run_paths, run_summary
 
 SPLITS = ("train", "val", "test")
 
@@ -25,7 +25,7 @@ class Lesson:
     dataset: str  # as given: a built-in task's name or a task spec file's path
     task: Task
     device: DeviceChoice
-    paths: dict[str, Path]
+    paths: RunPaths
     threads: int | None
     plan: GpuPlan | None = None  # on a CUDA GPU with the gpu profile: the model, method and batch chosen for it
 
@@ -33,7 +33,7 @@ class Lesson:
         threads = f", {self.threads} CPU thread(s)" if self.threads else ""
         return (
             f"profile={self.profile.name} dataset={self.dataset} base_model={self.profile.base_model}\n"
-            f"device={self.device.describe()}{threads}\nrun folder={self.paths['root']}"
+            f"device={self.device.describe()}{threads}\nrun folder={self.paths.root}"
         )
 
     def run_summary(self) -> tuple[list[dict], str]:
@@ -47,7 +47,7 @@ class Lesson:
 
     def split(self, name: str) -> list[dict]:
         """A curated split written by notebook 02, cut to the profile's size (rebuilt first if it is missing)."""
-        path = self.paths["data"] / f"{name}.jsonl"
+        path = self.paths.data / f"{name}.jsonl"
         if not path.exists():
             self.rebuild_splits()
         records = read_jsonl(path)
@@ -78,7 +78,7 @@ class Lesson:
         from ftlib.engine.models import load_tokenizer
 
         print(
-            f"No curated splits in {self.paths['data']} (notebook 02 has not run with this run_dir, or this is a "
+            f"No curated splits in {self.paths.data} (notebook 02 has not run with this run_dir, or this is a "
             f"fresh machine): rebuilding them from {self.raw_data.name} as lesson 02 does ...",
             flush=True,
         )
@@ -87,7 +87,7 @@ class Lesson:
             read_records(self.raw_data), self.task, tokenizer, self.profile.train.max_length, source=self.raw_data.name
         )
         for split_name, records in splits.items():
-            write_jsonl(records, self.paths["data"] / f"{split_name}.jsonl")
+            write_jsonl(records, self.paths.data / f"{split_name}.jsonl")
         print(", ".join(f"{len(records)} {split_name}" for split_name, records in splits.items()), "records written")
 
     def records(self, names: dict[str, str]) -> dict[str, RunRecord]:
@@ -98,9 +98,9 @@ class Lesson:
         """Each existing run's loss history (its ``history.json``), by display name; a missing run is left out
         without a word (``runs`` and ``records`` say what is missing)."""
         return {
-            display: json.loads((self.paths[key] / "history.json").read_text())
+            display: json.loads((self.paths.run(key) / "history.json").read_text())
             for display, key in names.items()
-            if (self.paths[key] / MANIFEST).exists() and (self.paths[key] / "history.json").exists()
+            if (self.paths.run(key) / MANIFEST).exists() and (self.paths.run(key) / "history.json").exists()
         }
 
     def runs(self, names: dict[str, str]) -> dict[str, Path]:
@@ -111,7 +111,7 @@ class Lesson:
         """
         found = {}
         for display, key in names.items():
-            folder = self.paths[key]
+            folder = self.paths.run(key)
             if (folder / MANIFEST).exists():
                 found[display] = folder
                 continue
@@ -151,7 +151,7 @@ def start(
     lesson = Lesson(
         resolved, str(dataset), task, device, run_paths(run_dir or None, resolved, task.name), threads, plan
     )
-    lesson.paths["root"].mkdir(parents=True, exist_ok=True)
+    lesson.paths.root.mkdir(parents=True, exist_ok=True)
     return lesson
 
 

@@ -282,7 +282,7 @@ def runner_for(lesson, sizes: LessonSizes) -> Runner:
 
 def output_folder(lesson) -> Path:
     """Where lesson 06 writes: ``<run>/what_matters/``, beside (never inside) the other lessons' folders."""
-    return lesson.paths["root"] / "what_matters"
+    return lesson.paths.root / "what_matters"
 
 
 def held_out_records(lesson) -> list[dict]:
@@ -290,7 +290,7 @@ def held_out_records(lesson) -> list[dict]:
     from ftlib.data.records import read_jsonl
 
     lesson.split("test")  # rebuilds the splits when lesson 02 has not run here
-    return [r for name in ("val", "test") for r in read_jsonl(lesson.paths["data"] / f"{name}.jsonl")]
+    return [r for name in ("val", "test") for r in read_jsonl(lesson.paths.data / f"{name}.jsonl")]
 
 
 def clean_vs_raw(runner: Runner, curated: list[dict], raw: list[dict]) -> dict[str, Outcome]:
