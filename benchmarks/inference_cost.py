@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     base, _ = load_model(record.base_model)
     tickets = read_jsonl(SUPPORT_TICKETS.field_test_file)[: args.n]
     shots = evaluate.few_shot_examples(generate_clean_tickets(60, random.Random(0)), SUPPORT_TICKETS, k=3)
-    parameters = count_parameters(base)["total"]
+    parameters = count_parameters(base).total
     print(
         f"{label} vs base {record.base_model} ({parameters:,} parameters); {len(tickets)} tickets, batch "
         f"{args.batch_size}, {threads} thread(s)",

@@ -43,7 +43,7 @@ def test_tiny_config_bytes_computed_by_hand():
 def test_shape_matches_the_real_tiny_model(tiny):
     model, _ = tiny
     config = memory.model_config_for("tiny-random-llama")
-    assert memory.ModelShape.from_config(config).parameters == models.count_parameters(model)["total"]
+    assert memory.ModelShape.from_config(config).parameters == models.count_parameters(model).total
 
 
 @pytest.mark.unit

@@ -267,13 +267,15 @@ def test_rating_agreement_between_people_and_the_metrics(tmp_path, tickets, task
     ratings = {ids["base (zero-shot)", i]: {"rating": rating, "note": ""} for i, rating in people.items()}
     agreement = review.rating_agreement(ratings, key, results, task)
     assert {
-        k: agreement[k] for k in ("compared", "both_correct", "human_only", "automatic_only", "neither", "stale")
+        k: getattr(agreement, k)
+        for k in ("compared", "both_correct", "human_only", "automatic_only", "neither", "stale")
     } == {"compared": 10, "both_correct": 3, "human_only": 3, "automatic_only": 1, "neither": 3, "stale": 0}
-    assert agreement["agreement"] == pytest.approx(0.6) and agreement["kappa"] == pytest.approx(0.12 / 0.52)
-    assert agreement["rule"] == "valid JSON and every label right (category, urgency)"
+    assert agreement.agreement == pytest.approx(0.6) and agreement.kappa == pytest.approx(0.12 / 0.52)
+    assert agreement.rule == "valid JSON and every label right (category, urgency)"
+    assert "60% agree" in agreement.sentence() and "only people 3" in agreement.sentence()
     answers = results["base (zero-shot)"].predictions
     answers[4] = replace(answers[4], prediction="a new answer")  # re-generated since the export
-    assert review.rating_agreement(ratings, key, results, task)["stale"] == 1
+    assert review.rating_agreement(ratings, key, results, task).stale == 1
 
 
 def test_automatic_judgement_of_text_answers_uses_the_rouge_threshold():

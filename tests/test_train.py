@@ -125,9 +125,9 @@ def test_reloaded_adapter_reproduces_logits(lora_run, cpu):
     lora_run.model.eval()
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, lora_run.model(ids).logits, atol=1e-5)
-    assert count_parameters(model)["trainable"] == 0  # inference by default
+    assert count_parameters(model).trainable == 0  # inference by default
     trainable, _ = adapters.load_adapter("tiny-random-llama", lora_run.adapter_dir, device=cpu, trainable=True)
-    assert count_parameters(trainable)["trainable"] == lora_run.record.parameters.trainable
+    assert count_parameters(trainable).trainable == lora_run.record.parameters.trainable
 
 
 def test_rerun_keeps_previous_outputs(tmp_path, cpu, tickets, task):

@@ -259,7 +259,7 @@ def test_merged_export_matches_base_plus_adapter(trained_adapters, cpu, method):
             assert not torch.allclose(reference(ids).logits, expected, atol=1e-4)  # the adapter matters
         assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
     lora_weights = sum(p.numel() for name, p in reference.named_parameters() if "lora_" in name)
-    assert count_parameters(merged)["total"] == count_parameters(reference)["total"] - lora_weights
+    assert count_parameters(merged).total == count_parameters(reference).total - lora_weights
 
 
 def test_shared_prefix_stops_before_the_first_scored_position(tiny, tickets, task):

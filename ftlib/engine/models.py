@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from ftlib.core.fileio import replace_dir
+from ftlib.core.runs import ParameterCounts
 from ftlib.core.runtime import DeviceChoice, cache_dir, configure_cpu_threads, hub_reachable, pick_device
 
 CHATML_TEMPLATE = (
@@ -317,7 +318,7 @@ def load_model(
     return model, tokenizer
 
 
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+def count_parameters(model: torch.nn.Module) -> ParameterCounts:
     """Trainable and total parameters, counting 4-bit packed weights at their real size.
 
     bitsandbytes stores two 4-bit values per uint8 element, so ``numel()`` alone reports
@@ -330,7 +331,7 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
         total += count
         if parameter.requires_grad:
             trainable += count
-    return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 4)}
+    return ParameterCounts(trainable, total, round(100 * trainable / total, 4))
 
 
 def registry_rows() -> list[dict]:

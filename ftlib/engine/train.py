@@ -21,7 +21,6 @@ from ftlib.core.runs import (
     DataSummary,
     EstimatedMemory,
     MeasuredMemory,
-    ParameterCounts,
     ParentRun,
     RunMemory,
     RunMetrics,
@@ -326,7 +325,7 @@ def run_record(
             val_truncated=val_set.truncated,
             dropped_without_answer_tokens=train_set.dropped_no_answer + val_set.dropped_no_answer,
         ),
-        parameters=ParameterCounts(**count_parameters(run.model)),
+        parameters=count_parameters(run.model),
         checkpoints=CheckpointSummary(
             resumed_from=Path(run.checkpoint).name if run.checkpoint else None,
             best_step=state.best_global_step,

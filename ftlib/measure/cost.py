@@ -314,7 +314,7 @@ def measure(
     folded, merged_answers = time_generation(
         merged, tokenizer, zero_shot, "tuned, zero-shot (adapter merged)", decoding
     )
-    parameters = measured_parameters or count_parameters(base_model)["total"]
+    parameters = measured_parameters or count_parameters(base_model).total
     estimates = [cpu_scaled_estimate(m, parameters) for m in (tuned, base)] + [gpu_estimate(m) for m in (tuned, base)]
     identical = sum(a == b for a, b in zip(tuned_answers, merged_answers))
     return CostReport([tuned, base, folded], estimates, merged_identical=(identical, len(records)))

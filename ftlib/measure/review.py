@@ -15,6 +15,7 @@ import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -434,23 +435,40 @@ def cohens_kappa(first: Sequence, second: Sequence) -> float:
     return float("nan") if expected == 1 else (observed - expected) / (1 - expected)
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """How often people and the metrics agree on which answers are correct (``rating_agreement``)."""
+
+    compared: int  # answers judged by both
+    agreement: float  # share judged alike
+    kappa: float  # Cohen's kappa: agreement beyond what chance gives
+    both_correct: int
+    human_only: int  # correct to people only
+    automatic_only: int  # correct to the metrics only
+    neither: int
+    stale: int  # ratings of answers that changed since the sheet was exported (or whose run is gone)
+    rule: str  # the automatic rule, in words
+
+    def sentence(self) -> str:
+        return (
+            f"People vs metrics ({self.rule}) on {self.compared} rated answers: {self.agreement:.0%} agree, "
+            f"Cohen's kappa {self.kappa:.2f} (both correct {self.both_correct}, only people {self.human_only}, "
+            f"only metrics {self.automatic_only}, neither {self.neither}; stale {self.stale})"
+        )
+
+
 def rating_agreement(
     ratings: dict[str, dict],
     key: dict[str, dict],
     results: dict[str, EvaluationResult],
     task: Task,
     rouge_threshold: float = 0.5,
-) -> dict:
+) -> Agreement:
     """How often people and the metrics agree on which answers are correct.
 
     A person says correct when the rating is ``correct`` (partly counts as not correct); the metrics say it by
     ``automatic_judgement``. Only ratings of answers still in ``results`` count: ``stale`` counts those whose
     answer has changed since the sheet was exported (or whose run is gone).
-
-    Returns:
-        ``compared`` (answers judged by both), ``agreement`` (share judged alike), ``kappa`` (Cohen's),
-        ``both_correct``, ``human_only``, ``automatic_only``, ``neither``, ``stale`` and ``rule`` (the automatic
-        rule in words).
     """
     human, automatic, stale = [], [], 0
     for identifier, entry in ratings.items():
@@ -470,17 +488,17 @@ def rating_agreement(
             human.append(entry["rating"] == "correct")
             automatic.append(judgement)
     pairs = Counter(zip(human, automatic))
-    return {
-        "compared": len(human),
-        "agreement": (pairs[True, True] + pairs[False, False]) / len(human) if human else float("nan"),
-        "kappa": cohens_kappa(human, automatic),
-        "both_correct": pairs[True, True],
-        "human_only": pairs[True, False],
-        "automatic_only": pairs[False, True],
-        "neither": pairs[False, False],
-        "stale": stale,
-        "rule": describe_judgement(task, rouge_threshold),
-    }
+    return Agreement(
+        compared=len(human),
+        agreement=(pairs[True, True] + pairs[False, False]) / len(human) if human else float("nan"),
+        kappa=cohens_kappa(human, automatic),
+        both_correct=pairs[True, True],
+        human_only=pairs[True, False],
+        automatic_only=pairs[False, True],
+        neither=pairs[False, False],
+        stale=stale,
+        rule=describe_judgement(task, rouge_threshold),
+    )
 
 
 def human_vs_automatic(human: dict[str, dict], results: dict[str, EvaluationResult], metrics: list[str]) -> list[dict]:
