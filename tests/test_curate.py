@@ -26,14 +26,15 @@ def curated(dataset, task, tokenizer):
 def test_pipeline_meets_precision_and_recall_per_flaw_class(dataset, task, tokenizer):
     raw, result, manifest = curated(dataset, task, tokenizer)
     scores = curate.measure_against_manifest(result, manifest)
-    measured = {name: s for name, s in scores.items() if s["support"] and name != "pii_strings"}
+    measured = {name: s for name, s in scores.flaws.items() if s.support}
     assert len(measured) >= (11 if dataset == "support_tickets" else 5)
+    assert [row["flaw"] for row in scores.rows()] == list(measured)
     for name, s in measured.items():
-        assert s["recall"] >= 0.95, f"{name} recall {s['recall']:.3f}"
-        assert s["precision"] >= 0.95, f"{name} precision {s['precision']:.3f}"
+        assert s.recall >= 0.95, f"{name} recall {s.recall:.3f}"
+        assert s.precision >= 0.95, f"{name} precision {s.precision:.3f}"
     if dataset == "support_tickets":
-        assert scores["pii"]["recall"] >= 0.99
-        assert scores["pii_strings"]["recall"] >= 0.99, scores["pii_strings"]["leaked"]
+        assert scores.flaws["pii"].recall >= 0.99
+        assert scores.pii_strings.recall >= 0.99, scores.pii_strings.leaked
 
 
 @pytest.mark.integration

@@ -9,7 +9,7 @@ length and split without leakage.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from ftlib.core.tasks import Task
 from ftlib.data.batches import tokenize_example
@@ -496,7 +496,40 @@ SIGNALS = {
 }
 
 
-def measure_against_manifest(result: CurationResult, manifest: dict) -> dict[str, dict]:
+@dataclass(frozen=True)
+class FlawScore:
+    """How one curation step did on one class of injected flaws."""
+
+    support: int  # records carrying the flaw
+    recall: float  # share of them the step caught
+    precision: float  # share of what the step flagged that carried the flaw
+
+
+@dataclass(frozen=True)
+class PiiStrings:
+    """Whether the injected personal data is gone from the kept records, string by string."""
+
+    support: int  # injected strings in records that were kept
+    recall: float  # share of them no kept record still contains
+    leaked: list  # (record id, string) of the first ten still there
+
+
+@dataclass(frozen=True)
+class ManifestScores:
+    """The curation pipeline measured against the generator's manifest of injected flaws."""
+
+    flaws: dict[str, FlawScore]
+    pii_strings: PiiStrings
+
+    def rows(self) -> list[dict]:
+        """One row per flaw class present in the data: its support, recall and precision."""
+        return [{"flaw": name, **asdict(score)} for name, score in self.flaws.items() if score.support]
+
+    def pii_sentence(self) -> str:
+        return f"PII strings removed: {self.pii_strings.recall:.3f} of {self.pii_strings.support}"
+
+
+def measure_against_manifest(result: CurationResult, manifest: dict) -> ManifestScores:
     """Precision and recall of each step against the generator's ground truth.
 
     Exact and near duplicates share one detector signal (removed as a duplicate), so their precision is
@@ -518,27 +551,22 @@ def measure_against_manifest(result: CurationResult, manifest: dict) -> dict[str
             flagged = {o.id for o in result.outcomes if where in o.changes}
         relevant = duplicates if name in ("exact_duplicate", "near_duplicate") else truth[name]
         true_positives = len(flagged & relevant)
-        scores[name] = {
-            "support": len(truth[name]),
-            "recall": len(truth[name] & flagged) / len(truth[name]) if truth[name] else float("nan"),
-            "precision": true_positives / len(flagged) if flagged else float("nan"),
-        }
-    scores["pii_strings"] = pii_string_recall(result, manifest)
-    return scores
+        scores[name] = FlawScore(
+            len(truth[name]),
+            len(truth[name] & flagged) / len(truth[name]) if truth[name] else float("nan"),
+            true_positives / len(flagged) if flagged else float("nan"),
+        )
+    return ManifestScores(scores, pii_string_recall(result, manifest))
 
 
-def pii_string_recall(result: CurationResult, manifest: dict) -> dict:
+def pii_string_recall(result: CurationResult, manifest: dict) -> PiiStrings:
     """Share of the injected PII strings that no kept record still contains."""
     texts = {r.get("id"): " ".join(str(v) for v in r.values()) for r in result.records}
     injected = [
         (rid, item["text"]) for rid, flaw in manifest["flaws"].items() for item in flaw.get("pii", []) if rid in texts
     ]
     leaked = [(rid, text) for rid, text in injected if text in texts.get(rid, "")]
-    return {
-        "support": len(injected),
-        "recall": 1 - len(leaked) / len(injected) if injected else float("nan"),
-        "leaked": leaked[:10],
-    }
+    return PiiStrings(len(injected), 1 - len(leaked) / len(injected) if injected else float("nan"), leaked[:10])
 
 
 def leakage(splits: dict[str, list[dict]], task: Task, threshold: float = 0.7) -> list[dict]:
