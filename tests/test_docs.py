@@ -82,3 +82,30 @@ def test_the_readme_is_short_and_points_at_every_docs_page():
     assert "make curriculum" in readme and "make test" in readme
     for page in sorted((ROOT / "docs").glob("*.md")):
         assert f"(docs/{page.name})" in readme, f"README links no docs/{page.name}"
+
+
+def command_blocks(text: str) -> list[str]:
+    """The shell commands the Markdown shows: inline code spans and fenced bash lines."""
+    spans = re.findall(r"`([^`\n]+)`", text)
+    fenced = [line for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S) for line in block.splitlines()]
+    return spans + fenced
+
+
+def test_every_command_the_docs_show_exists():
+    """``python -m ftlib X`` names a command, ``make X`` a target, and every script path a file in the repository."""
+    from ftlib.course.cli import COMMANDS
+
+    targets = set(re.findall(r"^([a-z-]+):", (ROOT / "Makefile").read_text(encoding="utf-8"), re.M))
+    problems = []
+    for path, text in markdown_sources():
+        for command in command_blocks(text):
+            for name in re.findall(r"python -m ftlib ([a-z-]+)", command):
+                if name not in COMMANDS:
+                    problems.append(f"{shown(path)}: `python -m ftlib {name}`: no such command")
+            for name in re.findall(r"^make ([a-z-]+)", command.strip()):
+                if name not in targets:
+                    problems.append(f"{shown(path)}: `make {name}`: no such target in the Makefile")
+            for script in re.findall(r"\b((?:benchmarks|tools)/[\w/]+\.(?:py|sh))", command):
+                if not (ROOT / script).is_file():
+                    problems.append(f"{shown(path)}: {script}: no such file")
+    assert not problems, "\n".join(problems)
