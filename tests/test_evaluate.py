@@ -282,3 +282,59 @@ def test_metric_comparison_draws_each_interval_as_an_error_bar():
     segments = [container.errorbar.lines[2][0].get_segments()[0] for container in bars]
     assert [(float(s[0][1]), float(s[1][1])) for s in segments] == [(0.4, 0.7), (0.6, 0.9)]
     plt.close(fig)
+
+
+@torch.no_grad()
+def one_by_one_generate(model, tokenizer, conversations, max_new_tokens):
+    """Plain ``model.generate``, one prompt at a time (no padding, no shared prefix): the reference answers."""
+    answers = []
+    for conversation in conversations:
+        ids = tokenizer(batches.prompt_text(tokenizer, conversation), add_special_tokens=False, return_tensors="pt")
+        output = model.generate(
+            **ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        answers.append(inference.answer_ids(output[0, ids["input_ids"].shape[1] :].tolist(), tokenizer.eos_token_id))
+    return answers
+
+
+def test_rows_leave_the_batch_when_done_and_answers_match_plain_generate(tiny, tickets, task, monkeypatch):
+    model, tokenizer = tiny
+    # Rows of different lengths, and answers that end at different steps: the random model never writes EOS, so
+    # EOS takes the place of a token some answers write early (its output row, scaled up, wins where that one did).
+    conversations = [task.prompt_messages(t, tickets[: i % 3]) for i, t in enumerate(tickets * 2)]
+    untouched = one_by_one_generate(model, tokenizer, conversations, 16)
+    for early in dict.fromkeys(token for answer in untouched for token in answer[1:]):
+        with torch.no_grad():
+            model.lm_head.weight[tokenizer.eos_token_id] = 1.5 * model.lm_head.weight[early]
+        reference = one_by_one_generate(model, tokenizer, conversations, 16)
+        if len({len(r) for r in reference}) >= 3:
+            break
+    assert len({len(r) for r in reference}) >= 3, "rows must end at different steps for the test to mean anything"
+    sizes = []
+    real = inference.greedy_rows
+
+    def watch(model, input_ids, attention, cache, decoding, eos):
+        answers = real(model, input_ids, attention, cache, decoding, eos)
+        sizes.append(sorted(len(a) for a in answers))
+        return answers
+
+    monkeypatch.setattr(inference, "greedy_rows", watch)
+    assert inference.is_plain_greedy(model)
+    for share_prefix in (True, False):
+        ids = inference.generate_tokens(model, tokenizer, conversations, Decoding(4, 16), share_prefix=share_prefix)
+        assert ids == reference
+    assert sizes and any(s[0] < s[-1] for s in sizes)  # the ftlib loop ran, and rows left it at different steps
+
+
+def test_a_generation_config_that_changes_scores_falls_back_to_generate(tiny, tickets, task, monkeypatch):
+    model, tokenizer = tiny
+    model.generation_config.repetition_penalty = 1.3
+    assert not inference.is_plain_greedy(model)
+    monkeypatch.setattr(inference, "greedy_rows", lambda *a, **k: pytest.fail("the penalty must reach the answers"))
+    conversations = [task.prompt_messages(t) for t in tickets]
+    answers = inference.generate_tokens(model, tokenizer, conversations, Decoding(2, 8))
+    assert len(answers) == len(tickets)

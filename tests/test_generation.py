@@ -1,0 +1,52 @@
+"""ftlib's generation on the real embedded model answers exactly as plain ``model.generate`` does.
+
+``ftlib.engine.inference.generate_tokens`` runs the shared prompt prefix once, batches prompts of similar length and
+drops each row from its batch once it writes its EOS; none of that may change a greedy answer. The tiny-model tests in
+test_evaluate.py check the mechanics; this one checks the real model, on hand-written tickets, zero- and few-shot.
+"""
+
+import random
+
+import pytest
+import torch
+
+from ftlib.core.config import Decoding
+from ftlib.core.tasks import SUPPORT_TICKETS
+from ftlib.data.batches import prompt_text
+from ftlib.data.records import read_jsonl
+from ftlib.data.samples import generate_clean_tickets
+from ftlib.engine import inference
+from ftlib.engine.models import DEFAULT_MODEL, load_model
+from ftlib.engine.profiles import field_test_path
+from ftlib.measure.evaluate import few_shot_examples
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def smollm(cpu):
+    return load_model(DEFAULT_MODEL, device=cpu)
+
+
+@pytest.mark.parametrize("shots", [0, 3])
+def test_answers_on_the_real_model_match_plain_generate_one_by_one(smollm, shots):
+    model, tokenizer = smollm
+    tickets = read_jsonl(field_test_path("support_tickets"))[:6]
+    examples = (
+        few_shot_examples(generate_clean_tickets(40, random.Random(0)), SUPPORT_TICKETS, k=shots) if shots else ()
+    )
+    conversations = [SUPPORT_TICKETS.prompt_messages(t, examples) for t in tickets]
+    assert inference.is_plain_greedy(model)
+    ours = inference.generate_tokens(model, tokenizer, conversations, Decoding(batch_size=2, max_new_tokens=24))
+    with torch.no_grad():
+        for conversation, answer in zip(conversations, ours):
+            ids = tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False, return_tensors="pt")
+            output = model.generate(
+                **ids,
+                max_new_tokens=24,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            plain = inference.answer_ids(output[0, ids["input_ids"].shape[1] :].tolist(), tokenizer.eos_token_id)
+            assert answer == plain, tokenizer.decode(answer) + " != " + tokenizer.decode(plain)
