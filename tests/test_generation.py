@@ -31,7 +31,7 @@ def smollm(cpu):
 @pytest.mark.parametrize("shots", [0, 3])
 def test_answers_on_the_real_model_match_plain_generate_one_by_one(smollm, shots):
     model, tokenizer = smollm
-    tickets = read_jsonl(field_test_path("support_tickets"))[:6]
+    tickets = read_jsonl(field_test_path("support_tickets"))[:3]
     examples = (
         few_shot_examples(generate_clean_tickets(40, random.Random(0)), SUPPORT_TICKETS, k=shots) if shots else ()
     )
