@@ -242,7 +242,7 @@ def check_where_it_pays(answer, run_dir):
 
 
 def check_stricter_bar(answer, run_dir):
-    from ftlib.measure.evaluate import SUCCESS_BAR, SuccessBar, judge
+    from ftlib.measure.evaluate import SUCCESS_BAR, SuccessBar, judge, read_results
 
     lesson_bar = load(run_dir, SUCCESS_BAR)["thresholds"]
     written = load(run_dir, f"exercises/05_evaluation-stricter_bar/{SUCCESS_BAR}")["thresholds"]
@@ -252,7 +252,7 @@ def check_stricter_bar(answer, run_dir):
     old, new = answer["judged"]["bar"], answer["judged"]["stricter"]
     assert all(rank[n["met?"]] <= rank[o["met?"]] for o, n in zip(old, new)), "a stricter bar never judges better"
     assert answer["changed"] == [f"{o['run']} / {o['metric']}" for o, n in zip(old, new) if o["met?"] != n["met?"]]
-    results = load(run_dir, "eval/metrics.json")
+    results = read_results(run_dir / "eval" / "metrics.json")
     for run, lows in answer["highest_met"].items():
         rows = judge({run: results[run]}, SuccessBar("listings", lows))
         assert {row["met?"] for row in rows} == {"yes"}, "the low end of the interval is the highest bar met"

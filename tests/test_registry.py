@@ -66,6 +66,19 @@ def test_retune_never_writes_over_a_run(lineage_runs, cpu):
 
 
 @pytest.mark.unit
+def test_a_lesson_rerun_retunes_again_and_keeps_the_earlier_run(lineage_runs, cpu, tmp_path):
+    root, *_ = lineage_runs
+    import shutil
+
+    folder = tmp_path / "retune"
+    shutil.copytree(root / "retune-new", folder)
+    before = (folder / "manifest.json").read_bytes()
+    again = drift.retune(root / "lora", LATER, LATER, folder, task=SUPPORT_TICKETS, device=cpu, replace=True)
+    assert again.record.parent.run == str(root / "lora")
+    assert (folder.with_name("retune.previous") / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.unit
 def test_registry_rows_scores_and_lineage(lineage_runs):
     root, first, *_ = lineage_runs
     result = {"metrics": {"json_valid": {"value": 0.5, "low": 0.2, "high": 0.8}}, "examples": 4}

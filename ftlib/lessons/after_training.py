@@ -444,8 +444,16 @@ class DriftStudy:
                 lesson, sizes, max_steps=sizes.retune_steps, report_to=tracker() if name == TRACKED else "none"
             )
             folder = self.folder / ("retune-new-only" if share == 0 else "retune-replay")
+            # A re-run of the lesson re-tunes again: the earlier re-tune stays as <folder>.previous.
             result = drift.retune(
-                self.current, records, self.splits.val, folder, config=config, task=lesson.task, device=lesson.device
+                self.current,
+                records,
+                self.splits.val,
+                folder,
+                config=config,
+                task=lesson.task,
+                device=lesson.device,
+                replace=True,
             )
             self.retunes[name] = folder
             self._score(name, result.model, result.tokenizer)

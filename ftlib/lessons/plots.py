@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,8 +51,14 @@ def plot_loss_curves(histories: dict[str, dict], path: str | Path | None = None,
     return _save(fig, path)
 
 
+class Scored(Protocol):
+    """Anything scored with intervals: an ``EvaluationResult``, a lesson-06 ``Outcome``."""
+
+    metrics: dict[str, Estimate]
+
+
 def plot_metric_comparison(
-    results: dict[str, dict],
+    results: dict[str, Scored],
     metrics: list[str],
     path: str | Path | None = None,
     title: str = "Held-out task metrics (95% bootstrap intervals)",
@@ -59,8 +66,8 @@ def plot_metric_comparison(
     """Grouped bars of several runs' metrics, each with its interval as an error bar.
 
     Args:
-        results: run name -> its ``ftlib.measure.evaluate.EvaluationResult``. A point estimate outside its
-            bootstrap interval (macro-F1 can be) draws no bar on the side it passed.
+        results: run name -> its scores (an ``EvaluationResult`` or a lesson-06 ``Outcome``). A point estimate
+            outside its bootstrap interval (macro-F1 can be) draws no bar on the side it passed.
     """
 
     def error(stat: Estimate, bound: str) -> float:

@@ -358,17 +358,22 @@ def retune(
     task: Task | None = None,
     device=None,
     source: str = "auto",
+    replace: bool = False,
 ):
     """Keep training ``previous_run``'s adapter on new data, as a new run whose manifest names its parent.
 
     The base model comes from the previous run's manifest, and so does the config unless one is given (the
-    adapter's rank and targets win either way). Never writes over an existing run: ``output_dir`` must not hold a
-    manifest yet. Returns ``ftlib.engine.train.TrainResult``.
+    adapter's rank and targets win either way). Returns ``ftlib.engine.train.TrainResult``.
+
+    Args:
+        replace: False (the default) refuses an ``output_dir`` that already holds a run; True re-tunes into it
+            anyway, the run there kept as ``<output_dir>.previous`` as every training rerun keeps it (a lesson
+            that runs again).
     """
     from ftlib.engine.train import train
 
     previous, output_dir = Path(previous_run), Path(output_dir)
-    if (output_dir / MANIFEST).exists():
+    if (output_dir / MANIFEST).exists() and not replace:
         raise FileExistsError(f"{output_dir} already holds a run: pick a new folder for the re-tune")
     record = load_run(previous)
     return train(
