@@ -7,7 +7,7 @@ from ftlib.core.tasks import get_task
 from ftlib.engine import inference
 from ftlib.engine.profiles import PROFILES
 from ftlib.lessons import sweeps
-from ftlib.measure import evaluate
+from ftlib.measure import evaluate, stats
 from ftlib.measure.stats import Estimate, token_weighted_loss
 
 
@@ -96,8 +96,8 @@ def test_per_example_losses_add_up_to_the_held_out_loss(tiny, tickets, task):
 @pytest.mark.unit
 def test_intervals_decide_the_sentences(task):
     good, poor = stat(0.8, 0.7, 0.9), stat(0.3, 0.2, 0.4)
-    assert sweeps.compare(good, poor) == "higher" and sweeps.compare(poor, good) == "lower"
-    assert sweeps.compare(good, stat(0.75, 0.6, 0.85)) == "within noise"
+    assert stats.compare(good, poor) == "higher" and stats.compare(poor, good) == "lower"
+    assert stats.compare(good, stat(0.75, 0.6, 0.85)) == "within noise"
     sentence = sweeps.clean_vs_raw_sentence(outcome("curated", exact=good), outcome("raw", exact=poor), task)
     assert "curated data gave clearly better answers" in sentence and "personal data" in sentence
     same = sweeps.clean_vs_raw_sentence(outcome("curated"), outcome("raw"), task)

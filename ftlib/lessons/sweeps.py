@@ -175,6 +175,15 @@ class Outcome:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> Outcome:
+        """An outcome as ``as_dict`` saved it."""
+        fields = saved | {
+            "val_loss": Estimate(**saved["val_loss"]),
+            "metrics": {name: Estimate(**stat) for name, stat in saved["metrics"].items()},
+        }
+        return cls(**fields)
+
 
 @dataclass
 class Runner:
@@ -335,6 +344,13 @@ def rate_and_rank(runner: Runner, curated: list[dict]) -> tuple[dict[str, Outcom
 def save_outcomes(outcomes: dict[str, Outcome], path: str | Path) -> Path:
     """Every outcome of a section as one JSON file, written atomically."""
     return write_json({name: outcome.as_dict() for name, outcome in outcomes.items()}, path)
+
+
+def read_outcomes(path: str | Path) -> dict[str, Outcome]:
+    """A section's outcomes as ``save_outcomes`` wrote them (e.g. ``<run>/what_matters/clean_vs_raw.json``)."""
+    import json
+
+    return {name: Outcome.from_dict(saved) for name, saved in json.loads(Path(path).read_text()).items()}
 
 
 # ---------------------------------------------------------------- tables and verdicts
