@@ -132,7 +132,7 @@ def generate_tokens(
     measures the speed-up. Progress is shown per batch (``ftlib.core.progress``).
     """
     model.eval()
-    eos, plain_greedy = tokenizer.eos_token_id, is_plain_greedy(model)
+    eos = tokenizer.eos_token_id
     rows = [tokenizer(prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
     # common_prefix_length keeps at least one own token per row: generation needs a new input to continue from.
     shared = common_prefix_length(rows) if share_prefix and len(rows) > 1 else 0
@@ -157,98 +157,15 @@ def generate_tokens(
             batch_cache.batch_repeat_interleave(len(chunk))
             kwargs["past_key_values"] = batch_cache
         input_ids = torch.tensor(ids, device=model.device)
-        attention = torch.tensor(mask, device=model.device)
-        if plain_greedy:
-            answers = greedy_rows(model, input_ids, attention, kwargs.get("past_key_values"), decoding, eos)
-        else:
-            output = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=decoding.max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad,
-                eos_token_id=eos,
-                **kwargs,
-            )
-            answers = [answer_ids(row.tolist(), eos) for row in output[:, input_ids.shape[1] :]]
-        by_index.update(zip(chunk, answers))
-    return [by_index[i] for i in range(len(rows))]
-
-
-# Generation settings that change greedy decoding: where a model's generation_config sets any of them, answers
-# come from ``model.generate``, which applies them; elsewhere ``greedy_rows`` decodes the same argmax itself.
-_PROCESSING = {
-    "repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
-    "encoder_no_repeat_ngram_size": 0,
-    "bad_words_ids": None,
-    "suppress_tokens": None,
-    "begin_suppress_tokens": None,
-    "forced_bos_token_id": None,
-    "forced_eos_token_id": None,
-    "min_new_tokens": None,
-    "min_length": 0,
-    "sequence_bias": None,
-}
-
-
-def is_plain_greedy(model) -> bool:
-    """True when greedy decoding with this model is the argmax of its logits, step after step: no setting of its
-    ``generation_config`` (a repetition penalty, banned words, a minimum length...) changes the scores."""
-    config = getattr(model, "generation_config", None)
-    if config is None:
-        return False
-    values = {name: getattr(config, name, plain) for name, plain in _PROCESSING.items()}
-    return all(value is None or value == _PROCESSING[name] for name, value in values.items())
-
-
-@torch.no_grad()
-def greedy_rows(model, input_ids, attention, cache, decoding: Decoding, eos: int) -> list[list[int]]:
-    """Greedy answers of one left-padded batch, each row leaving the batch as soon as it writes its EOS.
-
-    ``model.generate`` keeps a finished row in the batch, padding it, until the last row is done; here the rows
-    still writing are the only ones computed. Positions and the attention mask are ``generate``'s: a token's
-    position counts the unmasked tokens before it, so padding shifts nothing.
-
-    Args:
-        input_ids, attention: the batch, ``[shared prefix][padding][own tokens]`` per row (its mask 0 on padding).
-        cache: the shared prefix's key/value cache, repeated for the batch; None when no prefix is shared.
-
-    Returns:
-        Each row's answer tokens, up to and with its EOS.
-    """
-    done = cache.get_seq_length() if cache is not None else 0
-    positions = attention.long().cumsum(-1) - 1
-    positions.masked_fill_(attention == 0, 1)
-    output = model(
-        input_ids=input_ids[:, done:],
-        attention_mask=attention,
-        position_ids=positions[:, done:],
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache, next_position = output.past_key_values, attention.sum(-1, keepdim=True)
-    rows = list(range(input_ids.shape[0]))  # the batch's rows still writing, by their index in the batch
-    answers: list[list[int]] = [[] for _ in rows]
-    for step in range(decoding.max_new_tokens):
-        tokens = output.logits[:, -1].argmax(-1)
-        for row, token in zip(rows, tokens.tolist()):
-            answers[row].append(token)
-        writing = (tokens != eos).nonzero().flatten()
-        if step == decoding.max_new_tokens - 1 or len(writing) == 0:
-            break
-        if len(writing) < len(rows):  # finished rows leave the batch, and their cache with them
-            cache.batch_select_indices(writing)
-            rows = [rows[i] for i in writing.tolist()]
-            tokens, attention, next_position = tokens[writing], attention[writing], next_position[writing]
-        attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=-1)
-        output = model(
-            input_ids=tokens[:, None],
-            attention_mask=attention,
-            position_ids=next_position,
-            past_key_values=cache,
-            use_cache=True,
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.tensor(mask, device=model.device),
+            max_new_tokens=decoding.max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=eos,
+            **kwargs,
         )
-        next_position = next_position + 1
-    return answers
+        for index, row in zip(chunk, output[:, input_ids.shape[1] :]):
+            by_index[index] = answer_ids(row.tolist(), eos)
+    return [by_index[i] for i in range(len(rows))]
