@@ -79,7 +79,7 @@ def answer_only_loss(outputs, labels: torch.Tensor, num_items_in_batch=None, wei
     """Next-token cross-entropy when the model returned logits for the answer positions only.
 
     The logits are ``(n_answer_tokens, vocab)``, in the row-major order of
-    ``ftlib.data.records.answer_positions(labels)``; the targets are the labels one position later.
+    ``ftlib.data.batches.answer_positions(labels)``; the targets are the labels one position later.
     Divided by ``num_items_in_batch`` (all label tokens of an accumulated batch) when Trainer passes it,
     as ``transformers`` does, so gradient accumulation gives the same update as one big batch.
 
