@@ -491,20 +491,8 @@ def estimate_memory(
     compute_bytes = 4 if device == "cpu" else 2
     padded = batch > 1 if padded is None else padded
     trainable = _trainable(shape, method, compute_bytes, lora_r, target_modules)
-    activations = _activations(
-        shape,
-        method,
-        device,
-        compute_bytes,
-        batch,
-        seq_len,
-        lora_r,
-        target_modules,
-        gradient_checkpointing,
-        answer_fraction,
-        shared_prefix,
-        padded,
-    )
+    step = (batch, seq_len, lora_r, target_modules, gradient_checkpointing, answer_fraction, shared_prefix, padded)
+    activations = _activations(shape, method, device, compute_bytes, *step)
     peak = _peak(shape, method, device, compute_bytes, optimizer, trainable, activations.at_backward)
     return MemoryEstimate(
         method=method,
