@@ -4,6 +4,8 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("FTLIB_NUM_THREADS", "1")  # tiny models: one thread is fastest and deterministic
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers (-n 2): one core each, no spinning threads
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
@@ -70,13 +72,30 @@ def tiny(cpu):
 
 
 TIERS = ("unit", "integration")
+# The groups `make test` hands out first under xdist (``-n 2 --dist loadgroup``), longest first: each one is a
+# sequence that shares its state (nbval's notebooks write the run the next one reads; the smoke run is one
+# session-wide fixture), so it runs whole on one worker, and the longest two start at once on the two workers.
+# Measured on 2 cores (docs/tests.md): nbval ~9 min, the smoke run and its readers ~10 min, the rest ~9 min.
+FIRST_GROUPS = ("notebooks", "smoke_run", "tests/test_colab.py", "tests/test_notebooks.py", "tests/test_browser.py")
 
 
+def xdist_group(item) -> str:
+    """The group an item runs in under ``--dist loadgroup``: its file, except where state is shared across files."""
+    relative = Path(item.path).resolve().relative_to(ROOT).as_posix()
+    if relative.startswith("notebooks/"):
+        return "notebooks"  # 01-07 in order in one kernel each, each reading the run the one before wrote
+    if "smoke_run" in getattr(item, "fixturenames", ()):
+        return "smoke_run"  # the session fixture, built once for test_notebooks.py and test_exercises.py
+    return relative  # module-scoped fixtures run once
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/ carries exactly one tier, so ``-m unit`` and ``-m integration`` split the suite.
 
     Runs before ``-m`` deselects anything, so a test that is unmarked or marked both fails every run, not only
-    the run that would have missed it.
+    the run that would have missed it. Under ``--dist loadgroup`` each item also gets its group (``xdist_group``),
+    and the longest groups come first.
     """
     here = Path(__file__).resolve().parent
     wrong = [
@@ -89,6 +108,12 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             "each test needs exactly one of the markers unit or integration:\n  " + "\n  ".join(wrong)
         )
+    if config.getoption("dist", "no") == "loadgroup":
+        groups = {item.nodeid: xdist_group(item) for item in items}
+        for item in items:
+            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+        rank = {name: index for index, name in enumerate(FIRST_GROUPS)}
+        items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))  # stable: order kept within a group
 
 
 def tiny_train_args(data, val, output, **flags) -> list[str]:
