@@ -41,10 +41,10 @@ lint: setup
 	$(PY) -m ruff format --check $(LINTED)
 
 # nbval leaves out the exercises' solutions: tests/test_exercises.py runs them on the smoke run it checks.
-# Two workers, one core each (tests/conftest.py sets their threads): nbval's notebooks and the smoke run are each one
-# group that runs whole on one worker, longest first. TEST_WORKERS=0 runs everything in one process, as before.
+# Two workers, one core each (tests/conftest.py sets their threads and the groups: nbval's notebooks and the smoke run
+# each run whole on one worker, longest first). TEST_WORKERS=0 runs everything in one process, as before.
 TEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 test: model browser lint
 	TQDM_DISABLE=1 FTLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --ignore=notebooks/exercises --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=20 $(XDIST)
 

@@ -72,30 +72,37 @@ def tiny(cpu):
 
 
 TIERS = ("unit", "integration")
-# The groups `make test` hands out first under xdist (``-n 2 --dist loadgroup``), longest first: each one is a
-# sequence that shares its state (nbval's notebooks write the run the next one reads; the smoke run is one
-# session-wide fixture), so it runs whole on one worker, and the longest two start at once on the two workers.
-# Measured on 2 cores (docs/tests.md): nbval ~9 min, the smoke run and its readers ~10 min, the rest ~9 min.
-FIRST_GROUPS = ("notebooks", "smoke_run", "tests/test_colab.py", "tests/test_notebooks.py", "tests/test_browser.py")
+# `make test` runs two xdist workers; each group below runs whole on one worker, in collection order. nbval's
+# notebooks write the run the next one reads; the smoke run (`smoke_run`) is one session fixture that
+# test_notebooks.py and test_exercises.py share; every other file is its own group, so a module-scoped fixture
+# runs once. The longest groups come first, so the two longest start at once (figures in docs/tests.md).
+SHARED_GROUPS = {"tests/test_notebooks.py": "smoke_run", "tests/test_exercises.py": "smoke_run"}
+FIRST_GROUPS = ("notebooks", "smoke_run", "tests/test_colab.py", "tests/test_browser.py")
 
 
-def xdist_group(item) -> str:
-    """The group an item runs in under ``--dist loadgroup``: its file, except where state is shared across files."""
-    relative = Path(item.path).resolve().relative_to(ROOT).as_posix()
-    if relative.startswith("notebooks/"):
-        return "notebooks"  # 01-07 in order in one kernel each, each reading the run the one before wrote
-    if "smoke_run" in getattr(item, "fixturenames", ()):
-        return "smoke_run"  # the session fixture, built once for test_notebooks.py and test_exercises.py
-    return relative  # module-scoped fixtures run once
+def test_group(nodeid: str) -> str:
+    """The group a test runs in under xdist, from its id (the scheduler sees ids, not items)."""
+    path = nodeid.split("::")[0]
+    return "notebooks" if path.startswith("notebooks/") else SHARED_GROUPS.get(path, path)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scope scheduling, with the scopes of ``test_group``."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test under tests/ carries exactly one tier, so ``-m unit`` and ``-m integration`` split the suite.
 
     Runs before ``-m`` deselects anything, so a test that is unmarked or marked both fails every run, not only
-    the run that would have missed it. Under ``--dist loadgroup`` each item also gets its group (``xdist_group``),
-    and the longest groups come first.
+    the run that would have missed it. The longest groups of ``test_group`` come first (stable: the order within
+    a group stays).
     """
     here = Path(__file__).resolve().parent
     wrong = [
@@ -108,12 +115,8 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             "each test needs exactly one of the markers unit or integration:\n  " + "\n  ".join(wrong)
         )
-    if config.getoption("dist", "no") == "loadgroup":
-        groups = {item.nodeid: xdist_group(item) for item in items}
-        for item in items:
-            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
-        rank = {name: index for index, name in enumerate(FIRST_GROUPS)}
-        items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))  # stable: order kept within a group
+    rank = {name: index for index, name in enumerate(FIRST_GROUPS)}
+    items.sort(key=lambda item: rank.get(test_group(item.nodeid), len(rank)))
 
 
 def tiny_train_args(data, val, output, **flags) -> list[str]:
