@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +33,22 @@ def run_child(script: str, args: list[str], output: Path) -> dict:
     if completed.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
     return json.loads(output.read_text())
+
+
+def machine() -> dict:
+    """What a result was measured on: CPU model, cores this process may use, RAM and the date (results quote it)."""
+    cpu = platform.processor() or platform.machine()
+    memory_gib = None
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory_gib = round(pages / 2**30, 1)
+    except (OSError, StopIteration, ValueError):  # not Linux: the platform's own name
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": memory_gib,
+        "date": datetime.date.today().isoformat(),
+    }

@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import machine  # noqa: E402
 from generation_speed import plain_generate  # noqa: E402
 
 from ftlib.core.config import Decoding  # noqa: E402
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens,
         "threads": threads,
+        "machine": machine(),
     }
     decoding = Decoding(args.batch_size, args.max_new_tokens)
     eos = tokenizer.eos_token_id

@@ -265,3 +265,22 @@ def test_a_tokenizer_without_merges_is_refused(tmp_path):
     model = AutoModelForCausalLM.from_config(tiny_random_llama_config(len(tokenizer)))
     with pytest.raises(gguf.UnsupportedModel, match="without merges"):
         gguf.write_gguf(model, tokenizer, tmp_path / "m.gguf")
+
+
+# The pre-tokenizer names llama.cpp's vocabulary loader accepts for these two splits (src/llama-vocab.cpp,
+# llama-cpp-python 0.3.36); any other name fails the load with "unknown pre-tokenizer type".
+LLAMA_CPP_PRE_TOKENIZERS = {"gpt-2", "smollm"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "pre_tokenizer",
+    [
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+        {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, {"type": "ByteLevel"}]},
+    ],
+    ids=["byte-level", "digits-then-byte-level"],
+)
+def test_the_pre_tokenizer_is_named_as_llama_cpp_reads_it(pre_tokenizer):
+    """A name llama.cpp does not know made it refuse the course's own GGUF (found by benchmarks/llama_cpp_speed.py)."""
+    assert gguf._pre_tokenizer_name({"pre_tokenizer": pre_tokenizer}) in LLAMA_CPP_PRE_TOKENIZERS

@@ -68,7 +68,7 @@ def _pre_tokenizer_name(backend: dict) -> str:
     """llama.cpp's ``tokenizer.ggml.pre`` for a byte-level BPE's pre-tokenizer, or UnsupportedModel."""
     pre = backend.get("pre_tokenizer") or {}
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt2"  # the GPT-2 split regex, then bytes
+        return "gpt-2"  # the GPT-2 split regex, then bytes (llama.cpp refuses "gpt2": unknown pre-tokenizer)
     steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else []
     if [step.get("type") for step in steps] == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
         return "smollm"  # SmolLM2's hub tokenizer: digits one by one, then the GPT-2 split
