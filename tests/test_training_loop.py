@@ -181,6 +181,8 @@ def test_early_stopping_ends_the_run(tmp_path, cpu, tickets, task):
     [
         (dict(num_epochs=1), "set exactly one of max_steps"),
         (dict(max_steps=None), "set exactly one of max_steps"),
+        (dict(max_steps=0), "max_steps must be >= 1"),  # 0 once read as "unset" and trained a whole epoch
+        (dict(max_steps=None, num_epochs=0), "num_epochs > 0"),
         (dict(lr_scheduler="triangle"), "lr_scheduler must be one of"),
         (dict(weight_decay=-0.1), "weight_decay must be >= 0"),
         (dict(early_stopping_patience=2, save_checkpoints=False), "early_stopping_patience needs save_checkpoints"),

@@ -117,7 +117,9 @@ class TrainConfig:
                 f"set exactly one of max_steps ({self.max_steps}) and num_epochs ({self.num_epochs});"
                 " to train by epochs, pass max_steps=None"
             )
-        elif (self.max_steps or 1) < 1 or (self.num_epochs or 1) <= 0:
+        elif (self.max_steps is not None and self.max_steps < 1) or (
+            self.num_epochs is not None and self.num_epochs <= 0
+        ):
             problems.append(f"max_steps must be >= 1 and num_epochs > 0, got {self.max_steps} and {self.num_epochs}")
         if self.lr_scheduler not in SCHEDULERS:
             problems.append(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, not {self.lr_scheduler!r}")
