@@ -217,6 +217,19 @@ def test_unreadable_spec_files(tmp_path, text, expected):
     assert len(problems) == 1 and expected in problems[0], problems
 
 
+# Nine levels of nine aliases: 9**9 (387 million) strings once expanded, before any check could run.
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [*{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}]\n" for a, b in zip("abcdefgh", "bcdefghi")
+)
+
+
+@pytest.mark.unit
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    problems = problems_of(tmp_path, "name: tickets\n" + ALIAS_BOMB)
+    assert len(problems) == 1 and "an alias (*a) is not allowed in a task spec" in problems[0], problems
+    assert "line 3" in problems[0] and len(problems[0]) < 400, "the line of the first alias, in a short message"
+
+
 @pytest.mark.unit
 def test_missing_spec_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="no-such.yaml: no such file"):

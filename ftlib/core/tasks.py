@@ -368,7 +368,20 @@ def load_task_spec(path: str | Path) -> Task:
     duplicates: list[str] = []
 
     class Loader(yaml.SafeLoader):
-        """A safe loader that notes keys given twice in a mapping (plain YAML keeps the last silently)."""
+        """A safe loader that refuses aliases and notes keys given twice in a mapping (plain YAML keeps the last
+        silently). Aliases are refused before they are expanded: a few nested ones (an "alias bomb") would
+        otherwise fill memory inside the loader, before any check runs."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"an alias (*{event.anchor[:40]}) is not allowed in a task spec: write the value out",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
 
         def construct_mapping(self, node, deep=False):
             seen = set()
