@@ -385,6 +385,32 @@ def test_a_bad_task_spec_is_one_error_before_any_work(tmp_path, capsys, no_model
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("problem", ["typo in --only", "malformed data line", "missing data file"])
+def test_curriculum_checks_its_notebooks_and_data_before_the_run_folder(tmp_path, capsys, monkeypatch, problem):
+    from ftlib.course import curriculum
+
+    monkeypatch.setattr(curriculum, "run_notebook", lambda *args: pytest.fail("a notebook ran"))
+    spec, data = tmp_path / "sentiment.yaml", tmp_path / "reviews.jsonl"
+    spec.write_text(SENTIMENT_SPEC + "data: reviews.jsonl\n")
+    write_jsonl(REVIEWS, data)
+    command = ["curriculum", "--profile", "smoke", "--run-dir", str(tmp_path / "run"), "--task", str(spec)]
+    if problem == "typo in --only":
+        command += ["--only", "03_lroa"]
+    elif problem == "malformed data line":
+        data.write_text(data.read_text() + '{"review": "cut off\n')
+    else:
+        data.unlink()
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    expected = {
+        "typo in --only": "03_lroa.ipynb (the lessons: 01_base_model, 02_data_curation, 03_lora",
+        "malformed data line": f"{data}, line {len(REVIEWS) + 1}",
+        "missing data file": f"data: no such file {data}",
+    }[problem]
+    assert expected in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_checks_labels_against_the_spec(tmp_path, capsys, no_model_loads):
     spec = tmp_path / "sentiment.yaml"
     spec.write_text(SENTIMENT_SPEC)
