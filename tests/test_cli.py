@@ -112,7 +112,7 @@ def test_evaluate_and_generate_a_trained_run(tmp_path, tickets, task, cpu):
 
 def test_merge_needs_a_run_folder(tmp_path, capsys):
     assert cli.main(["merge", "--run", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
-    assert "manifest.json not found" in capsys.readouterr().err
+    assert "no manifest.json there: --run must be a LoRA or QLoRA run folder" in capsys.readouterr().err
 
 
 def test_bad_input_file_gives_a_located_error(tmp_path, capsys):
@@ -301,7 +301,7 @@ def test_evaluate_refuses_an_out_of_schema_label(tmp_path, tickets, capsys, no_m
 def test_a_missing_run_is_one_line_before_any_model_loads(
     tmp_path, tickets, capsys, monkeypatch, no_model_loads, command, run
 ):
-    from ftlib.engine import models
+    from ftlib.core import runtime
 
     monkeypatch.chdir(tmp_path)
 
@@ -310,7 +310,7 @@ def test_a_missing_run_is_one_line_before_any_model_loads(
             pytest.fail(f"asked the hub about the path {run}")
         return False
 
-    monkeypatch.setattr(models, "hub_reachable", offline_hub)
+    monkeypatch.setattr(runtime, "hub_reachable", offline_hub)
     data_file = write_jsonl(tickets, tmp_path / "t.jsonl")
     args = ["--run", run, "--output", str(tmp_path / "out")]
     assert cli.main([command, *args] + ([] if command == "merge" else ["--data", str(data_file)])) == 2
@@ -380,7 +380,7 @@ def test_a_bad_task_spec_is_one_error_before_any_work(tmp_path, capsys, no_model
         args += ["--task", str(spec)]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
-    assert f"error: task spec {spec}: 2 problem(s):" in err
+    assert f"task spec {spec}: 2 problem(s):" in err  # with evaluate's missing x.jsonl: every problem at once
     assert "  - colour: unknown key" in err and "  - stratify_field: 'summary' is not a label field" in err
     assert not (tmp_path / "run").exists()
 

@@ -107,7 +107,9 @@ def test_a_csv_row_missing_a_field_is_named_before_any_model_loads(tmp_path, cap
         "evaluate": evaluate_args("no-such-model", bad, tmp_path / "m.json", spec),
     }[command]
     assert cli.main(args) == 2
-    assert capsys.readouterr().err == f"error: {bad}, line 6, field '{field}': missing field\n"
+    err = capsys.readouterr().err  # both problems at once: the row, and the model that does not exist
+    assert err.startswith("error: 2 problems") and f"  - {bad}, line 6, field '{field}': missing field\n" in err
+    assert "  - no run folder or registry model named no-such-model" in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "m.json").exists()
 
 
@@ -115,7 +117,7 @@ def test_a_csv_row_with_too_many_cells_is_named_by_its_line(tmp_path, capsys):
     spec = write_spec(tmp_path)
     bad = write_csv(tmp_path / "bad.csv", REVIEWS[:2], extra_lines="r5,Loud, but fine,recommend,quiet enough\n")
     assert cli.main(evaluate_args("no-such-model", bad, tmp_path / "m.json", spec)) == 2
-    assert f"error: {bad}, line 4: 5 cells for the header's 4 columns" in capsys.readouterr().err
+    assert f"  - {bad}, line 4: 5 cells for the header's 4 columns" in capsys.readouterr().err
 
 
 def test_split_and_revision_flags(tmp_path, capsys, monkeypatch):
@@ -123,15 +125,15 @@ def test_split_and_revision_flags(tmp_path, capsys, monkeypatch):
     val = write_csv(tmp_path / "val.csv", REVIEWS)
     # A split of a single file is refused, naming the file.
     assert cli.main(evaluate_args("no-such-model", val, tmp_path / "m.json", spec, "--split", "test")) == 2
-    assert f"error: {val}: a split or revision applies to datasets, not to a single file" in capsys.readouterr().err
+    assert f"  - {val}: a split or revision applies to datasets, not to a single file" in capsys.readouterr().err
 
     # A hub id while the hub is unreachable: one clear line at once, naming the id and split, for --data or --val.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     train_args = tiny_train_args("someone/reviews", val, tmp_path / "run", base_model="no-such-model")
     assert cli.main([*train_args, "--task", str(spec), "--split", "train", "--revision", "v1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: someone/reviews[train]: no such local file or folder, and the Hugging Face Hub")
+    assert "  - someone/reviews[train]: no such local file or folder, and the Hugging Face Hub" in err
     train_args = tiny_train_args(val, "someone/reviews", tmp_path / "run", base_model="no-such-model")
     assert cli.main([*train_args, "--task", str(spec), "--val-split", "validation"]) == 2
-    assert "error: someone/reviews[validation]: no such local file" in capsys.readouterr().err
+    assert "  - someone/reviews[validation]: no such local file" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from ftlib.core import runtime
@@ -103,10 +104,10 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
 @pytest.mark.parametrize("local_rank, expected", [(None, "cuda"), ("0", "cuda:0"), ("1", "cuda:1"), ("3", "cuda:1")])
 def test_each_launched_process_gets_its_own_gpu(monkeypatch, local_rank, expected):
     """Under torchrun rank r loads onto cuda:r (a 4-bit model cannot move after loading); alone, plain "cuda"."""
-    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(runtime.torch.cuda, "is_bf16_supported", lambda: True)
-    monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(runtime.torch.cuda, "get_device_name", lambda index=0: f"GPU {index}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: f"GPU {index}")
     if local_rank is None:
         monkeypatch.delenv("LOCAL_RANK", raising=False)
     else:

@@ -302,3 +302,30 @@ def load_run(run: str | Path) -> RunRecord:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ManifestError(f"{path}: not valid JSON ({error})") from None
     return record_from_dict(values, str(path))
+
+
+def scratch_folder(output_dir: str | Path) -> Path:
+    """The hidden ``.<name>.partial/`` folder beside a run folder, where a run is written (and checkpointed) before
+    it replaces the run folder."""
+    output_dir = Path(output_dir)
+    return output_dir.parent / f".{output_dir.name}.partial"
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The highest-step ``checkpoint-<step>`` folder whose ``trainer_state.json`` is whole, or None.
+
+    Trainer writes that file last, after the weights, optimizer, scheduler and RNG states, and not atomically:
+    a run killed while saving leaves a folder without it, or with half of it, which resuming cannot load.
+    """
+    steps = {}
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and path.is_dir():
+            steps[int(step)] = path
+    for step in sorted(steps, reverse=True):
+        try:
+            json.loads((steps[step] / "trainer_state.json").read_text())
+        except (OSError, ValueError):  # missing, or cut short mid-write
+            continue
+        return str(steps[step])
+    return None

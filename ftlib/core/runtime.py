@@ -7,8 +7,10 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _THREADS_CHOSEN: int | None = None
 
@@ -37,6 +39,8 @@ def pick_device(prefer: str | None = None) -> DeviceChoice:
     Args:
         prefer: "cpu" or "cuda" to force one; None picks CUDA when available.
     """
+    import torch  # here, not at the top: reading data and checking inputs must not wait for torch (1 s)
+
     use_cuda = torch.cuda.is_available() if prefer is None else prefer == "cuda"
     if use_cuda:
         if not torch.cuda.is_available():
@@ -57,6 +61,8 @@ def release_memory() -> None:
     PyTorch's caching allocator keeps the freed GPU blocks for itself until ``empty_cache``.
     """
     import gc
+
+    import torch
 
     gc.collect()
     if torch.cuda.is_available():
@@ -84,6 +90,8 @@ def available_cores() -> int:
 
 def matmul_gflops(threads: int, size: int = 512, seconds: float = 0.25) -> float:
     """Measure fp32 matmul throughput with a given number of intra-op threads."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -113,6 +121,8 @@ def configure_cpu_threads(threads: int | None = None, verbose: bool = False) -> 
     Returns:
         The number of threads now in use.
     """
+    import torch
+
     global _THREADS_CHOSEN
     requested = threads or int(os.environ.get("FTLIB_NUM_THREADS", "0") or 0)
     if requested:

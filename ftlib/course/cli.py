@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import typing
 from dataclasses import asdict
@@ -16,60 +15,28 @@ from ftlib.course.curriculum import command_curriculum
 from ftlib.course.parser import build_parser, config_field_types
 
 if typing.TYPE_CHECKING:
-    from ftlib.core.tasks import Task
-
-
-def check_run_source(run: str) -> None:
-    """Refuse, before any model loads, a ``--run`` that is no folder, registry name or hub model.
-
-    Only a string shaped like a hub id (``name`` or ``owner/name``, not starting with ``runs``, ``.`` or ``~``)
-    is looked up: on the hub when it is reachable, else in the local hub cache. A missing path is never
-    tried on the hub.
-
-    Raises:
-        FileNotFoundError: one line naming ``run``.
-        ftlib.core.runs.ManifestError: a run folder whose manifest cannot be read.
-    """
-    from ftlib.core.runs import MANIFEST, load_run
-
-    folder = Path(run).expanduser()
-    if folder.is_dir():
-        if (folder / MANIFEST).exists():
-            load_run(folder)  # an unreadable or unknown-version manifest fails here, not after loading a model
-        return
-    from ftlib.engine.models import REGISTRY, hub_reachable
-
-    if run in REGISTRY:
-        return
-    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", run) and not run.startswith(("runs", ".", "~")):
-        from huggingface_hub import repo_exists, try_to_load_from_cache
-
-        if hub_reachable():
-            try:
-                if repo_exists(run):
-                    return
-            except Exception:  # an invalid id or a network failure: neither makes it loadable
-                pass
-        elif isinstance(try_to_load_from_cache(run, "config.json"), str):  # offline, but in the hub cache
-            return
-    raise FileNotFoundError(f"no run folder or registry model named {run}")
+    pass
 
 
 def command_merge(args) -> int:
     from ftlib.core.runs import MANIFEST, load_run
+    from ftlib.course import preflight
+
+    checks = preflight.Preflight()
+    if not args.run.is_dir():
+        checks.problems.append(f"no run folder named {args.run}")
+    elif not (args.run / MANIFEST).exists():
+        checks.add(f"--run {args.run}", f"no {MANIFEST} there: --run must be a LoRA or QLoRA run folder")
+    elif (record := load_run(args.run)).method == "full":
+        checks.add(f"--run {args.run}", "a full fine-tune: its model/ folder is already a plain model")
+    else:
+        preflight.run_folder(checks, "--run", args.run)
+    preflight.output_run_folder(
+        checks, "--output", args.output, {"--run": args.run}, args.overwrite, marker="merge.json"
+    )
+    checks.finish()
     from ftlib.engine.adapters import merge_and_export
 
-    manifest_path = args.run / MANIFEST
-    if not args.run.is_dir():
-        print(f"error: no run folder named {args.run}", file=sys.stderr)
-        return 2
-    if not manifest_path.exists():
-        print(f"error: {manifest_path} not found: --run must be a LoRA or QLoRA run folder", file=sys.stderr)
-        return 2
-    record = load_run(args.run)
-    if record.method == "full":
-        print(f"error: {args.run} is a full fine-tune: its model/ folder is already a plain model", file=sys.stderr)
-        return 2
     output = merge_and_export(record.base_model, args.run / record.weights_folder, args.output, source=args.source)
     print(f"merged {record.method} adapter of {record.base_model} into a full-precision model: {output}")
     return 0
@@ -77,19 +44,22 @@ def command_merge(args) -> int:
 
 def command_export(args) -> int:
     from ftlib.core.runs import MANIFEST
-    from ftlib.core.tasks import get_task
-    from ftlib.data.records import check_input, numbered, read_records
+    from ftlib.course import preflight
     from ftlib.engine.export import REPORT_NAME, ship
 
+    checks = preflight.Preflight()
     if not (args.run / MANIFEST).exists():
-        print(f"error: {args.run / MANIFEST} not found: --run must be a training run folder", file=sys.stderr)
-        return 2
-    task = get_task(args.task)
+        checks.add(f"--run {args.run}", f"{args.run / MANIFEST} not found: --run must be a training run folder")
+    else:
+        preflight.run_folder(checks, "--run", args.run)
+    task = preflight.task_of(checks, args.task)
     records = None
     if args.records:
-        records = read_records(args.records)
-        for line, record in numbered(records):
-            check_input(record, task, records.source, line)  # before any model loads
+        records = preflight.records_to_answer(checks, "--records", args.records, task)
+    preflight.at_least(checks, "--limit", args.limit)
+    preflight.at_least(checks, "--max-new-tokens", args.max_new_tokens)
+    checks.finish()
+    if records is not None:
         records = list(records)[: args.limit] if args.limit else list(records)
     try:
         report = ship(
@@ -149,17 +119,41 @@ def command_publish(args) -> int:
     return 0
 
 
+def scoring_preflight(args, labels: bool):
+    """``generate`` and ``evaluate``: the task, every record, the settings, the output and the run, checked before
+    anything loads; then every prompt against the model's context. Returns ``(task, records)``."""
+    from ftlib.course import preflight
+
+    checks = preflight.Preflight()
+    task = preflight.task_of(checks, args.task)
+    records = preflight.records_to_answer(
+        checks,
+        "--data",
+        args.data,
+        task,
+        args.split,
+        args.revision,
+        labels=labels,
+        drop_invalid_labels=getattr(args, "drop_invalid_labels", False),
+    )
+    preflight.at_least(checks, "--batch-size", args.batch_size)
+    preflight.at_least(checks, "--max-new-tokens", args.max_new_tokens)
+    preflight.output_file(checks, "--output", args.output, {"--data": args.data}, args.overwrite)
+    preflight.run_folder(checks, "--run", args.run)
+    checks.finish()
+    records = preflight.fit_context(
+        checks, records, task, args.run, args.source, args.max_new_tokens, args.truncate_long_inputs
+    )
+    checks.finish()
+    return task, records
+
+
 def command_generate(args) -> int:
-    from ftlib.core.tasks import get_task
-    from ftlib.data.records import check_input, numbered, read_records, write_jsonl
+    task, records = scoring_preflight(args, labels=False)
+    from ftlib.data.records import write_jsonl
     from ftlib.engine.adapters import load_for_eval
     from ftlib.engine.inference import generate
 
-    task = get_task(args.task)
-    records = read_records(args.data, args.split, args.revision)
-    for line, record in numbered(records):
-        check_input(record, task, records.source, line)  # before any model loads
-    check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     answers = generate(
         model, tokenizer, [task.prompt_messages(r) for r in records], Decoding(args.batch_size, args.max_new_tokens)
@@ -170,24 +164,16 @@ def command_generate(args) -> int:
 
 
 def command_evaluate(args) -> int:
+    task, records = scoring_preflight(args, labels=True)
     from ftlib.core.fileio import write_json
-    from ftlib.core.tasks import get_task
-    from ftlib.data.records import check_input, numbered, read_records
     from ftlib.engine.adapters import load_for_eval
     from ftlib.measure.evaluate import evaluate_model
 
-    task = get_task(args.task)
-    records = read_records(args.data, args.split, args.revision)
-    source = records.source  # the file, or name[split] for a saved or hub dataset
-    for line, record in numbered(records):
-        check_input(record, task, records.source, line)  # before any model loads
-    records = checked_labels(records, task, records.source, args.drop_invalid_labels)
-    check_run_source(args.run)
     model, tokenizer, label = load_for_eval(args.run, args.source)
     result = evaluate_model(model, tokenizer, records, task, Decoding(args.batch_size, args.max_new_tokens))
     where = {"data": str(args.data)} | {key: getattr(args, key) for key in ("split", "revision") if getattr(args, key)}
     write_json({"run": args.run, **where, **asdict(result)}, args.output)  # atomic: no half-written file
-    print(f"{label} on {source} ({len(records)} records)")
+    print(f"{label} on {records.source} ({len(records)} records)")
     for name, stat in result.metrics.items():
         print(f"  {name:22s} {stat.value:.3f}  {stat.interval_text(3)}")
     if result.heldout:
@@ -234,73 +220,86 @@ def read_config_file(path: Path) -> dict:
     return values
 
 
-def checked_labels(records: list[dict], task: Task, path: Path, drop: bool) -> list[dict]:
-    """The records whose labels are in the task's label sets; with ``drop``, the others are left out and counted.
-
-    Raises:
-        DataError: an out-of-schema label (file, line, field) without ``drop``, or nothing left after dropping.
-    """
-    from ftlib.data.records import DataError, check_labels
-
-    kept, dropped = check_labels(records, task, str(path), drop)
-    if dropped:
-        print(
-            f"{path}: dropped {dropped} of {len(records)} record(s) with a label outside the {task.name} label sets"
-            " (--drop-invalid-labels)"
-        )
-        if not kept:
-            raise DataError(path, None, None, "no records left after dropping those with invalid labels")
-    return kept
-
-
-def read_training_file(
-    path: Path,
-    task: Task,
-    drop_invalid_labels: bool = False,
-    split: str | None = None,
-    revision: str | None = None,
-) -> list[dict]:
-    """Read data (``ftlib.data.records.read_records``: a file, a saved folder's or a hub dataset's ``split`` at
-    ``revision``) and check that every record can become a training example, before any model loads.
-
-    A label outside the task's label sets is an error, or with ``drop_invalid_labels`` a dropped record.
-    """
-    from ftlib.data.records import numbered, read_records, to_messages
-
-    records = read_records(path, split, revision)
-    for line, record in numbered(records):
-        to_messages(record, task, records.source, line)
-    return checked_labels(records, task, records.source, drop_invalid_labels)
-
-
 def is_main_process() -> bool:
     """True outside a distributed launch, and on rank 0 under ``torchrun``/``accelerate launch``."""
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-def command_train(args: argparse.Namespace) -> int:
-    """Train from data files or datasets with TrainConfig from --config and flags; rank 0 prints the summary."""
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
+
+
+def train_preflight(args: argparse.Namespace):
+    """Every check ``train`` can make before torch or a model loads, reported at once:
+    the config and its flags, flags that contradict each other, the task and both data sources, the base model,
+    ``--adapter``, ``--output``, ``--resume`` and ``--device``. Returns ``(config, task, train_records, val_records)``.
+    """
     from dataclasses import fields
 
     from ftlib.core.config import TrainConfig
+    from ftlib.core.runs import MANIFEST, last_complete_checkpoint, scratch_folder
+    from ftlib.course import preflight
+    from ftlib.data.records import DataError
+
+    checks = preflight.Preflight()
+    values = {}
+    if args.config:
+        try:
+            values = read_config_file(args.config)
+        except DataError as error:
+            checks.problems.append(str(error))
+    given = vars(args)
+    flags = {spec.name: given[spec.name] for spec in fields(TrainConfig) if spec.name in given}
+    config = None
+    with checks.checking():
+        config = TrainConfig(**(values | flags))
+        config.validate()
+    if config is not None and config.method == "full":
+        lora = [f"--{name.replace('_', '-')}" for name in LORA_FIELDS if name in flags]
+        if lora:
+            checks.add(", ".join(lora), "LoRA settings, but --method full trains every weight and uses none of them")
+        if args.adapter:
+            checks.add("--adapter", "continues a LoRA or QLoRA adapter; --method full has none")
+    if args.resume and args.adapter:
+        checks.add("--resume with --adapter", "pick one: --resume continues the interrupted run in --output")
+    task = preflight.task_of(checks, args.dataset)
+    drop = args.drop_invalid_labels
+    train_records = preflight.records_to_answer(
+        checks, "--data", args.data, task, args.split, args.revision, drop_invalid_labels=drop, training=True
+    )
+    val_records = preflight.records_to_answer(
+        checks, "--val", args.val, task, args.val_split, args.val_revision, drop_invalid_labels=drop, training=True
+    )
+    base = Path(args.base_model).expanduser()
+    if base.is_dir():
+        checks.problems += preflight.model_folder_problems(base)
+    else:
+        with checks.checking():
+            preflight.check_run_source(args.base_model)
+    if args.adapter:
+        adapter = args.adapter / "adapter" if (args.adapter / MANIFEST).is_file() else args.adapter
+        if not (adapter / "adapter_config.json").is_file() and adapter.is_dir():
+            checks.add(f"--adapter {args.adapter}", "no adapter_config.json there (pass a run's adapter/ folder)")
+        else:
+            checks.problems += preflight.adapter_folder_problems(adapter)
+    inputs = {"--data": args.data, "--val": args.val, "--config": args.config, "--adapter": args.adapter}
+    preflight.output_run_folder(checks, "--output", args.output, inputs, args.overwrite)
+    if args.resume and last_complete_checkpoint(scratch_folder(args.output) / "trainer") is None:
+        checks.add(
+            "--resume",
+            f"nothing to resume: {scratch_folder(args.output) / 'trainer'} holds no complete checkpoint; "
+            "run without --resume",
+        )
+    preflight.device(checks, "--device", args.device)
+    checks.finish()
+    return config, task, train_records, val_records
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """Train from data files or datasets with TrainConfig from --config and flags; rank 0 prints the summary."""
     from ftlib.core.runtime import pick_device
-    from ftlib.core.tasks import get_task
     from ftlib.engine.train import train
 
-    values = read_config_file(args.config) if args.config else {}
-    given = vars(args)
-    values |= {spec.name: given[spec.name] for spec in fields(TrainConfig) if spec.name in given}
-    config = TrainConfig(**values)
-    config.validate()  # before reading data or loading a model: a typo fails in a second
-    if args.adapter and not (args.adapter / "adapter_config.json").is_file():
-        print(
-            f"error: --adapter {args.adapter}: no adapter_config.json there (pass a run's adapter/ folder)",
-            file=sys.stderr,
-        )
-        return 2
-    task = get_task(args.dataset)
-    train_records = read_training_file(args.data, task, args.drop_invalid_labels, args.split, args.revision)
-    val_records = read_training_file(args.val, task, args.drop_invalid_labels, args.val_split, args.val_revision)
+    config, task, train_records, val_records = train_preflight(args)
     device = pick_device(None if args.device == "auto" else args.device)
     result = train(
         args.base_model,
@@ -351,12 +350,23 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(train_flags=argv[:1] == ["train"], description=__doc__).parse_args(argv)
-    from ftlib.data.records import DataError
-
+    """Run one command. A user's error (bad input, a refused output) is one message and exit status 2, with no
+    traceback; so is Ctrl-C (130), which leaves every finished file in place."""
     try:
-        return COMMANDS[args.command](args)
-    except (DataError, KeyError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        argv = sys.argv[1:] if argv is None else argv
+        args = build_parser(train_flags=argv[:1] == ["train"], description=__doc__).parse_args(argv)
+        from ftlib.course.preflight import USER_ERRORS, PreflightError
+
+        try:
+            return COMMANDS[args.command](args)
+        except PreflightError as error:
+            print(error.report(), file=sys.stderr)
+            return 2
+        except USER_ERRORS as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        resume = " (a training run continues with --resume)" if argv[:1] == ["train"] else ""
+        print(f"\ninterrupted: stopped before finishing; no output was replaced{resume}", file=sys.stderr)
+        return 130

@@ -121,7 +121,12 @@ def add_train(commands, train_flags: bool) -> None:
     training.add_argument("--val", required=True, type=Path, help=f"validation data: {DATA_HELP}")
     add_split_flags(training, "--data", "")
     add_split_flags(training, "--val", "val-")
-    training.add_argument("--output", required=True, type=Path, help="run folder to write")
+    training.add_argument("--output", required=True, type=Path, help="run folder to write (a new or empty folder)")
+    training.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --output (kept as <output>.previous until the next overwrite)",
+    )
     training.add_argument(
         "--base-model",
         default="smollm2-135m-instruct",
@@ -133,7 +138,9 @@ def add_train(commands, train_flags: bool) -> None:
     )
     training.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     training.add_argument("--source", default="auto", choices=SOURCES)
-    training.add_argument("--resume", action="store_true", help="continue the interrupted run from its last checkpoint")
+    training.add_argument(
+        "--resume", action="store_true", help="continue the interrupted run in --output from its last checkpoint"
+    )
     training.add_argument("--adapter", type=Path, help="keep training this saved adapter folder instead of a new one")
     training.add_argument(
         "--drop-invalid-labels",
@@ -147,7 +154,10 @@ def add_train(commands, train_flags: bool) -> None:
 def add_merge(commands) -> None:
     merge = commands.add_parser("merge", help="fold a run's adapter into its full-precision base and save it")
     merge.add_argument("--run", required=True, type=Path, help="LoRA or QLoRA run folder (with manifest.json)")
-    merge.add_argument("--output", required=True, type=Path, help="folder for the merged model")
+    merge.add_argument("--output", required=True, type=Path, help="folder for the merged model (a new folder)")
+    merge.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier merge in --output (kept as <output>.previous)"
+    )
     merge.add_argument("--source", default="auto", choices=SOURCES)
 
 
@@ -177,10 +187,24 @@ def add_scoring(commands, name: str, helptext: str) -> None:
     sub.add_argument("--run", required=True, help="run folder (with manifest.json) or base model name/path")
     sub.add_argument("--data", required=True, type=Path, help=f"records with the task's fields: {DATA_HELP}")
     add_split_flags(sub, "--data", "")
-    sub.add_argument("--output", required=True, type=Path)
+    sub.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        help="the " + ("metrics JSON" if name == "evaluate" else "predictions JSONL") + " file to write (a new file)",
+    )
+    sub.add_argument("--overwrite", action="store_true", help="replace --output if it exists (never an input file)")
     add_task_flag(sub, "task")
-    sub.add_argument("--batch-size", type=int, default=16)
-    sub.add_argument("--max-new-tokens", type=int, default=96)
+    sub.add_argument("--batch-size", type=int, default=16, help="prompts per batch (default: %(default)s)")
+    sub.add_argument(
+        "--max-new-tokens", type=int, default=96, help="tokens each answer may take (default: %(default)s)"
+    )
+    sub.add_argument(
+        "--truncate-long-inputs",
+        action="store_true",
+        help="cut inputs whose prompt does not fit the model's context, from the end, and count them "
+        "(default: refuse them)",
+    )
     sub.add_argument("--source", default="auto", choices=SOURCES)
     if name == "evaluate":
         sub.add_argument(

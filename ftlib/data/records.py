@@ -245,6 +245,9 @@ def _read_json_array(path: Path) -> Records:
         position = _SPACE.match(text, position).end()
         if text[position : position + 1] == ",":
             position = _SPACE.match(text, position + 1).end()
+            if text[position : position + 1] == "]":  # JSON allows no trailing comma; Python and JavaScript do
+                line += text.count("\n", counted, position)
+                raise DataError(path, line, None, "not valid JSON (a ',' before the closing ']')")
         elif text[position : position + 1] != "]":
             line += text.count("\n", counted, position)
             raise DataError(path, line, None, "not valid JSON (expected ',' or ']' after an array item)")
@@ -344,8 +347,8 @@ def check_input(record: dict, task: Task, source: str = "<records>", line: int |
         if not isinstance(record.get(task.input_field), dict) or not record[task.input_field]:
             problem = "missing field" if task.input_field not in record else "expected a non-empty JSON object"
             raise DataError(source, line, task.input_field, problem)
-    else:
-        _require_str(record, task.input_field, source, line)
+    elif not _require_str(record, task.input_field, source, line).strip():
+        raise DataError(source, line, task.input_field, "empty text: there is nothing to answer")
 
 
 def to_messages(
@@ -416,7 +419,7 @@ def check_labels(records: list[dict], task: Task, source: str = "<records>", dro
     Raises:
         DataError: at the first out-of-schema label, with its line and field, unless ``drop``.
     """
-    kept, dropped = Records(lines=[]), 0
+    kept, dropped = Records(lines=[], source=getattr(records, "source", source)), 0
     for line, record in numbered(records):
         problem = task.label_error(record)
         if problem is None:

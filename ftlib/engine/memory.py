@@ -562,5 +562,12 @@ def workload_from_records(records: list[dict], tokenizer, task=None, max_length:
     examples = [tokenize_example(tokenizer, to_messages(record, task), max_length) for record in records]
     seq_len = max(len(example.input_ids) for example in examples)
     answers = sum(sum(label != IGNORE_INDEX for label in example.labels) for example in examples)
+    if not answers:
+        first = tokenize_example(tokenizer, to_messages(records[0], task), 10**9)
+        prompt = sum(label == IGNORE_INDEX for label in first.labels)
+        raise ValueError(
+            f"max_length {max_length} cuts every example before its answer (the first example's prompt alone is "
+            f"{prompt} tokens, {len(first.input_ids)} with its answer): raise --max-length"
+        )
     prefix = common_prefix_length([example.input_ids for example in examples]) if len(examples) > 1 else 0
     return Workload(seq_len, answers / (len(examples) * seq_len), prefix)

@@ -25,7 +25,9 @@ from ftlib.core.runs import (
     RunMemory,
     RunMetrics,
     RunRecord,
+    last_complete_checkpoint,
     load_run,
+    scratch_folder,
 )
 from ftlib.core.runtime import DeviceChoice, pick_device
 from ftlib.core.tasks import Task
@@ -108,49 +110,38 @@ def run_key(base_model: str, config: TrainConfig, train_records: list[dict], val
     }
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The highest-step ``checkpoint-<step>`` folder whose ``trainer_state.json`` is whole, or None.
-
-    Trainer writes that file last, after the weights, optimizer, scheduler and RNG states, and not atomically:
-    a run killed while saving leaves a folder without it, or with half of it, which resuming cannot load.
-    """
-    steps = {}
-    for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
-        step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and path.is_dir():
-            steps[int(step)] = path
-    for step in sorted(steps, reverse=True):
-        try:
-            json.loads((steps[step] / "trainer_state.json").read_text())
-        except (OSError, ValueError):  # missing, or cut short mid-write
-            continue
-        return str(steps[step])
-    return None
-
-
-def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
-    """Empty the scratch folder for a new run, or find the checkpoint to resume from.
-
-    Returns:
-        The last checkpoint's path when resuming, else None.
+def resumable_checkpoint(scratch: Path, key: dict) -> str:
+    """The checkpoint an interrupted run resumes from: its scratch folder's last whole one, of the same run.
 
     Raises:
-        FileNotFoundError: ``resume`` with no checkpoint to resume from.
+        FileNotFoundError: no checkpoint to resume from.
         ValueError: the checkpoint belongs to another config or other data.
     """
     key_file = scratch / "run_key.json"
+    checkpoint = last_complete_checkpoint(scratch / "trainer")
+    if checkpoint is None or not key_file.is_file():
+        raise FileNotFoundError(
+            f"nothing to resume: {scratch / 'trainer'} holds no complete checkpoint; run without --resume"
+        )
+    saved = json.loads(key_file.read_text())
+    changed = [name for name in key if saved.get(name) != key[name]]
+    if changed:
+        raise ValueError(
+            f"cannot resume from {checkpoint}: {', '.join(changed)} changed since it was written "
+            f"({key_file}); run without resume to start over"
+        )
+    return checkpoint
+
+
+def prepare_scratch(scratch: Path, resume: bool, key: dict) -> str | None:
+    """Empty the scratch folder for a new run, or find the checkpoint to resume from (``resumable_checkpoint``).
+
+    Returns:
+        The last checkpoint's path when resuming, else None.
+    """
+    key_file = scratch / "run_key.json"
     if resume:
-        checkpoint = last_complete_checkpoint(scratch / "trainer")
-        if checkpoint is None:
-            raise FileNotFoundError(f"resume=True but {scratch / 'trainer'} holds no checkpoint: run without resume")
-        saved = json.loads(key_file.read_text())
-        changed = [name for name in key if saved.get(name) != key[name]]
-        if changed:
-            raise ValueError(
-                f"cannot resume from {checkpoint}: {', '.join(changed)} changed since it was written "
-                f"({key_file}); run without resume to start over"
-            )
-        return checkpoint
+        return resumable_checkpoint(scratch, key)
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
@@ -224,6 +215,10 @@ def preflight(
         raise ValueError("adapter= continues a LoRA or QLoRA adapter; a full fine-tune has none")
     device = device or pick_device()
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"{output_dir} is a file; a run writes a folder there")
+    if resume:  # before the tokenizer and the model: a run with nothing to resume fails in a second
+        resumable_checkpoint(scratch_folder(output_dir), run_key(base_model, config, train_records, val_records))
     adapter, _ = resolve_adapter(adapter)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
@@ -247,7 +242,7 @@ def prepare(plan: RunPlan) -> PreparedRun:
         plan.train_records, tokenizer, config.max_length, plan.task, config.label_token_weight
     )
     val_set = SupervisedDataset(plan.val_records, tokenizer, config.max_length, plan.task)
-    scratch = Path(plan.output_dir.parent / f".{plan.output_dir.name}.partial")
+    scratch = scratch_folder(plan.output_dir)
     args = training_arguments(config, scratch / "trainer", plan.device)  # under torchrun: joins the process group
     # Only the main process empties and writes the scratch folder; resuming only reads it, so every rank
     # finds its checkpoint there. The others wait until it is ready before Trainer touches it.

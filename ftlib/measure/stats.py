@@ -69,8 +69,12 @@ def compare(a: Estimate, b: Estimate) -> str:
 
 
 def mean_estimates(rows: list[dict[str, float]], seed: int = 0) -> dict[str, Estimate]:
-    """Each per-example score's mean with its 95% bootstrap interval: ``{metric: Estimate}``."""
-    return {name: Estimate.of_mean([row[name] for row in rows], seed=seed) for name in (rows[0] if rows else [])}
+    """Each per-example score's mean with its 95% bootstrap interval: ``{metric: Estimate}``.
+
+    A metric is averaged over the rows that have it: an example whose reference lacks a field has no score for it.
+    """
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    return {name: Estimate.of_mean([row[name] for row in rows if name in row], seed=seed) for name in names}
 
 
 def paired_difference(after: list[float], before: list[float], seed: int = 0) -> Estimate:
