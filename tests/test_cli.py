@@ -90,6 +90,35 @@ def test_evaluate_and_generate_a_trained_run(tmp_path, tickets, task, cpu):
         == 0
     )
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
+    # Again into the same file: refused without --overwrite (the file untouched), replaced with it.
+    (tmp_path / "p.jsonl").write_text("mine\n")
+    again = ["generate", "--run", str(run), "--data", str(data_file), "--output", str(tmp_path / "p.jsonl")]
+    assert cli.main([*again, "--max-new-tokens", "4"]) == 2
+    assert (tmp_path / "p.jsonl").read_text() == "mine\n"
+    assert cli.main([*again, "--max-new-tokens", "4", "--overwrite"]) == 0
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
+    # A record without a category or urgency: its label metrics skip it, the others still count it.
+    partial = write_jsonl(
+        [tickets[0], {k: v for k, v in tickets[1].items() if k not in ("category", "urgency")}],
+        tmp_path / "partial.jsonl",
+    )
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--run",
+                str(run),
+                "--data",
+                str(partial),
+                "--output",
+                str(tmp_path / "pm.json"),
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert "category_accuracy" in json.loads((tmp_path / "pm.json").read_text())["metrics"]
     assert cli.main(["merge", "--run", str(run), "--output", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "merged" / "merge.json").exists()
     assert (

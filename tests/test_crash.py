@@ -108,7 +108,16 @@ def test_sigkill_leaves_the_previous_run_and_resume_continues_the_curve(uninterr
     # Mid-save: checkpoint-4 gets weights, optimizer and RNG state, then waits before its trainer_state.json.
     step_sleep = 1.0 if moment == "mid-step" else 0.0
     process = subprocess.Popen(
-        [sys.executable, "-c", SLOWED_CLI, str(step_sleep), "checkpoint-4", *train_flags(data, val, run)],
+        # --overwrite: the run replaces the earlier one in its folder (refused without it)
+        [
+            sys.executable,
+            "-c",
+            SLOWED_CLI,
+            str(step_sleep),
+            "checkpoint-4",
+            *train_flags(data, val, run),
+            "--overwrite",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -134,7 +143,7 @@ def test_sigkill_leaves_the_previous_run_and_resume_continues_the_curve(uninterr
     if moment == "mid-step":
         assert not (scratch / "checkpoint-4").exists()
 
-    assert cli.main([*train_flags(data, val, run), "--resume"]) == 0
+    assert cli.main([*train_flags(data, val, run), "--resume", "--overwrite"]) == 0
     record = load_run(run)
     assert record.checkpoints.resumed_from == "checkpoint-2"
     assert load_run(run.with_name("run.previous")).checkpoints.resumed_from is None  # the earlier run, kept

@@ -48,6 +48,17 @@ def test_missing_reference_fields_skip_their_metrics(task):
     assert "urgency_accuracy" not in metrics and "reply_rougeL" not in metrics
 
 
+def test_a_reference_field_missing_on_some_records_skips_only_those(tickets, task):
+    """The first record decides nothing: a field absent from one reference leaves its metric over the others."""
+    partial = {k: v for k, v in tickets[0].items() if k != "category"}
+    metrics = evaluate.score_answers(
+        [answer("outage", "high"), answer("billing", "low")], [partial, tickets[1]], task
+    )
+    assert metrics["category_accuracy"].value == 0.0  # tickets[1] alone: account, answered billing
+    assert metrics["urgency_accuracy"].value == 1.0  # both: high and low
+    assert "category_macro_f1" not in metrics  # macro-F1 needs every reference
+
+
 def test_prediction_count_must_match(tickets, task):
     with pytest.raises(ValueError, match="1 predictions for 4 references"):
         evaluate.score_answers(["{}"], tickets, task)

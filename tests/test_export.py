@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -249,7 +250,7 @@ def test_a_non_llama_model_is_refused_by_name(active_run, bpe_base, tmp_path, ca
     qwen.save_pretrained(qwen_base)
     bpe_tokenizer().save_pretrained(qwen_base)
     run = tmp_path / "run"
-    run.mkdir()
+    shutil.copytree(active_run / "adapter", run / "adapter")  # a whole run folder: only its base is refused
     manifest = json.loads((active_run / "manifest.json").read_text()) | {"base_model": str(qwen_base)}
     (run / "manifest.json").write_text(json.dumps(manifest))
     assert cli.main(["export", "--run", str(run), "--output", str(tmp_path / "out")]) == 2

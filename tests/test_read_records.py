@@ -114,6 +114,19 @@ def test_bad_json_array_item_is_named_by_its_line(tmp_path):
         data.read_records(path)
 
 
+def test_a_trailing_comma_in_a_json_array_is_refused_by_its_line(tmp_path):
+    path = tmp_path / "tickets.json"
+    path.write_text('[\n  {"id": "t1", "ticket": "a"},\n]\n')
+    with pytest.raises(DataError, match=r"tickets\.json, line 3: not valid JSON \(a ',' before the closing '\]'\)"):
+        data.read_records(path)
+
+
+def test_checked_labels_keep_the_file_name(tmp_path, task):
+    records = data.read_records(data.write_jsonl([{"ticket": "a", "category": "billing"}], tmp_path / "t.jsonl"))
+    kept, _ = data.check_labels(records, task, records.source)
+    assert kept.source == str(tmp_path / "t.jsonl")
+
+
 def test_offline_hub_id_is_a_clear_error_at_once(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DataError, match=r"org/tickets\[test\]: .*Hub is not reachable \(offline\)"):

@@ -132,7 +132,7 @@ def test_resumed_run_continues_the_same_loss_curve(tmp_path, cpu, tickets, task,
 
 
 def test_resume_refuses_a_changed_config_and_a_missing_checkpoint(tmp_path, cpu, tickets, task):
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="holds no complete checkpoint"):
         train.train(
             "tiny-random-llama",
             tickets,

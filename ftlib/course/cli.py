@@ -296,10 +296,10 @@ def train_preflight(args: argparse.Namespace):
 
 def command_train(args: argparse.Namespace) -> int:
     """Train from data files or datasets with TrainConfig from --config and flags; rank 0 prints the summary."""
+    config, task, train_records, val_records = train_preflight(args)
     from ftlib.core.runtime import pick_device
     from ftlib.engine.train import train
 
-    config, task, train_records, val_records = train_preflight(args)
     device = pick_device(None if args.device == "auto" else args.device)
     result = train(
         args.base_model,

@@ -246,8 +246,8 @@ def build_parser(train_flags: bool = True, description: str | None = None) -> ar
     """The ``python -m ftlib`` parser; ``args.command`` names the command.
 
     Args:
-        train_flags: add the ``train`` command's hyperparameter flags, which import torch (seconds);
-            ``main`` leaves them out unless the command is ``train``.
+        train_flags: add the ``train`` command's hyperparameter flags (one per ``TrainConfig`` field);
+            ``main`` leaves them out unless the command is ``train``, so other commands parse faster.
     """
     parser = argparse.ArgumentParser(prog="python -m ftlib", description=description)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -368,6 +368,11 @@ def records_to_answer(
     for line, record in numbered(records):
         try:
             (to_messages if training else check_input)(record, task, records.source, line)
+            if labels and not task.input_is_chat:  # a reference answer that is there must be text
+                for field in task.answer_fields:
+                    if field in record and not isinstance(record[field], str):
+                        got = type(record[field]).__name__
+                        raise DataError(records.source, line, field, f"expected a string (the reference), got {got}")
             problem = task.label_error(record) if (labels or training) and not drop_invalid_labels else None
             if problem is not None:
                 raise DataError(records.source, line, *problem)
