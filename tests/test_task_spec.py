@@ -337,3 +337,13 @@ def test_answer_fields_order_follows_the_spec_and_labels_still_score(tmp_path):
     assert scores["json_valid"] == scores["category_accuracy"] == scores["urgency_accuracy"] == 1.0
     # and a default-order answer scores the same under the reply-first task
     assert per_example_scores(tasks.SUPPORT_TICKETS.answer_text(record), record, task) == scores
+
+
+@pytest.mark.unit
+def test_messages_quote_a_short_excerpt_of_a_long_value(tmp_path):
+    big = "x" * 5000
+    key = "y" * 500  # YAML's simple keys stop at 1,024 characters
+    spec = f"name: t\ninput_field: t\nanswer_fields: [a]\ninstruction: [{big}]\nlabels:\n  a: {big}\n{key}: 1\n"
+    problems = problems_of(tmp_path, spec)
+    assert len(problems) == 3 and all(len(problem) < 400 for problem in problems), problems
+    assert any("... (5,004 characters)" in problem for problem in problems), problems

@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def excerpt(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters with the full length noted: a message quotes a value,
+    it never repeats a whole file's worth of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"
+
+
 @dataclass(frozen=True)
 class Task:
     """A supervised task: its fields, instruction, answer format and the layouts it accepts."""
@@ -70,7 +77,7 @@ class Task:
         """
         for name, allowed in self.label_values.items():
             if name in record and record[name] not in allowed:
-                return name, f"{record[name]!r} is not one of {', '.join(allowed)}"
+                return name, f"{excerpt(record[name])} is not one of {', '.join(allowed)}"
         return None
 
     def chat(self, record: dict) -> list[dict]:
@@ -255,7 +262,7 @@ def _is_string_list(value) -> bool:
 def _string_list_problem(key: str, value) -> str | None:
     """Why ``value`` is not a list of non-empty strings (None when it is)."""
     if not isinstance(value, list):
-        return f"{key}: expected a list of strings, got {type(value).__name__} {value!r}"
+        return f"{key}: expected a list of strings, got {type(value).__name__} {excerpt(value)}"
     wrong = [item for item in value if not (isinstance(item, str) and item)]
     if wrong:
         hint = " (quote it: YAML reads yes/no/on/off as booleans and bare numbers as numbers)"
@@ -273,20 +280,20 @@ def spec_problems(spec: dict) -> list[str]:
         if key not in SPEC_KEYS:
             close = difflib.get_close_matches(str(key), SPEC_KEYS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(SPEC_KEYS)})"
-            problems.append(f"{key}: unknown key{hint}")
+            problems.append(f"{key if len(str(key)) <= 60 else excerpt(key)}: unknown key{hint}")
     problems += [f"{key}: missing (required)" for key in REQUIRED_KEYS if key not in spec]
 
     for key in ("name", "input_field", "instruction", "data", "stratify_field", "field_test"):
         if key in spec and not (isinstance(spec[key], str) and spec[key].strip()):
-            problems.append(f"{key}: expected a non-empty string, got {type(spec[key]).__name__} {spec[key]!r}")
+            problems.append(f"{key}: expected a non-empty string, got {type(spec[key]).__name__} {excerpt(spec[key])}")
     name = spec.get("name")
     if isinstance(name, str) and name.strip() and not NAME.fullmatch(name):
-        problems.append(f"name: {name!r} names the run folder: use letters, digits, '_', '-' and '.' only")
+        problems.append(f"name: {excerpt(name)} names the run folder: use letters, digits, '_', '-' and '.' only")
     if "language_filter" in spec and not isinstance(spec["language_filter"], bool):
-        problems.append(f"language_filter: expected true or false, got {spec['language_filter']!r}")
+        problems.append(f"language_filter: expected true or false, got {excerpt(spec['language_filter'])}")
     for key, allowed in (("answer_format", ANSWER_FORMATS), ("input_format", INPUT_FORMATS)):
         if key in spec and spec[key] not in allowed:
-            problems.append(f"{key}: {spec[key]!r} is not one of {', '.join(allowed)}")
+            problems.append(f"{key}: {excerpt(spec[key])} is not one of {', '.join(allowed)}")
     if "nested_keys" in spec and (problem := _string_list_problem("nested_keys", spec["nested_keys"])):
         problems.append(problem)
 
@@ -299,7 +306,7 @@ def spec_problems(spec: dict) -> list[str]:
     answers = answers if _is_string_list(answers) else []
     input_field = spec.get("input_field")
     if isinstance(input_field, str) and input_field in answers:
-        problems.append(f"input_field: {input_field!r} is also an answer field")
+        problems.append(f"input_field: {excerpt(input_field)} is also an answer field")
     chat_input = spec.get("input_format") == "messages"
     text_format = spec.get("answer_format", "text" if chat_input else "json") == "text"
     if text_format and len(answers) > 1:
@@ -310,7 +317,7 @@ def spec_problems(spec: dict) -> list[str]:
 
     labels = spec.get("labels", {})
     if not isinstance(labels, dict):
-        problems.append(f"labels: expected a mapping of answer field -> list of values, got {labels!r}")
+        problems.append(f"labels: expected a mapping of answer field -> list of values, got {excerpt(labels)}")
         labels = {}
     for label, values in labels.items():
         if answers and label not in answers:
@@ -332,7 +339,7 @@ def spec_problems(spec: dict) -> list[str]:
     # object inputs stratify on a key of the object, chats on a top-level field of the record
     if isinstance(stratify, str) and stratify.strip() and stratify not in labels and not (object_input or chat_input):
         known = f"label fields: {', '.join(labels)}" if labels else "this spec has no labels"
-        problems.append(f"stratify_field: {stratify!r} is not a label field ({known})")
+        problems.append(f"stratify_field: {excerpt(stratify)} is not a label field ({known})")
 
     return problems + _alias_problems(spec.get("field_aliases", {}), input_field, answers)
 
@@ -340,7 +347,7 @@ def spec_problems(spec: dict) -> list[str]:
 def _alias_problems(aliases, input_field, answers: list[str]) -> list[str]:
     """The problems of a spec's ``field_aliases``: other names only for the input and the answer fields."""
     if not isinstance(aliases, dict):
-        return [f"field_aliases: expected a mapping of field -> list of other names, got {aliases!r}"]
+        return [f"field_aliases: expected a mapping of field -> list of other names, got {excerpt(aliases)}"]
     problems = []
     own_fields = [input_field, *answers]
     for alias_field, names in aliases.items():

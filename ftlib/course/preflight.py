@@ -368,6 +368,9 @@ def records_to_answer(
     for line, record in numbered(records):
         try:
             (to_messages if training else check_input)(record, task, records.source, line)
+            text = record.get(task.input_field)
+            if isinstance(text, str) and not text.strip():  # curation calls this junk; a command refuses it
+                raise DataError(records.source, line, task.input_field, "empty text: there is nothing to answer")
             if labels and not task.input_is_chat:  # a reference answer that is there must be text
                 for field in task.answer_fields:
                     if field in record and not isinstance(record[field], str):

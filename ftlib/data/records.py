@@ -347,8 +347,8 @@ def check_input(record: dict, task: Task, source: str = "<records>", line: int |
         if not isinstance(record.get(task.input_field), dict) or not record[task.input_field]:
             problem = "missing field" if task.input_field not in record else "expected a non-empty JSON object"
             raise DataError(source, line, task.input_field, problem)
-    elif not _require_str(record, task.input_field, source, line).strip():
-        raise DataError(source, line, task.input_field, "empty text: there is nothing to answer")
+    else:
+        _require_str(record, task.input_field, source, line)
 
 
 def to_messages(
