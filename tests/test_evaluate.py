@@ -51,9 +51,7 @@ def test_missing_reference_fields_skip_their_metrics(task):
 def test_a_reference_field_missing_on_some_records_skips_only_those(tickets, task):
     """The first record decides nothing: a field absent from one reference leaves its metric over the others."""
     partial = {k: v for k, v in tickets[0].items() if k != "category"}
-    metrics = evaluate.score_answers(
-        [answer("outage", "high"), answer("billing", "low")], [partial, tickets[1]], task
-    )
+    metrics = evaluate.score_answers([answer("outage", "high"), answer("billing", "low")], [partial, tickets[1]], task)
     assert metrics["category_accuracy"].value == 0.0  # tickets[1] alone: account, answered billing
     assert metrics["urgency_accuracy"].value == 1.0  # both: high and low
     assert "category_macro_f1" not in metrics  # macro-F1 needs every reference
