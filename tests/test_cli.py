@@ -454,3 +454,24 @@ def test_train_checks_labels_against_the_spec(tmp_path, capsys, no_model_loads):
 def test_unknown_task_name_lists_the_known_ones(tmp_path, capsys):
     assert cli.main(["curriculum", "--dataset", "tickets", "--run-dir", str(tmp_path / "run")]) == 2
     assert "Unknown dataset/task 'tickets'. Known: support_tickets, listings" in capsys.readouterr().err
+
+
+def test_make_samples_replaces_an_edited_file_only_with_overwrite(tmp_path, capsys, monkeypatch):
+    from ftlib.data import samples
+
+    def small_samples(folder, seed):  # the real generators take seconds; the command's logic is what is tested
+        return [write_jsonl([{"ticket": f"seed {seed}"}], Path(folder) / "support_tickets.jsonl")]
+
+    monkeypatch.setattr(samples, "write_samples", small_samples)
+    out = tmp_path / "samples"
+    assert cli.main(["make-samples", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert cli.main(["make-samples", "--out", str(out)]) == 0  # the same seed: nothing to write
+    assert "unchanged" in capsys.readouterr().out
+    edited = out / "support_tickets.jsonl"
+    edited.write_text('{"ticket": "my own"}\n')
+    assert cli.main(["make-samples", "--out", str(out)]) == 2
+    assert f"--out {edited}: exists; pass --overwrite" in capsys.readouterr().err
+    assert edited.read_text() == '{"ticket": "my own"}\n'
+    assert cli.main(["make-samples", "--out", str(out), "--overwrite"]) == 0
+    assert edited.read_text() == '{"ticket": "seed 1234"}\n'

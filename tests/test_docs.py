@@ -41,6 +41,8 @@ def markdown_sources() -> list[tuple[Path, str]]:
     ]
     sources += [(path, path.read_text(encoding="utf-8")) for path in sorted((ROOT / "workshop").glob("*.md"))]
     for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in path.parts:  # JupyterLab's copies (git-ignored), made while the browser test runs
+            continue
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         sources.append((path, "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")))
     return sources

@@ -112,7 +112,7 @@ def test_committed_later_batch_is_the_generators_output(tmp_path):
     paths = samples.write_later_tickets(tmp_path, seed=1234)
     for path in paths:
         assert path.read_bytes() == (SAMPLES / path.name).read_bytes(), (
-            f"data/samples/{path.name} is stale: run `python -m ftlib make-samples` and commit"
+            f"data/samples/{path.name} is stale: run `python -m ftlib make-samples --overwrite` and commit"
         )
     assert len(data.read_jsonl(paths[0])) == samples.LATER_TICKETS
 

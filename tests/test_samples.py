@@ -36,7 +36,7 @@ def test_committed_samples_are_the_generators_output(tmp_path):
     names = ("support_tickets", "listings", "shop_chats")
     for name in [f"{n}.jsonl" for n in names] + [f"{n}.manifest.json" for n in names]:
         assert (tmp_path / name).read_bytes() == (sample_path("support_tickets").parent / name).read_bytes(), (
-            f"data/samples/{name} is stale: run `python -m ftlib make-samples` and commit"
+            f"data/samples/{name} is stale: run `python -m ftlib make-samples --overwrite` and commit"
         )
 
 

@@ -94,10 +94,37 @@ def command_fetch_model(args) -> int:
 
 
 def command_make_samples(args) -> int:
+    """Generate the samples beside nothing, compare, then write: a file in ``--out`` that differs from what the seed
+    makes (an edit, another seed) is replaced only with ``--overwrite``; an identical one is left alone."""
+    import filecmp
+    import shutil
+    import tempfile
+
+    from ftlib.core.fileio import atomic_path
+    from ftlib.course.preflight import Preflight, output_file
     from ftlib.data.samples import write_samples
 
-    for path in write_samples(args.out, seed=args.seed):
-        print(f"wrote {path}")
+    out = Path(args.out)
+    checks = Preflight()
+    if out.exists() and not out.is_dir():
+        checks.add(f"--out {out}", "is a file; the samples are a folder of files")
+    checks.finish()
+    with tempfile.TemporaryDirectory() as scratch:
+        made = write_samples(scratch, seed=args.seed)
+        targets = {path: out / path.name for path in made}
+        changed = {
+            path: target
+            for path, target in targets.items()
+            if not (target.is_file() and filecmp.cmp(path, target, shallow=False))
+        }
+        for target in changed.values():
+            output_file(checks, "--out", target, {}, args.overwrite)
+        checks.finish()
+        for path, target in changed.items():
+            with atomic_path(target) as partial:
+                shutil.copyfile(path, partial)
+    for path, target in targets.items():
+        print(f"{'wrote' if path in changed else 'unchanged'} {target}")
     return 0
 
 

@@ -236,6 +236,9 @@ def add_small_commands(commands) -> None:
     samples = commands.add_parser("make-samples", help="regenerate data/samples from the seeded generators")
     samples.add_argument("--out", default="data/samples")
     samples.add_argument("--seed", type=int, default=1234)
+    samples.add_argument(
+        "--overwrite", action="store_true", help="replace files in --out that differ from what the seed makes"
+    )
     publish = commands.add_parser(
         "publish", help="stamp [tool.ftlib.publish] (repository, ref) into the notebooks' badges and setup cells"
     )
