@@ -77,6 +77,11 @@ CASES = [
         ["--output {w}/tickets.jsonl: is the input --data"],
     ),
     (
+        "output that is an input",
+        ["evaluate", *RUN, *DATA, "--output", "{w}/run/manifest.json", "--overwrite"],
+        ["--output {w}/run/manifest.json: is a file of the input --run {w}/run"],
+    ),
+    (
         "output that is a folder or under a file",
         ["evaluate", *RUN, *DATA, "--output", "{w}/user_folder"],
         ["--output {w}/user_folder: is a folder"],

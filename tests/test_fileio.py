@@ -121,3 +121,11 @@ def test_atomic_path_moves_a_finished_file_in_and_leaves_the_old_one_on_failure(
         raise RuntimeError("the writer crashed")
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]  # no temporary file left behind
+
+
+@pytest.mark.unit
+def test_replace_dir_does_not_keep_an_empty_folder_as_previous(tmp_path):
+    (tmp_path / "run").mkdir()  # made ahead by a user, as `train --output` allows
+    fileio.write_text("new", tmp_path / ".run.partial" / "content.txt")
+    fileio.replace_dir(tmp_path / ".run.partial", tmp_path / "run")
+    assert (tmp_path / "run" / "content.txt").read_text() == "new" and not (tmp_path / "run.previous").exists()

@@ -120,6 +120,8 @@ def replace_dir(partial: str | Path, final: str | Path, keep_previous: bool = Tr
     is deleted. ``partial`` must be on the same file system as ``final`` (make it beside ``final``).
     """
     partial, final = Path(partial), Path(final)
+    if final.is_dir() and not any(final.iterdir()):
+        final.rmdir()  # an empty folder (made ahead, or left by a user) is not a generation worth keeping
     if final.exists():
         if keep_previous:
             previous = final.with_name(final.name + ".previous")

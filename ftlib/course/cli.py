@@ -165,7 +165,8 @@ def scoring_preflight(args, labels: bool):
     )
     preflight.at_least(checks, "--batch-size", args.batch_size)
     preflight.at_least(checks, "--max-new-tokens", args.max_new_tokens)
-    preflight.output_file(checks, "--output", args.output, {"--data": args.data}, args.overwrite)
+    inputs = {"--data": args.data, "--run": Path(args.run)}
+    preflight.output_file(checks, "--output", args.output, inputs, args.overwrite)
     preflight.run_folder(checks, "--run", args.run)
     checks.finish()
     records = preflight.fit_context(

@@ -95,12 +95,18 @@ def _unwritable(path: Path) -> Path | None:
 def output_file(
     preflight: Preflight, flag: str, path: Path, inputs: Mapping[str, Path | None], overwrite: bool
 ) -> None:
-    """A file to write: not a folder, not under a file, writable, not one of ``inputs`` (never, even with
-    ``--overwrite``), and new unless ``overwrite``."""
+    """A file to write: not a folder, not under a file, writable, not one of ``inputs`` nor an existing file inside
+    an input folder such as a run (never, even with ``--overwrite``), and new unless ``overwrite``."""
     path = Path(path)
     for input_flag, source in inputs.items():
-        if source is not None and (_same_file(path, Path(source)) or path.resolve() == Path(source).resolve()):
+        if source is None:
+            continue
+        source = Path(source)
+        if _same_file(path, source) or path.resolve() == source.resolve():
             preflight.add(f"{flag} {path}", f"is the input {input_flag}: writing it would replace your data")
+            return
+        if source.is_dir() and path.exists() and source.resolve() in path.resolve().parents:
+            preflight.add(f"{flag} {path}", f"is a file of the input {input_flag} {source}: write a new file instead")
             return
     if path.is_dir():
         preflight.add(f"{flag} {path}", "is a folder; give the path of a file to write")
