@@ -113,6 +113,7 @@ def test_rows_and_memory_come_from_the_record(tmp_path):
             "run": "LoRA",
             "trainable params": "1,000",
             "total params": "101,000",
+            "steps": 8,
             "final val loss": 3.5,
             "train tokens/s": 1000.0,
             "train s": 2.0,

@@ -103,6 +103,24 @@ class Lesson:
             if (self.paths.run(key) / MANIFEST).exists() and (self.paths.run(key) / "history.json").exists()
         }
 
+    def full_budget_runs(self, names: dict[str, str]) -> dict[str, Path]:
+        """``runs(names)`` without the runs that trained fewer steps than the longest of them, each left out with a
+        line saying why: lesson 04's QLoRA run on a CPU repeats only the first steps of lesson 03's LoRA run, and
+        scoring the two side by side would compare budgets, not methods."""
+        found = self.runs(names)
+        steps = {display: load_run(folder).config.max_steps for display, folder in found.items()}
+        longest = max((s for s in steps.values() if s is not None), default=None)
+        kept = {}
+        for display, folder in found.items():
+            if longest is not None and steps[display] is not None and steps[display] < longest:
+                print(
+                    f"{display} left out: it ran {steps[display]} steps against {longest} (lesson 04 reads the"
+                    " full-budget pair measured beforehand); scoring it here would compare budgets, not methods."
+                )
+                continue
+            kept[display] = folder
+        return kept
+
     def runs(self, names: dict[str, str]) -> dict[str, Path]:
         """The training runs of this run folder that exist, by display name; says which are missing and why.
 

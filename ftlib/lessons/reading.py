@@ -70,10 +70,12 @@ def memory_reading(record: RunRecord) -> str:
     return sentence
 
 
-def qlora_vs_lora(qlora: RunRecord, lora: RunRecord | None) -> str:
-    """QLoRA against lesson 03's LoRA run of the same run folder on loss, measured memory and training time.
+def qlora_vs_lora(qlora: RunRecord, lora: RunRecord | None, histories: dict[str, dict] | None = None) -> str:
+    """QLoRA against lesson 03's LoRA run of the same run folder on loss, measured memory and training speed.
 
-    With no LoRA run (lesson 03 has not run with this ``run_dir``) it says so and describes QLoRA alone.
+    With no LoRA run (lesson 03 has not run with this ``run_dir``) it says so and describes QLoRA alone. Where QLoRA
+    ran fewer steps than LoRA (lesson 04's reproduction on a CPU), the losses are compared at the last validation
+    step both runs have (``histories``: ``{"QLoRA": ..., "LoRA": ...}``) and the speed per token, not the total time.
     """
     q = qlora.metrics
     if lora is None:
@@ -83,16 +85,42 @@ def qlora_vs_lora(qlora: RunRecord, lora: RunRecord | None) -> str:
             " LoRA, run 03_lora.ipynb with the same run_dir, then this notebook again."
         )
     lo = lora.metrics
-    loss_gap = q.final_val_loss - lo.final_val_loss
     memory_ratio = qlora.memory.measured.peak_gb / lora.memory.measured.peak_gb
-    time_ratio = q.train_seconds / lo.train_seconds if lo.train_seconds else float("nan")
-    closer = "close to" if abs(loss_gap) <= 0.05 * lo.final_val_loss else ("above" if loss_gap > 0 else "below")
-    return (
-        f"Final validation loss: QLoRA {q.final_val_loss:.3f}, LoRA {lo.final_val_loss:.3f} ({loss_gap:+.3f}:"
-        f" QLoRA ends {closer} LoRA). Measured peak memory: QLoRA {qlora.memory.measured.peak_gb:.2f} GB,"
-        f" LoRA {lora.memory.measured.peak_gb:.2f} GB ({memory_ratio:.2f} x). Training time: QLoRA"
-        f" {q.train_seconds:.0f} s, LoRA {lo.train_seconds:.0f} s ({time_ratio:.2f} x)."
+    memory = (
+        f" Measured peak memory: QLoRA {qlora.memory.measured.peak_gb:.2f} GB,"
+        f" LoRA {lora.memory.measured.peak_gb:.2f} GB ({memory_ratio:.2f} x)."
     )
+    if qlora.config.max_steps == lora.config.max_steps:
+        loss_gap = q.final_val_loss - lo.final_val_loss
+        time_ratio = q.train_seconds / lo.train_seconds if lo.train_seconds else float("nan")
+        return (
+            f"Final validation loss: QLoRA {q.final_val_loss:.3f}, LoRA {lo.final_val_loss:.3f} ({loss_gap:+.3f}:"
+            f" QLoRA ends {_closer(loss_gap, lo.final_val_loss)} LoRA).{memory} Training time: QLoRA"
+            f" {q.train_seconds:.0f} s, LoRA {lo.train_seconds:.0f} s ({time_ratio:.2f} x)."
+        )
+    speed_ratio = q.train_tokens_per_second / lo.train_tokens_per_second if lo.train_tokens_per_second else float("nan")
+    speed = (
+        f" Training speed: QLoRA {q.train_tokens_per_second:.0f} tokens/s, LoRA {lo.train_tokens_per_second:.0f}"
+        f" ({speed_ratio:.2f} x)."
+    )
+    histories = histories or {}
+    q_val = dict(_points(histories.get("QLoRA", {}), "val"))
+    lo_val = dict(_points(histories.get("LoRA", {}), "val"))
+    common = sorted(set(q_val) & set(lo_val))
+    steps = f"QLoRA ran {qlora.config.max_steps} steps, LoRA {lora.config.max_steps}"
+    if not common:
+        return f"{steps}, and they share no validation step, so their losses cannot be compared.{memory}{speed}"
+    step = common[-1]
+    loss_gap = q_val[step] - lo_val[step]
+    return (
+        f"{steps}. Validation loss at step {step}, the last both ran: QLoRA {q_val[step]:.3f}, LoRA"
+        f" {lo_val[step]:.3f} ({loss_gap:+.3f}: QLoRA {_closer(loss_gap, lo_val[step])} LoRA so far).{memory}{speed}"
+    )
+
+
+def _closer(gap: float, reference: float) -> str:
+    """"close to" within 5% of the reference loss, else "above" or "below"."""
+    return "close to" if abs(gap) <= 0.05 * reference else ("above" if gap > 0 else "below")
 
 
 def confusion_reading(columns: list[str], matrix: np.ndarray, labels: list[str], field: str) -> str:

@@ -1,0 +1,98 @@
+"""Lesson 04, QLoRA against LoRA: the QLoRA run this machine can afford, compared with lesson 03's LoRA run at equal
+steps, and the full-budget pair measured beforehand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ftlib.core.config import TrainConfig
+from ftlib.lessons.sweeps import FULL_BUDGET_METRICS, FULL_BUDGET_RESULTS, MeasuredVariant, full_budget_variants
+from ftlib.measure.stats import compare
+
+# Steps of lesson 04's QLoRA run where the profile's full budget does not fit the course's time: the cpu profile's
+# 290 steps took 1,260 s of QLoRA training on 2 idle cores (2026-12-07), which left `make curriculum` at 86 minutes
+# against its 60. 80 steps are two of lesson 03's validation points (every 40 steps), enough to compare the two
+# curves where both exist; the full-budget pair comes from the committed results (FULL_BUDGET_PAIR).
+REPRODUCTION_STEPS = {"cpu": 80}
+# The `make curriculum` run of 2026-12-03 (the cpu profile's defaults, 290 steps each): its LoRA and QLoRA runs,
+# scored on the generated test split and the field test (benchmarks/results/quality_variants.json).
+FULL_BUDGET_PAIR = "curriculum-2026-12-03-boundary-banks"
+
+
+@dataclass(frozen=True)
+class QLoraRun:
+    """The QLoRA run lesson 04 trains here: its config, and whether it repeats only the start of the full budget."""
+
+    config: TrainConfig
+    full_steps: int | None  # the profile's step budget (lesson 03's LoRA run trains it)
+
+    @property
+    def reproduction(self) -> bool:
+        return self.full_steps is not None and self.config.max_steps is not None and self.config.max_steps < self.full_steps
+
+    def sentence(self) -> str:
+        steps = f"{self.config.max_steps} steps of {self.config.batch_size} x {self.config.grad_accum}"
+        if not self.reproduction:
+            return f"QLoRA at the profile's full budget: {steps}, as lesson 03's LoRA run."
+        return (
+            f"QLoRA for the first {steps} of the profile's {self.full_steps}: the full budget would add about"
+            f" {self.full_steps / self.config.max_steps:.1f} x this run's time on this machine. The curves below"
+            " compare QLoRA with lesson 03's LoRA run on the steps both ran; the full-budget pair, measured"
+            " beforehand, is at the end of the lesson."
+        )
+
+
+def lesson_run(profile, plan=None, max_steps: int | None = None) -> QLoraRun:
+    """The QLoRA run of lesson 04 on ``profile``: the full budget on a GPU plan, where the user set ``max_steps``
+    (the notebook parameter) or where the profile has no reproduction size; else the first
+    ``REPRODUCTION_STEPS[profile.name]`` steps with everything else the profile's."""
+    config = profile.train_config()
+    steps = REPRODUCTION_STEPS.get(profile.name)
+    if max_steps or plan is not None or steps is None or config.max_steps is None or steps >= config.max_steps:
+        return QLoraRun(config, config.max_steps)
+    return QLoraRun(replace(config, max_steps=steps, warmup_steps=min(config.warmup_steps, steps - 1)), config.max_steps)
+
+
+def up_to_step(histories: dict[str, dict], last_step: int) -> dict[str, dict]:
+    """Each loss history cut to the steps up to ``last_step``, so runs of different lengths plot on one axis."""
+    return {
+        name: {kind: [p for p in points if p["step"] <= last_step] for kind, points in history.items()}
+        for name, history in histories.items()
+    }
+
+
+def full_budget_pair(task_name: str, name: str = FULL_BUDGET_PAIR) -> dict[str, MeasuredVariant]:
+    """The committed LoRA and QLoRA runs of one full-budget results entry, by method; empty for another task than
+    support_tickets (the only one measured at the full budget) or when the file lacks the entry."""
+    if task_name != "support_tickets" or not FULL_BUDGET_RESULTS.exists():
+        return {}
+    return {v.method: v for v in full_budget_variants() if v.name == name}
+
+
+def full_budget_rows(pair: dict[str, MeasuredVariant]) -> list[dict]:
+    """One row per method: steps, training time and both test sets' label accuracies with their 95% intervals."""
+    rows = []
+    for method, v in pair.items():
+        row = {"method": method, "steps": v.steps if v.steps is not None else "-"}
+        row["train s"] = round(v.train_seconds) if v.train_seconds is not None else "-"
+        row |= {f"field {m.removesuffix('_accuracy')}": v.field[m].text() for m in FULL_BUDGET_METRICS}
+        row |= {f"generated {m.removesuffix('_accuracy')}": v.generated[m].text() for m in FULL_BUDGET_METRICS}
+        rows.append(row)
+    return rows
+
+
+def full_budget_sentence(pair: dict[str, MeasuredVariant]) -> str:
+    """QLoRA against LoRA at the full budget, read from the intervals: higher, lower or within noise per label."""
+    if not pair:
+        return "The full-budget pair was measured on support_tickets only: run this lesson with that dataset to see it."
+    if set(pair) != {"lora", "qlora"}:
+        return f"The results file has no LoRA and QLoRA pair named {FULL_BUDGET_PAIR!r}."
+    q, lo = pair["qlora"], pair["lora"]
+    verdicts = []
+    for test_set, scores in (("field test", "field"), ("generated test", "generated")):
+        parts = [
+            f"{m.removesuffix('_accuracy')} {compare(getattr(q, scores)[m], getattr(lo, scores)[m])}"
+            for m in FULL_BUDGET_METRICS
+        ]
+        verdicts.append(f"{test_set}: " + ", ".join(parts))
+    return f"QLoRA against LoRA at {q.steps} steps each, by their 95% intervals: " + "; ".join(verdicts) + "."
