@@ -28,6 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import machine  # noqa: E402
+
 from ftlib.core.config import Decoding  # noqa: E402
 from ftlib.core.fileio import write_json  # noqa: E402
 from ftlib.core.runtime import configure_cpu_threads  # noqa: E402
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_model(args.model)
     print(f"model {args.model}, {len(tickets)} prompts per style, batch {args.batch_size}, {threads} CPU thread(s)")
     figures = {"model": args.model, "prompts": len(tickets), "batch_size": args.batch_size, "threads": threads}
+    figures |= {"machine": machine(), "max_new_tokens": args.max_new_tokens}
     for style, examples in (("zero-shot", ()), ("few-shot (3 examples)", shots)):
         conversations = [task.prompt_messages(t, examples) for t in tickets]
         prompt_tokens = [len(tokenizer(prompt_text(tokenizer, c))["input_ids"]) for c in conversations]

@@ -118,6 +118,65 @@ def test_shared_prefix_generation_matches_plain_generate(tiny, tickets, task, mo
     assert prefixes[0] > 0.5 * min(len(r) for r in rows)  # the system turn and both solved examples
 
 
+def left_padded(tokenizer, conversations):
+    rows = [tokenizer(batches.prompt_text(tokenizer, c), add_special_tokens=False)["input_ids"] for c in conversations]
+    width, pad = max(len(r) for r in rows), tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    return ids, torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+
+
+def test_rows_leave_the_batch_at_their_eos_and_still_answer_as_generate(tiny, tickets, task):
+    """greedy_decode drops a row at its EOS: with an EOS the rows reach at different steps, later steps run fewer
+    rows and every answer is still the one ``model.generate`` gives."""
+    model, tokenizer = tiny
+    ids, mask = left_padded(tokenizer, [task.prompt_messages(t) for t in tickets])
+    plain = dict(attention_mask=mask, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    free = model.generate(input_ids=ids, eos_token_id=tokenizer.vocab_size + 7, **plain)[:, ids.shape[1] :].tolist()
+
+    # As EOS, the generated token whose first appearance ends the rows at the most different steps.
+    def ends(token):
+        return [row.index(token) + 1 if token in row else 12 for row in free]
+
+    eos = max(sorted({t for row in free for t in row}), key=lambda t: len(set(ends(t))))
+    assert len(set(ends(eos))) > 1 and min(ends(eos)) < 12
+    expected = [
+        inference.answer_ids(row, eos)
+        for row in model.generate(input_ids=ids, eos_token_id=eos, **plain)[:, ids.shape[1] :].tolist()
+    ]
+    rows_per_step = []
+    hook = model.register_forward_pre_hook(
+        lambda m, a, k: rows_per_step.append(k["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        ours = inference.greedy_decode(model, ids, mask, None, 0, 12, eos)
+    finally:
+        hook.remove()
+    assert ours == expected
+    assert [len(a) for a in ours] == ends(eos)
+    assert rows_per_step[0] == len(tickets) and rows_per_step[-1] < len(tickets)
+    assert rows_per_step == sorted(rows_per_step, reverse=True) and len(rows_per_step) == max(len(a) for a in ours)
+
+
+def test_a_generation_config_that_changes_the_logits_is_left_to_generate(tiny, tickets, task, monkeypatch):
+    model, tokenizer = tiny
+    conversations = [task.prompt_messages(t) for t in tickets[:2]]
+    assert inference.plain_greedy(model)
+    model.generation_config.repetition_penalty = 1.3
+    assert not inference.plain_greedy(model)
+    monkeypatch.setattr(inference, "greedy_decode", lambda *a, **k: pytest.fail("the penalty would be skipped"))
+    ours = inference.generate_tokens(model, tokenizer, conversations, Decoding(2, 8), share_prefix=False)
+    ids, mask = left_padded(tokenizer, conversations)
+    output = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=8,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    assert ours == [inference.answer_ids(r, tokenizer.eos_token_id) for r in output[:, ids.shape[1] :].tolist()]
+
+
 def test_common_prefix_length():
     # One helper for training and generation: every row keeps at least one token of its own.
     assert batches.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2, 5]]) == 2

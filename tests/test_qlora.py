@@ -41,7 +41,10 @@ def test_a_short_reproduction_keeps_at_least_one_step_after_warmup():
 
 
 def test_histories_are_cut_to_the_steps_qlora_ran():
-    lora = {"train": [{"step": s, "loss": 1.0} for s in range(1, 291)], "val": [{"step": s, "loss": 0.5} for s in (40, 80, 120)]}
+    lora = {
+        "train": [{"step": s, "loss": 1.0} for s in range(1, 291)],
+        "val": [{"step": s, "loss": 0.5} for s in (40, 80, 120)],
+    }
     cut = qlora.up_to_step({"LoRA": lora}, 80)["LoRA"]
     assert [p["step"] for p in cut["val"]] == [40, 80] and cut["train"][-1]["step"] == 80
 
@@ -78,7 +81,9 @@ def test_the_committed_full_budget_pair_is_read_with_intervals():
     assert [r["method"] for r in rows] == ["lora", "qlora"]
     assert rows[1]["field category"] == "0.95 [0.92, 0.98]" and rows[1]["train s"] == 1444
     sentence = qlora.full_budget_sentence(pair)
-    assert sentence.startswith("QLoRA against LoRA at 290 steps each") and "field test: category within noise" in sentence
+    assert (
+        sentence.startswith("QLoRA against LoRA at 290 steps each") and "field test: category within noise" in sentence
+    )
     assert qlora.full_budget_pair("listings") == {}
     assert "support_tickets only" in qlora.full_budget_sentence({})
 

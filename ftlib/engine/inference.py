@@ -86,6 +86,82 @@ def _prefix_cache(model, prefix: list[int]):
     return model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).past_key_values
 
 
+# GenerationConfig fields that change greedy decoding's logits or its stopping when set: where a model's config sets
+# one (Qwen2.5-Instruct ships a repetition penalty), generate_tokens leaves decoding to ``model.generate``.
+_LOGITS_SETTINGS = {
+    "repetition_penalty": (None, 1.0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "sequence_bias": (None,),
+    "stop_strings": (None,),
+    "renormalize_logits": (None, False),
+}
+
+
+def plain_greedy(model) -> bool:
+    """Whether greedy decoding of ``model`` is argmax of its logits, step by step (nothing in its generation config
+    alters them), so ``greedy_decode`` answers exactly as ``model.generate(do_sample=False)`` would."""
+    config = getattr(model, "generation_config", None)
+    return config is None or all(getattr(config, name, None) in allowed for name, allowed in _LOGITS_SETTINGS.items())
+
+
+@torch.no_grad()
+def greedy_decode(
+    model, input_ids, attention_mask, cache, cached: int, max_new_tokens: int, eos_token_id: int
+) -> list[list[int]]:
+    """Greedy answers of one left-padded batch, each up to and with its EOS, dropping finished rows as it goes.
+
+    ``model.generate`` keeps a finished row in the batch, padding it, until the last row ends: one long answer makes
+    the whole batch run to it. Here a row leaves the batch (its key/value cache rows too) at its EOS or its
+    ``max_new_tokens``th token, so later steps compute only the rows still answering. Positions count only the
+    unmasked tokens and the logits are taken at the last position, as ``generate`` does, so each answer is the one
+    ``generate`` would give (tests/test_generation.py checks it on the real model).
+
+    Args:
+        input_ids: ``[rows, length]``, the shared prefix's tokens included when ``cache`` holds them.
+        attention_mask: ``[rows, length]``, 0 on the padding.
+        cache: the prefix's key/value cache, repeated for the rows, or None.
+        cached: how many leading tokens of ``input_ids`` ``cache`` already holds.
+    """
+    rows = input_ids.shape[0]
+    answers: list[list[int]] = [[] for _ in range(rows)]
+    active = torch.arange(rows, device=input_ids.device)  # the answer index of each row still in the batch
+    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+    step_ids, step_positions = input_ids[:, cached:], positions[:, cached:]
+    for _ in range(max_new_tokens):
+        output = model(
+            input_ids=step_ids,
+            attention_mask=attention_mask,
+            position_ids=step_positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = output.past_key_values
+        tokens = output.logits[:, -1, :].float().argmax(-1)
+        for row, token in zip(active.tolist(), tokens.tolist()):
+            answers[row].append(token)
+        keep = [i for i, row in enumerate(active.tolist()) if answers[row][-1] != eos_token_id]
+        if len(answers[int(active[0])]) >= max_new_tokens or not keep:
+            break
+        if len(keep) < len(active):
+            index = torch.tensor(keep, device=input_ids.device)
+            cache.batch_select_indices(index)
+            active, tokens, attention_mask = active[index], tokens[index], attention_mask[index]
+            step_positions = step_positions[index]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
+        step_ids = tokens.unsqueeze(1)
+        step_positions = step_positions[:, -1:] + 1
+    return answers
+
+
 def answer_ids(row: list[int], eos_token_id: int) -> list[int]:
     """A generated row cut after its first EOS: ``generate`` fills a finished row with padding."""
     return row[: row.index(eos_token_id) + 1] if eos_token_id in row else row
@@ -128,6 +204,7 @@ def generate_tokens(
     tokens run through the model once, and each batch starts from a copy of their key/value cache.
     Rows are then laid out as [shared prefix][padding][own tokens]; the attention mask hides the
     padding and positions count only unmasked tokens, so each row sees exactly what it would alone.
+    Each batch decodes with ``greedy_decode``, which drops a row from the batch as soon as it is finished.
     ``benchmarks/generation_speed.py`` checks the answers against plain ``model.generate`` and
     measures the speed-up. Progress is shown per batch (``ftlib.core.progress``).
     """
@@ -157,15 +234,28 @@ def generate_tokens(
             batch_cache.batch_repeat_interleave(len(chunk))
             kwargs["past_key_values"] = batch_cache
         input_ids = torch.tensor(ids, device=model.device)
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.tensor(mask, device=model.device),
-            max_new_tokens=decoding.max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-            eos_token_id=eos,
-            **kwargs,
-        )
-        for index, row in zip(chunk, output[:, input_ids.shape[1] :]):
-            by_index[index] = answer_ids(row.tolist(), eos)
+        attention_mask = torch.tensor(mask, device=model.device)
+        if plain_greedy(model):
+            answers = greedy_decode(
+                model,
+                input_ids,
+                attention_mask,
+                kwargs.get("past_key_values"),
+                len(prefix),
+                decoding.max_new_tokens,
+                eos,
+            )
+        else:  # the model's generation config changes the logits (a repetition penalty, ...): generate applies it
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=decoding.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=eos,
+                **kwargs,
+            )
+            answers = [answer_ids(row.tolist(), eos) for row in output[:, input_ids.shape[1] :]]
+        for index, answer in zip(chunk, answers):
+            by_index[index] = answer
     return [by_index[i] for i in range(len(rows))]

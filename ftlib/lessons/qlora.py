@@ -28,7 +28,11 @@ class QLoraRun:
 
     @property
     def reproduction(self) -> bool:
-        return self.full_steps is not None and self.config.max_steps is not None and self.config.max_steps < self.full_steps
+        return (
+            self.full_steps is not None
+            and self.config.max_steps is not None
+            and self.config.max_steps < self.full_steps
+        )
 
     def sentence(self) -> str:
         steps = f"{self.config.max_steps} steps of {self.config.batch_size} x {self.config.grad_accum}"
@@ -50,7 +54,9 @@ def lesson_run(profile, plan=None, max_steps: int | None = None) -> QLoraRun:
     steps = REPRODUCTION_STEPS.get(profile.name)
     if max_steps or plan is not None or steps is None or config.max_steps is None or steps >= config.max_steps:
         return QLoraRun(config, config.max_steps)
-    return QLoraRun(replace(config, max_steps=steps, warmup_steps=min(config.warmup_steps, steps - 1)), config.max_steps)
+    return QLoraRun(
+        replace(config, max_steps=steps, warmup_steps=min(config.warmup_steps, steps - 1)), config.max_steps
+    )
 
 
 def up_to_step(histories: dict[str, dict], last_step: int) -> dict[str, dict]:

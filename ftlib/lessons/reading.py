@@ -119,7 +119,7 @@ def qlora_vs_lora(qlora: RunRecord, lora: RunRecord | None, histories: dict[str,
 
 
 def _closer(gap: float, reference: float) -> str:
-    """"close to" within 5% of the reference loss, else "above" or "below"."""
+    """ "close to" within 5% of the reference loss, else "above" or "below"."""
     return "close to" if abs(gap) <= 0.05 * reference else ("above" if gap > 0 else "below")
 
 
