@@ -26,6 +26,15 @@ def source(cell):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("path", PATHS + sorted((ROOT / "notebooks" / "exercises").glob("*.ipynb")), ids=str)
+def test_every_cell_has_a_unique_id(path):
+    """nbformat 4.5 cell ids: JupyterLab, papermill and links to a cell need them (nbformat warns, then will fail)."""
+    ids = [cell.get("id") for cell in cells(path)]
+    assert None not in ids, f"{path.name}: cell {ids.index(None)} has no id"
+    assert len(set(ids)) == len(ids), f"{path.name}: duplicate cell ids"
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
 def test_one_parameters_cell_of_plain_literals(path):
     tagged = [c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
