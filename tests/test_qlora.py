@@ -15,29 +15,19 @@ from ftlib.lessons import lesson, qlora, reading
 pytestmark = pytest.mark.unit
 
 
-def test_the_cpu_profile_runs_the_first_steps_and_the_others_the_full_budget():
+def test_the_cpu_profile_stops_after_the_first_steps_and_the_others_run_the_full_budget():
     cpu = qlora.lesson_run(replace(PROFILES["cpu"], method="qlora"), None)
-    assert cpu.reproduction and cpu.config.max_steps == qlora.REPRODUCTION_STEPS["cpu"] == 80
-    assert cpu.full_steps == PROFILES["cpu"].train.max_steps == 290
+    assert cpu.reproduction and cpu.config.stop_after_steps == qlora.REPRODUCTION_STEPS["cpu"] == 80
+    # The schedule is the full run's: same steps, warm-up and rate as lesson 03's LoRA run.
+    assert cpu.config.max_steps == PROFILES["cpu"].train.max_steps == 290
     assert cpu.config.method == "qlora" and cpu.config.warmup_steps == PROFILES["cpu"].train.warmup_steps
-    assert "first 80 steps of 8 x 1 of the profile's 290" in cpu.sentence()
+    assert "first 80 of the profile's 290 steps of 8 x 1, on the same learning-rate schedule" in cpu.sentence()
     profile = replace(PROFILES["cpu"], method="qlora")
-    assert qlora.lesson_run(profile, None).config.max_steps == 80
     # A user's max_steps, a GPU plan and a profile without a reproduction size all train the full budget.
-    assert qlora.lesson_run(profile.with_overrides(max_steps=120), None, max_steps=120).config.max_steps == 120
-    assert qlora.lesson_run(profile, plan=SimpleNamespace()).config.max_steps == 290
+    assert qlora.lesson_run(profile.with_overrides(max_steps=120), None, max_steps=120).config.stop_after_steps is None
+    assert qlora.lesson_run(profile, plan=SimpleNamespace()).config.stop_after_steps is None
     smoke = qlora.lesson_run(replace(PROFILES["smoke"], method="qlora"), None)
     assert not smoke.reproduction and smoke.config.max_steps == 3 and "full budget" in smoke.sentence()
-
-
-def test_a_short_reproduction_keeps_at_least_one_step_after_warmup():
-    profile = replace(PROFILES["cpu"], method="qlora")
-    try:
-        qlora.REPRODUCTION_STEPS["cpu"] = 5
-        run = qlora.lesson_run(profile.with_overrides(warmup_steps=10), None)
-    finally:
-        qlora.REPRODUCTION_STEPS["cpu"] = 80
-    assert run.config.max_steps == 5 and run.config.warmup_steps == 4
 
 
 def test_histories_are_cut_to_the_steps_qlora_ran():
@@ -54,7 +44,7 @@ def record(folder, steps, tokens_per_second, final_val_loss):
     (folder / "manifest.json").write_text(json.dumps(V1_MANIFEST))
     loaded = runs.load_run(folder)
     metrics = replace(loaded.metrics, train_tokens_per_second=tokens_per_second, final_val_loss=final_val_loss)
-    changed = replace(loaded, config=replace(loaded.config, max_steps=steps), metrics=metrics)
+    changed = replace(loaded, checkpoints=replace(loaded.checkpoints, steps_run=steps), metrics=metrics)
     changed.write(folder)
     return changed
 

@@ -37,6 +37,8 @@ def tiny_config(**overrides):
         (dict(warmup_steps=10, max_steps=5), r"warmup_steps \(10\) must be >= 0 and below max_steps \(5\)"),
         (dict(lora_dropout=1.0), "lora_dropout"),
         (dict(learning_rate=0.0), "learning_rate"),
+        (dict(stop_after_steps=9), r"stop_after_steps must be between 1 and max_steps \(8\), got 9"),
+        (dict(stop_after_steps=0), "stop_after_steps must be between 1"),
     ],
 )
 def test_impossible_configs_are_rejected(overrides, message):
@@ -87,6 +89,30 @@ def test_a_run_ending_on_an_evaluation_step_is_not_scored_twice(
     assert len(calls) == evaluations
     if max_steps == 4:  # the final validation loss is the one logged at the last step: the same weights and set
         assert result.record.metrics.final_val_loss == result.history["val"][-1]["loss"]
+
+
+def test_a_stopped_run_repeats_the_first_steps_of_the_full_one(lora_run, tmp_path, cpu):
+    """stop_after_steps keeps the full run's learning-rate schedule: the first 4 steps are the full run's, loss for
+    loss and validation for validation, and the run ends evaluated at step 4 with that step's weights."""
+    from ftlib.core.tasks import SUPPORT_TICKETS
+    from tests.conftest import TICKETS
+
+    config = tiny_config(stop_after_steps=4)
+    stopped = train.train(
+        "tiny-random-llama", TICKETS * 4, TICKETS, tmp_path / "run", config=config, task=SUPPORT_TICKETS, device=cpu
+    )
+    full = lora_run.history
+    assert stopped.history["train"] == pytest.approx(full["train"][:4])
+    assert stopped.history["val"] == [full["val"][0]] and full["val"][0]["step"] == 4
+    record = stopped.record
+    assert record.checkpoints.steps_run == 4 and not record.checkpoints.stopped_early
+    assert record.config.max_steps == 8 and record.config.stop_after_steps == 4
+    assert record.metrics.final_val_loss == pytest.approx(full["val"][0]["loss"])
+    assert lesson_rows_steps(record) == 4
+
+
+def lesson_rows_steps(record) -> int:
+    return record.as_row("run")["steps"]
 
 
 def test_run_folder_holds_adapter_history_and_manifest(lora_run):

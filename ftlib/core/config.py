@@ -70,6 +70,11 @@ class TrainConfig:
     learning_rate: float = _option(2e-4, "the peak step size of AdamW, reached after warmup")
     max_steps: int | None = _option(100, "optimizer steps to train (None: num_epochs decides)")
     num_epochs: float | None = _option(None, "passes over the training data (None: max_steps decides)")
+    stop_after_steps: int | None = _option(
+        None,
+        "end training after this many steps while the learning-rate schedule still runs to max_steps, so the run"
+        " repeats the start of the longer one (None: train every step)",
+    )
     batch_size: int = _option(8, "examples in one forward and backward pass (the micro-batch)")
     grad_accum: int = _option(1, "micro-batches whose gradients add up before one optimizer step")
     warmup_steps: int = _option(5, "steps over which the learning rate climbs from 0 to its peak")
@@ -121,6 +126,12 @@ class TrainConfig:
             self.num_epochs is not None and self.num_epochs <= 0
         ):
             problems.append(f"max_steps must be >= 1 and num_epochs > 0, got {self.max_steps} and {self.num_epochs}")
+        if self.stop_after_steps is not None and not (
+            self.max_steps is not None and 1 <= self.stop_after_steps <= self.max_steps
+        ):
+            problems.append(
+                f"stop_after_steps must be between 1 and max_steps ({self.max_steps}), got {self.stop_after_steps}"
+            )
         if self.lr_scheduler not in SCHEDULERS:
             problems.append(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, not {self.lr_scheduler!r}")
         if self.weight_decay < 0:

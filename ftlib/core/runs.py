@@ -184,7 +184,7 @@ class RunRecord:
             "run": name,
             "trainable params": f"{self.parameters.trainable:,}",
             "total params": f"{self.parameters.total:,}",
-            "steps": self.config.max_steps or f"{self.config.num_epochs} epochs",
+            "steps": self.checkpoints.steps_run,
             "final val loss": self.metrics.final_val_loss,
             "train tokens/s": self.metrics.train_tokens_per_second,
             "train s": self.metrics.train_seconds,

@@ -41,6 +41,7 @@ from ftlib.engine.trainer import (
     FtlibTrainer,
     PeakMemory,
     StepProgress,
+    StopAfterSteps,
     answer_only_loss,
     history_from_log,
     last_step_evaluation,
@@ -260,8 +261,9 @@ def prepare(plan: RunPlan) -> PreparedRun:
         eval_dataset=val_set,
         data_collator=PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=share_prefix),
         compute_loss_func=answer_only_loss,
-        callbacks=[StepProgress()]
-        + ([EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else []),
+        callbacks=[StepProgress(total=config.stop_after_steps)]
+        + ([EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else [])
+        + ([StopAfterSteps(config.stop_after_steps)] if config.stop_after_steps else []),
     )
     trainer.remove_callback(PrinterCallback)  # with disable_tqdm it would print every step's log dict
     log_to_run_folder(trainer, scratch)
@@ -326,7 +328,7 @@ def run_record(
             best_step=state.best_global_step,
             best_val_loss=state.best_metric,
             steps_run=state.global_step,
-            stopped_early=state.global_step < args.max_steps,
+            stopped_early=state.global_step < (config.stop_after_steps or args.max_steps),
         ),
         metrics=RunMetrics(
             train_loss=fitted.train_output.training_loss,

@@ -149,14 +149,15 @@ class StepProgress(TrainerCallback):
     """Training progress through ``ftlib.core.progress``: step of total, loss, elapsed and estimated time left,
     and each validation loss; on the main process only (one report under DDP)."""
 
-    def __init__(self, mode: str | None = None, interval: float = LINE_INTERVAL_S):
-        self.mode, self.interval = mode, interval
+    def __init__(self, mode: str | None = None, interval: float = LINE_INTERVAL_S, total: int | None = None):
+        self.mode, self.interval, self.total = mode, interval, total  # total: the steps run, if not max_steps
         self.progress: Progress | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:  # a resumed run starts at its checkpoint's step
+            total = self.total or state.max_steps
             self.progress = Progress(
-                state.max_steps, "train", "step", initial=state.global_step, mode=self.mode, interval=self.interval
+                total, "train", "step", initial=state.global_step, mode=self.mode, interval=self.interval
             )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -171,6 +172,22 @@ class StepProgress(TrainerCallback):
         if self.progress is not None:
             self.progress.close()
             self.progress = None  # the evaluation train() runs afterwards is not part of training
+
+
+class StopAfterSteps(TrainerCallback):
+    """Ends training after ``step`` optimizer steps while the learning-rate schedule runs to ``max_steps``
+    (``TrainConfig.stop_after_steps``): the run repeats the first steps of the longer one exactly. The last step is
+    evaluated and checkpointed as a run's final step is."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
+        return control
 
 
 def training_seconds(log_history: list[dict], train_runtime: float) -> float:

@@ -108,7 +108,7 @@ class Lesson:
         line saying why: lesson 04's QLoRA run on a CPU repeats only the first steps of lesson 03's LoRA run, and
         scoring the two side by side would compare budgets, not methods."""
         found = self.runs(names)
-        steps = {display: load_run(folder).config.max_steps for display, folder in found.items()}
+        steps = {display: load_run(folder).checkpoints.steps_run for display, folder in found.items()}
         longest = max((s for s in steps.values() if s is not None), default=None)
         kept = {}
         for display, folder in found.items():

@@ -9,10 +9,11 @@ from ftlib.core.config import TrainConfig
 from ftlib.lessons.sweeps import FULL_BUDGET_METRICS, FULL_BUDGET_RESULTS, MeasuredVariant, full_budget_variants
 from ftlib.measure.stats import compare
 
-# Steps of lesson 04's QLoRA run where the profile's full budget does not fit the course's time: the cpu profile's
-# 290 steps took 1,260 s of QLoRA training on 2 idle cores (2026-12-07), which left `make curriculum` at 86 minutes
-# against its 60. 80 steps are two of lesson 03's validation points (every 40 steps), enough to compare the two
-# curves where both exist; the full-budget pair comes from the committed results (FULL_BUDGET_PAIR).
+# Steps after which lesson 04's QLoRA run stops where the profile's full budget does not fit the course's time (the
+# schedule stays the full run's: TrainConfig.stop_after_steps). The cpu profile's 290 steps took 1,260 s of QLoRA
+# training on one 2-core machine (2026-12-07), which left `make curriculum` at 86 minutes against its 60; on a
+# slower one, 80 steps took 870 s. 80 steps are two of lesson 03's validation points (every 40 steps), enough to
+# compare the two curves where both exist; the full-budget pair comes from the committed results (FULL_BUDGET_PAIR).
 REPRODUCTION_STEPS = {"cpu": 80}
 # The `make curriculum` run of 2026-12-03 (the cpu profile's defaults, 290 steps each): its LoRA and QLoRA runs,
 # scored on the generated test split and the field test (benchmarks/results/quality_variants.json).
@@ -24,39 +25,34 @@ class QLoraRun:
     """The QLoRA run lesson 04 trains here: its config, and whether it repeats only the start of the full budget."""
 
     config: TrainConfig
-    full_steps: int | None  # the profile's step budget (lesson 03's LoRA run trains it)
 
     @property
     def reproduction(self) -> bool:
-        return (
-            self.full_steps is not None
-            and self.config.max_steps is not None
-            and self.config.max_steps < self.full_steps
-        )
+        return self.config.stop_after_steps is not None
 
     def sentence(self) -> str:
-        steps = f"{self.config.max_steps} steps of {self.config.batch_size} x {self.config.grad_accum}"
+        c = self.config
         if not self.reproduction:
+            steps = f"{c.max_steps} steps of {c.batch_size} x {c.grad_accum}"
             return f"QLoRA at the profile's full budget: {steps}, as lesson 03's LoRA run."
         return (
-            f"QLoRA for the first {steps} of the profile's {self.full_steps}: the full budget would add about"
-            f" {self.full_steps / self.config.max_steps:.1f} x this run's time on this machine. The curves below"
-            " compare QLoRA with lesson 03's LoRA run on the steps both ran; the full-budget pair, measured"
-            " beforehand, is at the end of the lesson."
+            f"QLoRA for the first {c.stop_after_steps} of the profile's {c.max_steps} steps of {c.batch_size} x"
+            f" {c.grad_accum}, on the same learning-rate schedule as lesson 03's LoRA run, so both have seen the same"
+            " batches at the same rates when this run stops: the full budget takes"
+            f" {c.max_steps / c.stop_after_steps:.1f} x as long. The curves below compare QLoRA with LoRA on the steps"
+            " both ran; the full-budget pair, measured beforehand, is at the end of the lesson."
         )
 
 
 def lesson_run(profile, plan=None, max_steps: int | None = None) -> QLoraRun:
     """The QLoRA run of lesson 04 on ``profile``: the full budget on a GPU plan, where the user set ``max_steps``
-    (the notebook parameter) or where the profile has no reproduction size; else the first
-    ``REPRODUCTION_STEPS[profile.name]`` steps with everything else the profile's."""
+    (the notebook parameter) or where the profile has no reproduction size; else the profile's run stopped after
+    ``REPRODUCTION_STEPS[profile.name]`` steps (``TrainConfig.stop_after_steps``: the schedule is the full run's)."""
     config = profile.train_config()
     steps = REPRODUCTION_STEPS.get(profile.name)
     if max_steps or plan is not None or steps is None or config.max_steps is None or steps >= config.max_steps:
-        return QLoraRun(config, config.max_steps)
-    return QLoraRun(
-        replace(config, max_steps=steps, warmup_steps=min(config.warmup_steps, steps - 1)), config.max_steps
-    )
+        return QLoraRun(config)
+    return QLoraRun(replace(config, stop_after_steps=steps))
 
 
 def up_to_step(histories: dict[str, dict], last_step: int) -> dict[str, dict]:

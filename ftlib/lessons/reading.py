@@ -90,7 +90,7 @@ def qlora_vs_lora(qlora: RunRecord, lora: RunRecord | None, histories: dict[str,
         f" Measured peak memory: QLoRA {qlora.memory.measured.peak_gb:.2f} GB,"
         f" LoRA {lora.memory.measured.peak_gb:.2f} GB ({memory_ratio:.2f} x)."
     )
-    if qlora.config.max_steps == lora.config.max_steps:
+    if qlora.checkpoints.steps_run == lora.checkpoints.steps_run:
         loss_gap = q.final_val_loss - lo.final_val_loss
         time_ratio = q.train_seconds / lo.train_seconds if lo.train_seconds else float("nan")
         return (
@@ -107,7 +107,7 @@ def qlora_vs_lora(qlora: RunRecord, lora: RunRecord | None, histories: dict[str,
     q_val = dict(_points(histories.get("QLoRA", {}), "val"))
     lo_val = dict(_points(histories.get("LoRA", {}), "val"))
     common = sorted(set(q_val) & set(lo_val))
-    steps = f"QLoRA ran {qlora.config.max_steps} steps, LoRA {lora.config.max_steps}"
+    steps = f"QLoRA ran {qlora.checkpoints.steps_run} steps, LoRA {lora.checkpoints.steps_run}"
     if not common:
         return f"{steps}, and they share no validation step, so their losses cannot be compared.{memory}{speed}"
     step = common[-1]
