@@ -98,3 +98,8 @@ def test_run_time_text_quotes_the_measurement_and_no_unmeasured_figure():
     assert text.count("not measured") == 1  # no GPU was measured
     newer = run_time_text("06_missing", cpu=CPU_2_CORES)  # a notebook newer than the measurement
     assert newer.count("not measured yet by `make curriculum`") == 2 and " s (" not in newer
+    # A notebook whose run changed after a measurement quotes the next measurement of its current run.
+    assert "04_qlora" in CPU_2_CORES.seconds and "04_qlora" in CPU_2_CORES.changed_since
+    assert "`cpu` profile, 2 cores: 16 min 33 s (measured on an idle but slower machine" in run_time_text("04_qlora")
+    changed = run_time_text("04_qlora", cpu=CPU_2_CORES)
+    assert "`cpu` profile, 2 cores: not measured yet" in changed and "15 min 17 s" not in changed
