@@ -220,3 +220,30 @@ def test_qlora_with_gradient_checkpointing(tmp_path, cpu, tickets, task):
     )
     assert result.model.get_base_model().model.gradient_checkpointing
     assert len(result.history["train"]) == 2
+
+
+def test_a_ctrl_c_that_a_library_swallowed_still_stops_training(monkeypatch):
+    """The command line remembers Ctrl-C (catch_interrupts); the training loop stops at its next step boundary even
+    if the KeyboardInterrupt itself was caught somewhere on the way."""
+    import os
+    import signal
+
+    from ftlib.core import runtime
+    from ftlib.engine.trainer import InterruptGuard
+
+    guard = InterruptGuard()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        runtime.catch_interrupts()
+        guard.on_step_end(None, None, None)  # nothing pressed: training goes on
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0.1) if hasattr(signal, "sigtimedwait") else None
+        except KeyboardInterrupt:
+            pass  # a library's broad except would swallow this
+        assert runtime.interrupt_requested()
+        with pytest.raises(KeyboardInterrupt):
+            guard.on_step_begin(None, None, None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        monkeypatch.setattr(runtime, "_interrupted", False)

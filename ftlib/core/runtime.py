@@ -161,3 +161,30 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return True
     except OSError:
         return False
+
+
+# Ctrl-C on the command line ------------------------------------------------------------------------------------
+
+_interrupted = False
+
+
+def _on_sigint(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def catch_interrupts() -> None:
+    """Ctrl-C raises KeyboardInterrupt as Python's default handler does, and is also remembered, so that a library
+    that swallows the exception (a broad ``except BaseException`` while it starts up) cannot keep a run going:
+    ``interrupt_requested`` tells the training loop to stop at its next step. Called by the command line only."""
+    import signal
+
+    global _interrupted
+    _interrupted = False
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def interrupt_requested() -> bool:
+    """Whether Ctrl-C was pressed since ``catch_interrupts`` (always False where it was not called)."""
+    return _interrupted

@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import sys
+import threading
 import typing
 from dataclasses import asdict
 from pathlib import Path
 
 from ftlib.core.config import Decoding
+from ftlib.core.runtime import catch_interrupts
 from ftlib.course.curriculum import command_curriculum
 from ftlib.course.parser import build_parser, config_field_types
 
@@ -380,6 +382,8 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Run one command. A user's error (bad input, a refused output) is one message and exit status 2, with no
     traceback; so is Ctrl-C (130), which leaves every finished file in place."""
+    if threading.current_thread() is threading.main_thread():
+        catch_interrupts()
     try:
         argv = sys.argv[1:] if argv is None else argv
         args = build_parser(train_flags=argv[:1] == ["train"], description=__doc__).parse_args(argv)

@@ -39,6 +39,7 @@ from ftlib.engine.models import count_parameters, load_model, load_tokenizer
 from ftlib.engine.recipe import training_arguments
 from ftlib.engine.trainer import (
     FtlibTrainer,
+    InterruptGuard,
     PeakMemory,
     StepProgress,
     StopAfterSteps,
@@ -261,7 +262,7 @@ def prepare(plan: RunPlan) -> PreparedRun:
         eval_dataset=val_set,
         data_collator=PaddingCollator(tokenizer.pad_token_id, answer_logits_only=True, share_prefix=share_prefix),
         compute_loss_func=answer_only_loss,
-        callbacks=[StepProgress(total=config.stop_after_steps)]
+        callbacks=[StepProgress(total=config.stop_after_steps), InterruptGuard()]
         + ([EarlyStoppingCallback(config.early_stopping_patience)] if config.early_stopping_patience else [])
         + ([StopAfterSteps(config.stop_after_steps)] if config.stop_after_steps else []),
     )

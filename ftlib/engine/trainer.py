@@ -12,6 +12,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ftlib.core.progress import LINE_INTERVAL_S, Progress
+from ftlib.core.runtime import interrupt_requested
 from ftlib.data.batches import IGNORE_INDEX, forward_with_shared_prefix
 
 # TrainConfig(report_to="tensorboard") writes Trainer's logs here, inside the run folder. TensorBoard rather than
@@ -172,6 +173,17 @@ class StepProgress(TrainerCallback):
         if self.progress is not None:
             self.progress.close()
             self.progress = None  # the evaluation train() runs afterwards is not part of training
+
+
+class InterruptGuard(TrainerCallback):
+    """Ends training at the next step boundary after a Ctrl-C that a library swallowed (``catch_interrupts``): the
+    command line's KeyboardInterrupt handling then runs as if the first one had arrived."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if interrupt_requested():
+            raise KeyboardInterrupt
+
+    on_step_end = on_step_begin
 
 
 class StopAfterSteps(TrainerCallback):
