@@ -109,10 +109,10 @@ class Lesson:
         scoring the two side by side would compare budgets, not methods."""
         found = self.runs(names)
         steps = {display: load_run(folder).checkpoints.steps_run for display, folder in found.items()}
-        longest = max((s for s in steps.values() if s is not None), default=None)
+        longest = max(steps.values(), default=0)
         kept = {}
         for display, folder in found.items():
-            if longest is not None and steps[display] is not None and steps[display] < longest:
+            if steps[display] < longest:
                 print(
                     f"{display} left out: it ran {steps[display]} steps against {longest} (lesson 04 reads the"
                     " full-budget pair measured beforehand); scoring it here would compare budgets, not methods."

@@ -77,9 +77,7 @@ def full_budget_rows(pair: dict[str, MeasuredVariant]) -> list[dict]:
     for method, v in pair.items():
         row = {"method": method, "steps": v.steps if v.steps is not None else "-"}
         row["train s"] = round(v.train_seconds) if v.train_seconds is not None else "-"
-        row |= {f"field {m.removesuffix('_accuracy')}": v.field[m].text() for m in FULL_BUDGET_METRICS}
-        row |= {f"generated {m.removesuffix('_accuracy')}": v.generated[m].text() for m in FULL_BUDGET_METRICS}
-        rows.append(row)
+        rows.append(row | v.accuracy_columns())
     return rows
 
 

@@ -535,6 +535,13 @@ class MeasuredVariant:
     field: dict[str, Estimate]  # metric -> its value and interval on the field test
     generated: dict[str, Estimate]  # the same on the generated test split
 
+    def accuracy_columns(self) -> dict[str, str]:
+        """Both test sets' label accuracies with their 95% intervals, as table columns (``field category``, ...)."""
+        columns = {f"field {m.removesuffix('_accuracy')}": self.field[m].text() for m in FULL_BUDGET_METRICS}
+        return columns | {
+            f"generated {m.removesuffix('_accuracy')}": self.generated[m].text() for m in FULL_BUDGET_METRICS
+        }
+
 
 def full_budget_variants(path: str | Path = FULL_BUDGET_RESULTS) -> list[MeasuredVariant]:
     """Every trained variant of a ``quality_bar.py`` results file (base-model rows left out), in file order."""
@@ -573,9 +580,7 @@ def full_budget_rows(variants: list[MeasuredVariant]) -> list[dict]:
             "label weight": f"{v.label_token_weight:g}" if v.label_token_weight is not None else "-",
             "learning rate": f"{v.learning_rate:g}" if v.learning_rate is not None else "-",
         }
-        row |= {f"field {m.removesuffix('_accuracy')}": v.field[m].text() for m in FULL_BUDGET_METRICS}
-        row |= {f"generated {m.removesuffix('_accuracy')}": v.generated[m].text() for m in FULL_BUDGET_METRICS}
-        rows.append(row)
+        rows.append(row | v.accuracy_columns())
     return rows
 
 
