@@ -222,7 +222,7 @@ def test_qlora_with_gradient_checkpointing(tmp_path, cpu, tickets, task):
     assert len(result.history["train"]) == 2
 
 
-def test_a_ctrl_c_that_a_library_swallowed_still_stops_training(monkeypatch):
+def test_a_ctrl_c_that_a_library_swallowed_still_stops_training():
     """The command line remembers Ctrl-C (catch_interrupts); the training loop stops at its next step boundary even
     if the KeyboardInterrupt itself was caught somewhere on the way."""
     import os
@@ -246,4 +246,24 @@ def test_a_ctrl_c_that_a_library_swallowed_still_stops_training(monkeypatch):
             guard.on_step_begin(None, None, None)
     finally:
         signal.signal(signal.SIGINT, previous)
-        monkeypatch.setattr(runtime, "_interrupted", False)
+        # Not monkeypatch: its undo would put back the True that the handler set, and every later training in this
+        # worker would stop at its first step (CI, 2026-12-07: a crashed xdist worker in test_training_loop).
+        runtime._interrupted = False
+
+
+def test_a_remembered_ctrl_c_is_forgotten_once_its_handler_is_gone():
+    """A flag left behind by an earlier command in the same process (a test, a notebook) never stops a new training."""
+    import signal
+
+    from ftlib.core import runtime
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        runtime.catch_interrupts()
+        runtime._interrupted = True
+        assert runtime.interrupt_requested()
+        signal.signal(signal.SIGINT, previous)
+        assert not runtime.interrupt_requested()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        runtime._interrupted = False

@@ -186,5 +186,8 @@ def catch_interrupts() -> None:
 
 
 def interrupt_requested() -> bool:
-    """Whether Ctrl-C was pressed since ``catch_interrupts`` (always False where it was not called)."""
-    return _interrupted
+    """Whether Ctrl-C was pressed since ``catch_interrupts``: always False where it was not called, or where another
+    SIGINT handler has replaced ours since (a flag left by an earlier run in the same process never stops a new one)."""
+    import signal
+
+    return _interrupted and signal.getsignal(signal.SIGINT) is _on_sigint
