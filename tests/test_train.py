@@ -232,38 +232,30 @@ def test_a_ctrl_c_that_a_library_swallowed_still_stops_training():
     from ftlib.engine.trainer import InterruptGuard
 
     guard = InterruptGuard()
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        runtime.catch_interrupts()
+    before = signal.getsignal(signal.SIGINT)
+    with runtime.catch_interrupts():
         guard.on_step_end(None, None, None)  # nothing pressed: training goes on
         try:
             os.kill(os.getpid(), signal.SIGINT)
-            signal.sigtimedwait([], 0.1) if hasattr(signal, "sigtimedwait") else None
+            signal.sigtimedwait([], 0.1)
         except KeyboardInterrupt:
             pass  # a library's broad except would swallow this
         assert runtime.interrupt_requested()
         with pytest.raises(KeyboardInterrupt):
             guard.on_step_begin(None, None, None)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        # Not monkeypatch: its undo would put back the True that the handler set, and every later training in this
-        # worker would stop at its first step (CI, 2026-12-07: a crashed xdist worker in test_training_loop).
-        runtime._interrupted = False
+    # Leaving puts the earlier handler back and forgets the press: a command called in-process (a test, a notebook)
+    # never stops a later training (CI, 2026-12-07: a remembered press crashed the next test's xdist worker).
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not runtime.interrupt_requested()
+    guard.on_step_begin(None, None, None)
 
 
-def test_a_remembered_ctrl_c_is_forgotten_once_its_handler_is_gone():
-    """A flag left behind by an earlier command in the same process (a test, a notebook) never stops a new training."""
+def test_the_command_line_leaves_no_ctrl_c_handler_behind(tmp_path):
     import signal
 
-    from ftlib.core import runtime
+    from ftlib.course import cli
 
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        runtime.catch_interrupts()
-        runtime._interrupted = True
-        assert runtime.interrupt_requested()
-        signal.signal(signal.SIGINT, previous)
-        assert not runtime.interrupt_requested()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        runtime._interrupted = False
+    before = signal.getsignal(signal.SIGINT)
+    missing = str(tmp_path / "missing")
+    assert cli.main(["evaluate", "--run", missing, "--data", missing, "--output", str(tmp_path / "m.json")]) == 2
+    assert signal.getsignal(signal.SIGINT) is before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import torch
 
 _THREADS_CHOSEN: int | None = None
@@ -174,20 +177,25 @@ def _on_sigint(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def catch_interrupts() -> None:
-    """Ctrl-C raises KeyboardInterrupt as Python's default handler does, and is also remembered, so that a library
-    that swallows the exception (a broad ``except BaseException`` while it starts up) cannot keep a run going:
-    ``interrupt_requested`` tells the training loop to stop at its next step. Called by the command line only."""
+@contextlib.contextmanager
+def catch_interrupts() -> Iterator[None]:
+    """While inside, Ctrl-C raises KeyboardInterrupt as Python's default handler does, and is also remembered, so
+    that a library that swallows the exception (a broad ``except BaseException`` while it starts up) cannot keep a
+    run going: ``interrupt_requested`` tells the training loop to stop at its next step. On leaving, the earlier
+    handler is back and nothing is remembered, so a command called in-process (a test, a notebook) leaves no trace.
+    Used by the command line only, on the main thread."""
     import signal
 
     global _interrupted
     _interrupted = False
-    signal.signal(signal.SIGINT, _on_sigint)
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _interrupted = False
 
 
 def interrupt_requested() -> bool:
-    """Whether Ctrl-C was pressed since ``catch_interrupts``: always False where it was not called, or where another
-    SIGINT handler has replaced ours since (a flag left by an earlier run in the same process never stops a new one)."""
-    import signal
-
-    return _interrupted and signal.getsignal(signal.SIGINT) is _on_sigint
+    """Whether Ctrl-C was pressed inside ``catch_interrupts`` (always False outside it)."""
+    return _interrupted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -382,10 +383,15 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Run one command. A user's error (bad input, a refused output) is one message and exit status 2, with no
     traceback; so is Ctrl-C (130), which leaves every finished file in place."""
-    if threading.current_thread() is threading.main_thread():
-        catch_interrupts()
+    argv = sys.argv[1:] if argv is None else argv
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    with catch_interrupts() if on_main_thread else contextlib.nullcontext():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
+    """``main`` inside its Ctrl-C handling: the command's exit status."""
     try:
-        argv = sys.argv[1:] if argv is None else argv
         args = build_parser(train_flags=argv[:1] == ["train"], description=__doc__).parse_args(argv)
         from ftlib.course.preflight import USER_ERRORS, PreflightError
 
