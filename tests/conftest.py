@@ -77,7 +77,13 @@ TIERS = ("unit", "integration")
 # test_notebooks.py and test_exercises.py share; every other file is its own group, so a module-scoped fixture
 # runs once. The longest groups come first, so the two longest start at once (figures in docs/tests.md).
 SHARED_GROUPS = {"tests/test_notebooks.py": "smoke_run", "tests/test_exercises.py": "smoke_run"}
-FIRST_GROUPS = ("notebooks", "smoke_run", "tests/test_colab.py", "tests/test_browser.py")
+FIRST_GROUPS = (
+    "notebooks",
+    "smoke_run",
+    "tests/test_colab.py",
+    "tests/test_chat_spec.py",
+    "tests/test_browser.py",
+)
 
 
 def test_group(nodeid: str) -> str:
