@@ -122,6 +122,40 @@ def test_gguf_round_trip_keeps_logits_answers_and_template(bpe_model, tmp_path, 
 
 
 @pytest.mark.unit
+def test_a_gguf_parsed_once_loads_what_transformers_loads_alone(bpe_model, tmp_path):
+    """``gguf.parsed_once`` (one parse per file instead of three) changes nothing that is loaded, and leaves the
+    ``gguf`` package as it found it."""
+    import gguf as gguf_package
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = gguf.write_gguf(*bpe_model, tmp_path / "m.gguf", "f32")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
+    plain_tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+    reader_class, name_map = gguf_package.GGUFReader, gguf_package.get_tensor_name_map
+    parses = []
+
+    def counting_reader(*args, **kwargs):
+        parses.append(args[0])
+        return reader_class(*args, **kwargs)
+
+    gguf_package.GGUFReader = counting_reader
+    try:
+        with gguf.parsed_once():
+            cached = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32)
+            cached_tokenizer = AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+        assert gguf_package.GGUFReader is counting_reader and len(parses) == 1
+    finally:
+        gguf_package.GGUFReader = reader_class
+    assert gguf_package.get_tensor_name_map is name_map
+    assert plain.state_dict().keys() == cached.state_dict().keys()
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(tensor, cached.state_dict()[name]), name
+    assert cached.config.to_dict() == plain.config.to_dict()
+    assert cached_tokenizer.get_vocab() == plain_tokenizer.get_vocab()
+    assert cached_tokenizer.chat_template == plain_tokenizer.chat_template
+
+
+@pytest.mark.unit
 def test_forgetting_the_qk_permutation_is_caught(bpe_model, tmp_path, monkeypatch):
     model, tokenizer = bpe_model
     monkeypatch.setattr(gguf, "llama_cpp_permute", lambda weights, n_head: weights)

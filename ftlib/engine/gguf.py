@@ -5,8 +5,11 @@ template under llama.cpp's names), read back with ``transformers``, and the Olla
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -216,13 +219,42 @@ def _add_tokenizer(writer, meta: dict) -> None:
         writer.add_chat_template(meta["chat_template"])
 
 
+@contextlib.contextmanager
+def parsed_once() -> Iterator[None]:
+    """Inside, transformers' GGUF loading parses each file once and builds gguf's tensor-name map once.
+
+    ``from_pretrained(..., gguf_file=...)`` reads a file's metadata three times (for the config, the weights and the
+    tokenizer), each time walking the whole vocabulary and merge list, and rebuilds the tensor-name map for every
+    submodule it visits: loading SmolLM2-135M's GGUF took 40 s, of which the three parses 22 s and the 398 name
+    maps 9.5 s (profiled, 2026-12-07, one thread). transformers imports both names from ``gguf`` at call time, so
+    they are swapped for caching ones here and put back on leaving. The cache holds only this block's files, which
+    the block only reads."""
+    import gguf
+
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[tuple[str, str], object] = {}
+
+    def cached_reader(path, mode="r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = reader_class(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = cached_reader, functools.cache(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
+
+
 def load_gguf(path: str | Path):
     """Reload a GGUF file with transformers in fp32 -> ``(model, tokenizer)``, as a user of the file would."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    with parsed_once():
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -89,8 +89,11 @@ def ensure_embedded_model(name: str = DEFAULT_MODEL, verbose: bool = True) -> Pa
     gguf_path = _fetch_gguf(spec, cache_dir() / "downloads")
     if verbose:
         print(f"Converting {gguf_path.name} to safetensors in {folder} (once, ~30 s)...", flush=True)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    from ftlib.engine.gguf import parsed_once
+
+    with parsed_once():  # transformers would parse the file three times
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
