@@ -109,7 +109,8 @@ def test_a_notebook_opened_alone_on_colab_sets_itself_up_and_runs(tmp_path, monk
 
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-simulated")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "runtime" / "share" / "jupyter"))
-    for name in ("FTLIB_RUN_DIR", "FTLIB_PROFILE", "PYTHONPATH", "VIRTUAL_ENV"):
+    # PYTHONDONTWRITEBYTECODE too: Colab writes bytecode, and the setup cell installs without it (--no-compile).
+    for name in ("FTLIB_RUN_DIR", "FTLIB_PROFILE", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE"):
         monkeypatch.delenv(name, raising=False)
     executed = tmp_path / "executed.ipynb"
     papermill.execute_notebook(
