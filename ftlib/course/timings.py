@@ -58,17 +58,17 @@ CPU_MEASUREMENTS = (CPU_2_CORES, CPU_2_CORES_SLOWER)  # the first that measured 
 
 # `python -m ftlib curriculum --profile smoke` on the same kind of machine, beside one other one-thread job.
 SMOKE_2_CORES = Timings(
-    label="smoke profile, 2 cores (2026-11-29)",
+    label="smoke profile, 2 cores (2026-12-07)",
     seconds={
-        "01_base_model": 25.6,
-        "02_data_curation": 9.8,
-        "03_lora": 26.0,
-        "04_qlora": 26.1,
-        "05_evaluation": 70.1,
+        "01_base_model": 36.2,
+        "02_data_curation": 16.1,
+        "03_lora": 30.1,
+        "04_qlora": 31.1,
+        "05_evaluation": 103.1,
         "06_what_matters": 64.1,
-        "07_after_training": 123.1,
+        "07_after_training": 134.2,
     },
-    note="measured beside another job: an upper figure",
+    note="idle 2-core AMD EPYC, model cached",
 )
 
 
