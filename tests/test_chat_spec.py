@@ -33,8 +33,8 @@ def chat_run(tmp_path_factory):
     run_dir = user / "runs"
     run_dir.mkdir()
     # Within the 20-minute test budget: the lessons whose data handling differs for chats. 04 (QLoRA) reads the
-    # data as 03 does, and 06 runs on tickets (nbval) and listings (above); both were run on chats by hand
-    # (2026-11-29). Lesson 05 then scores the runs it finds: the bases and LoRA.
+    # data as 03 does, and 06 runs on tickets (nbval) and listings (conftest.py's smoke_run); both were run on
+    # chats by hand (2026-11-29). Lesson 05 then scores the runs it finds: the bases and LoRA.
     return run_dir, run_curriculum(run_dir, str(user / "my_chats.yaml"), [PATHS[i] for i in CHAT_LESSONS])
 
 

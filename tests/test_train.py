@@ -91,15 +91,12 @@ def test_a_run_ending_on_an_evaluation_step_is_not_scored_twice(
         assert result.record.metrics.final_val_loss == result.history["val"][-1]["loss"]
 
 
-def test_a_stopped_run_repeats_the_first_steps_of_the_full_one(lora_run, tmp_path, cpu):
+def test_a_stopped_run_repeats_the_first_steps_of_the_full_one(lora_run, tmp_path, cpu, tickets, task):
     """stop_after_steps keeps the full run's learning-rate schedule: the first 4 steps are the full run's, loss for
     loss and validation for validation, and the run ends evaluated at step 4 with that step's weights."""
-    from ftlib.core.tasks import SUPPORT_TICKETS
-    from tests.conftest import TICKETS
-
     config = tiny_config(stop_after_steps=4)
     stopped = train.train(
-        "tiny-random-llama", TICKETS * 4, TICKETS, tmp_path / "run", config=config, task=SUPPORT_TICKETS, device=cpu
+        "tiny-random-llama", tickets * 4, tickets, tmp_path / "run", config=config, task=task, device=cpu
     )
     full = lora_run.history
     assert [p["step"] for p in stopped.history["train"]] == [1, 2, 3, 4]
@@ -109,11 +106,7 @@ def test_a_stopped_run_repeats_the_first_steps_of_the_full_one(lora_run, tmp_pat
     assert record.checkpoints.steps_run == 4 and not record.checkpoints.stopped_early
     assert record.config.max_steps == 8 and record.config.stop_after_steps == 4
     assert record.metrics.final_val_loss == pytest.approx(full["val"][0]["loss"])
-    assert lesson_rows_steps(record) == 4
-
-
-def lesson_rows_steps(record) -> int:
-    return record.as_row("run")["steps"]
+    assert record.as_row("run")["steps"] == 4
 
 
 def test_run_folder_holds_adapter_history_and_manifest(lora_run):

@@ -183,10 +183,15 @@ def catch_interrupts() -> Iterator[None]:
     that a library that swallows the exception (a broad ``except BaseException`` while it starts up) cannot keep a
     run going: ``interrupt_requested`` tells the training loop to stop at its next step. On leaving, the earlier
     handler is back and nothing is remembered, so a command called in-process (a test, a notebook) leaves no trace.
-    Used by the command line only, on the main thread."""
+    Used by the command line only. Off the main thread, where Python lets no one set a signal handler, it does
+    nothing."""
     import signal
+    import threading
 
     global _interrupted
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _interrupted = False
     previous = signal.signal(signal.SIGINT, _on_sigint)
     try:

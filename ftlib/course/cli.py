@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import threading
 import typing
 from dataclasses import asdict
 from pathlib import Path
@@ -384,8 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. A user's error (bad input, a refused output) is one message and exit status 2, with no
     traceback; so is Ctrl-C (130), which leaves every finished file in place."""
     argv = sys.argv[1:] if argv is None else argv
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    with catch_interrupts() if on_main_thread else contextlib.nullcontext():
+    with catch_interrupts():
         return _run(argv)
 
 

