@@ -4,16 +4,20 @@
     PYTHONPATH=. python benchmarks/generation_speed.py [--model PATH] [--n 64] [--batch-size 16] [--json out.json]
 
 Prompts: the first ``--n`` tickets of the hand-written field test, zero-shot and with the three solved examples
-lesson 05's few-shot baseline shows (drawn from generated tickets). Both sides decode greedily with the same
+lesson 05's few-shot baseline shows (drawn from generated tickets). Every side decodes greedily with the same
 ``max_new_tokens`` and batch size, longest prompts first:
 - plain: each batch tokenized with left padding and handed to ``model.generate``, as the transformers docs do it;
-- ftlib: ``inference.generate``, which runs the prompts' common token prefix (the system turn with the
-  instruction, and the solved examples) once and starts every batch from a copy of its key/value cache.
+- ftlib, full answers: ``inference.generate``, which runs the prompts' common token prefix (the system turn with the
+  instruction, and the solved examples) once, starts every batch from a copy of its key/value cache, and drops a row
+  from the batch at its EOS;
+- ftlib, scored: the same as evaluation calls it (``json_answers``): an answer stops
+  ``Decoding.invalid_tail_tokens`` tokens after it can no longer parse as JSON, its score decided.
 
-Printed per prompt style: seconds for each side, the ratio plain / ftlib, generated tokens per second, and how
-many answers are identical (greedy decoding in fp32: any difference is named). Both sides run in this one
-process, one after the other, so the ratio is measured under the same load. The model defaults to the embedded
-base model; ``--model`` takes any local folder (e.g. a run's ``lora/merged``).
+Printed per prompt style: seconds for each side, the ratios plain / ftlib, tokens generated, and the checks: the
+full answers identical to plain's (greedy decoding in fp32: any difference is named), each scored answer the
+beginning of plain's with the same ``parse_answer`` verdict. All sides run in this one process, one after the
+other, so the ratios are measured under the same load. The model defaults to the embedded base model; ``--model``
+takes any local folder (e.g. a run's ``lora/merged``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from common import machine  # noqa: E402
 from ftlib.core.config import Decoding  # noqa: E402
 from ftlib.core.fileio import write_json  # noqa: E402
 from ftlib.core.runtime import configure_cpu_threads  # noqa: E402
-from ftlib.core.tasks import get_task  # noqa: E402
+from ftlib.core.tasks import get_task, parse_answer  # noqa: E402
 from ftlib.data.batches import prompt_text  # noqa: E402
 from ftlib.data.records import read_jsonl  # noqa: E402
 from ftlib.data.samples import generate_clean_tickets  # noqa: E402
@@ -89,28 +93,46 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         plain, generated = plain_generate(model, tokenizer, conversations, args.batch_size, args.max_new_tokens)
         plain_seconds = time.perf_counter() - start
+        decoding = Decoding(args.batch_size, args.max_new_tokens)
         start = time.perf_counter()
-        ours = inference.generate(model, tokenizer, conversations, Decoding(args.batch_size, args.max_new_tokens))
-        ours_seconds = time.perf_counter() - start
+        full = inference.generate_tokens(model, tokenizer, conversations, decoding)
+        full_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        scored = inference.generate_tokens(model, tokenizer, conversations, decoding, json_answers=True)
+        scored_seconds = time.perf_counter() - start
+        ours = [inference.decode_answer(tokenizer, ids) for ids in full]
+        cut = [inference.decode_answer(tokenizer, ids) for ids in scored]
         differ = [tickets[i].get("id") for i, (a, b) in enumerate(zip(plain, ours)) if a != b]
+        # A scored answer keeps the first tokens of the full one: its text begins plain's, its verdict is plain's.
+        not_prefix = [tickets[i].get("id") for i, (a, b) in enumerate(zip(scored, full)) if a != b[: len(a)]]
+        verdicts = [t.get("id") for t, a, b in zip(tickets, plain, cut) if parse_answer(a) != parse_answer(b)]
         row = {
             "mean_prompt_tokens": sum(prompt_tokens) / len(prompt_tokens),
             "generated_tokens": generated,
+            "scored_tokens": sum(t != tokenizer.eos_token_id for ids in scored for t in ids),  # no EOS, as plain
+            "valid_json": sum(parse_answer(a) is not None for a in plain),
             "plain_seconds": round(plain_seconds, 2),
-            "ftlib_seconds": round(ours_seconds, 2),
-            "ratio": round(plain_seconds / ours_seconds, 2),
+            "ftlib_seconds": round(full_seconds, 2),
+            "ftlib_scored_seconds": round(scored_seconds, 2),
+            "ratio": round(plain_seconds / full_seconds, 2),
+            "scored_ratio": round(plain_seconds / scored_seconds, 2),
             "plain_tokens_per_second": round(generated / plain_seconds, 1),
-            "ftlib_tokens_per_second": round(generated / ours_seconds, 1),
+            "ftlib_tokens_per_second": round(generated / full_seconds, 1),
             "identical": len(tickets) - len(differ),
             "differ": differ,
+            "scored_prefix_of_full": len(tickets) - len(not_prefix),
+            "scored_same_verdict": len(tickets) - len(verdicts),
         }
         figures[style] = row
         print(
-            f"{style}: prompts of {row['mean_prompt_tokens']:.0f} tokens on average; plain model.generate "
-            f"{plain_seconds:.1f} s, ftlib {ours_seconds:.1f} s: {row['ratio']:.2f}x; "
-            f"{row['ftlib_tokens_per_second']:.0f} vs {row['plain_tokens_per_second']:.0f} generated tokens/s; "
-            f"identical answers {row['identical']}/{len(tickets)}"
+            f"{style}: prompts of {row['mean_prompt_tokens']:.0f} tokens on average, {row['valid_json']} of "
+            f"{len(tickets)} answers valid JSON; plain model.generate {plain_seconds:.1f} s; ftlib full answers "
+            f"{full_seconds:.1f} s ({row['ratio']:.2f}x, {row['ftlib_tokens_per_second']:.0f} vs "
+            f"{row['plain_tokens_per_second']:.0f} tokens/s), identical {row['identical']}/{len(tickets)}"
             + (f" (differ: {', '.join(differ)})" if differ else "")
+            + f"; ftlib scored {scored_seconds:.1f} s ({row['scored_ratio']:.2f}x, {row['scored_tokens']} of "
+            f"{generated} tokens), beginning of the full answer {row['scored_prefix_of_full']}/{len(tickets)}, "
+            f"same verdict as plain {row['scored_same_verdict']}/{len(tickets)}"
         )
     if args.json:
         write_json(figures, args.json)

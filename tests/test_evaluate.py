@@ -177,6 +177,68 @@ def test_a_generation_config_that_changes_the_logits_is_left_to_generate(tiny, t
     assert ours == [inference.answer_ids(r, tokenizer.eos_token_id) for r in output[:, ids.shape[1] :].tolist()]
 
 
+# Answers a model might give, each with the length of its shortest beginning that JsonScan calls invalid (None:
+# never; a valid answer, or one still open at its end).
+ANSWERS = [
+    ('{"category": "billing", "urgency": "high"}', None),
+    ('  \n{"a": {"b": [1, {"c": "}"}]}, "d": "say \\"}\\" {"}\n ', None),  # braces and quotes inside strings
+    ('{"reply": "\\\\"}', None),  # an escaped backslash before the closing quote
+    ('{"category": "billing", "reply": "cut off here', None),  # invalid, but a continuation could close it
+    ('```json\n{"category": "billing"}\n```', 1),
+    ("I'm sorry for your loss, but as a support agent I cannot help.", 1),
+    ('["billing", "high"]', 1),
+    ('{"category": "billing"} Hope this helps!', len('{"category": "billing"} H')),
+    ('{"category": "billing"}}', len('{"category": "billing"}}')),
+    ('{"a": 1}\n\n{"b": 2}', len('{"a": 1}\n\n{')),
+]
+
+
+@pytest.mark.parametrize(("text", "invalid_at"), ANSWERS)
+def test_the_json_scan_calls_an_answer_invalid_only_when_no_continuation_can_parse(text, invalid_at):
+    """Read as a model writes it, one character more each time: JsonScan says invalid at the first character that
+    rules out parse_answer, and then nothing that follows (the rest of the answer, a closing brace) parses."""
+    scan = inference.JsonScan()
+    decided = next((end for end in range(1, len(text) + 1) if scan.read(text[:end])), None)
+    assert decided == invalid_at
+    if decided is None:
+        return
+    assert evaluate.parse_answer(text) is None
+    for rest in (text[decided:], "}", '"}', " ", ""):
+        assert evaluate.parse_answer(text[:decided] + rest) is None
+
+
+def test_the_json_scan_waits_for_a_character_cut_in_half_and_rereads_a_changed_text():
+    scan = inference.JsonScan()
+    assert not scan.read("\ufffd")  # a token ended inside a multi-byte character: not read yet
+    assert not scan.read("\u3000{")  # it was an ideographic space, which strip() removes
+    assert scan.read("\u3000{}x")
+    assert not scan.read("{")  # not a continuation of the text before: read anew
+    assert scan.state == "object"
+
+
+def test_json_answers_stop_a_few_tokens_after_they_can_no_longer_parse(tiny, tickets, task):
+    """The tiny model writes noise, never JSON: with json_answers every row stops invalid_tail_tokens after its
+    first character that rules out JSON, keeping the beginning of the full answer; the fallback through
+    model.generate (a repetition penalty) stops the same way."""
+    model, tokenizer = tiny
+    conversations = [task.prompt_messages(t) for t in tickets]
+    for penalty in (None, 1.3):
+        model.generation_config.repetition_penalty = penalty
+        full = inference.generate_tokens(model, tokenizer, conversations, Decoding(4, 16, invalid_tail_tokens=3))
+        cut = inference.generate_tokens(
+            model, tokenizer, conversations, Decoding(4, 16, invalid_tail_tokens=3), json_answers=True
+        )
+        assert all(c == f[: len(c)] for c, f in zip(cut, full))
+        assert sum(map(len, cut)) < sum(map(len, full))
+        for c, f in zip(cut, full):
+            texts = [tokenizer.decode(f[:n], skip_special_tokens=True) for n in range(1, len(f) + 1)]
+            scan = inference.JsonScan()
+            invalid = next((n for n, t in enumerate(texts, 1) if scan.read(t)), None)
+            assert len(c) == (min(invalid + 3, len(f)) if invalid else len(f))
+            assert evaluate.parse_answer(tokenizer.decode(f, skip_special_tokens=True)) is None  # noise
+    model.generation_config.repetition_penalty = None
+
+
 def test_common_prefix_length():
     # One helper for training and generation: every row keeps at least one token of its own.
     assert batches.common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2, 5]]) == 2
@@ -271,7 +333,8 @@ def test_few_shot_conversation_is_instruction_then_pairs_then_the_real_question(
 def test_evaluate_model_prompts_with_the_few_shot_examples(tickets, task, monkeypatch):
     seen = []
 
-    def fake_generate(model, tokenizer, conversations, decoding):
+    def fake_generate(model, tokenizer, conversations, decoding, json_answers):
+        assert json_answers  # a JSON task: answers that can no longer parse stop early
         seen.extend(conversations)
         return [answer(t["category"], t["urgency"], t["reply"]) for t in tickets]
 

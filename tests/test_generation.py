@@ -53,3 +53,17 @@ def test_answers_on_the_real_model_match_plain_generate_one_by_one(smollm, shots
             )
             plain = inference.answer_ids(output[0, ids["input_ids"].shape[1] :].tolist(), tokenizer.eos_token_id)
             assert answer == plain, tokenizer.decode(answer) + " != " + tokenizer.decode(plain)
+
+
+def test_json_answers_on_the_real_model_stop_once_they_cannot_parse(smollm):
+    """The base model answers these tickets zero-shot in prose (invalid JSON, run to the limit): scored as JSON,
+    each answer stops 4 tokens after its first word, and what is kept is the beginning of the full answer."""
+    model, tokenizer = smollm
+    tickets = read_jsonl(field_test_path("support_tickets"))[:3]
+    conversations = [SUPPORT_TICKETS.prompt_messages(t) for t in tickets]
+    decoding = Decoding(batch_size=3, max_new_tokens=24, invalid_tail_tokens=4)
+    full = inference.generate_tokens(model, tokenizer, conversations, decoding)
+    cut = inference.generate_tokens(model, tokenizer, conversations, decoding, json_answers=True)
+    for short, whole in zip(cut, full):
+        assert len(whole) == 24 and short == whole[: len(short)] and len(short) <= 6
+        assert inference.decode_answer(tokenizer, whole)[:1] not in "{ "  # prose: invalid from its first letter

@@ -30,11 +30,19 @@ class Decoding:
     batch_size: int = 16
     # A sequence stops at its EOS or after this many tokens. A ticket answer (JSON with a reply) takes about 60.
     max_new_tokens: int = 96
+    # JSON answers that are scored (evaluation): once an answer can no longer parse (``parse_answer``: text before its
+    # opening brace, or after its closing one), its score is decided, and it stops this many tokens later: enough to
+    # read what the model wrote instead of JSON. A base model's zero-shot answers are such prose; they ran to
+    # max_new_tokens. Every kept token is the one plain ``model.generate`` gives. None: run to EOS or the limit.
+    invalid_tail_tokens: int | None = 24
 
     def validate(self) -> None:
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Invalid Decoding: {name} must be >= 1, got {getattr(self, name)}")
+        tail = self.invalid_tail_tokens
+        if tail is not None and tail < 0:
+            raise ValueError(f"Invalid Decoding: invalid_tail_tokens must be >= 0 or None, got {tail}")
 
 
 DEFAULT_DECODING = Decoding()  # the default argument of every function that generates

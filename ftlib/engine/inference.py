@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ftlib.core.config import DEFAULT_DECODING, Decoding
 from ftlib.core.progress import track
@@ -112,23 +114,119 @@ def plain_greedy(model) -> bool:
     return config is None or all(getattr(config, name, None) in allowed for name, allowed in _LOGITS_SETTINGS.items())
 
 
+class JsonScan:
+    """Reads an answer's text as it grows and tells when ``parse_answer`` can no longer accept it.
+
+    ``parse_answer`` strips the text and needs one JSON object, so the answer is invalid for good at the first
+    character that is neither whitespace nor ``{`` before the object, or not whitespace after its closing brace.
+    Braces and brackets are counted outside strings (escapes skipped), so the object closes where ``json.loads``
+    would end it. Anything else (a string not yet closed, an object still open) leaves the verdict open.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""  # the text read so far
+        self.state = "lead"  # lead (whitespace so far) | object | after (closed, whitespace since) | invalid
+        self.depth, self.in_string, self.escaped = 0, False, False
+
+    def read(self, text: str) -> bool:
+        """Read the whole answer text so far (each call a longer one); True once it can no longer parse.
+
+        A trailing U+FFFD is left unread: a token may end inside a multi-byte character, which decodes as U+FFFD
+        until the next token completes it. A text that does not extend the one read before is read anew.
+        """
+        text = text.rstrip("\ufffd")
+        if not text.startswith(self.text):
+            self.__init__()
+        for char in text[len(self.text) :]:
+            if self.state == "invalid":
+                break
+            self._step(char)
+        self.text = text
+        return self.state == "invalid"
+
+    def _step(self, char: str) -> None:
+        if self.state in ("lead", "after"):
+            if char == "{" and self.state == "lead":
+                self.state, self.depth = "object", 1
+            elif not char.isspace():
+                self.state = "invalid"
+        elif self.in_string:
+            if self.escaped:
+                self.escaped = False
+            elif char == "\\":
+                self.escaped = True
+            elif char == '"':
+                self.in_string = False
+        elif char == '"':
+            self.in_string = True
+        elif char in "{[":
+            self.depth += 1
+        elif char in "}]":
+            self.depth -= 1
+            if self.depth == 0:
+                self.state = "after"
+
+
+class InvalidJsonStop:
+    """``greedy_decode``'s ``done`` for JSON answers: a row stops ``tail`` tokens after it can no longer parse.
+
+    Its score is decided then (``parse_answer`` gives None whatever follows), so later tokens change nothing that is
+    measured; the ``tail`` tokens kept show what the model wrote instead. The text is decoded as ``decode_answer``
+    does (special tokens dropped), the answer so far each step.
+    """
+
+    def __init__(self, tokenizer, tail: int):
+        self.tokenizer, self.tail = tokenizer, tail
+        self.scans: dict[int, JsonScan] = {}
+        self.invalid_at: dict[int, int] = {}  # row -> its token count when it became invalid
+
+    def __call__(self, row: int, ids: list[int]) -> bool:
+        if row not in self.invalid_at:
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if not self.scans.setdefault(row, JsonScan()).read(text):
+                return False
+            self.invalid_at[row] = len(ids)
+        return len(ids) >= self.invalid_at[row] + self.tail
+
+
+class _RowsDone(StoppingCriteria):
+    """A ``done(row, answer_ids)`` callback as a stopping criterion of ``model.generate`` (rows stay in the batch)."""
+
+    def __init__(self, done: Callable[[int, list[int]], bool], prompt_length: int):
+        self.done, self.prompt_length = done, prompt_length
+
+    def __call__(self, input_ids, scores, **kwargs):
+        rows = [self.done(i, row[self.prompt_length :].tolist()) for i, row in enumerate(input_ids)]
+        return torch.tensor(rows, dtype=torch.bool, device=input_ids.device)
+
+
 @torch.no_grad()
 def greedy_decode(
-    model, input_ids, attention_mask, cache, cached: int, max_new_tokens: int, eos_token_id: int
+    model,
+    input_ids,
+    attention_mask,
+    cache,
+    cached: int,
+    max_new_tokens: int,
+    eos_token_id: int,
+    done: Callable[[int, list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """Greedy answers of one left-padded batch, each up to and with its EOS, dropping finished rows as it goes.
 
     ``model.generate`` keeps a finished row in the batch, padding it, until the last row ends: one long answer makes
-    the whole batch run to it. Here a row leaves the batch (its key/value cache rows too) at its EOS or its
-    ``max_new_tokens``th token, so later steps compute only the rows still answering. Positions count only the
-    unmasked tokens and the logits are taken at the last position, as ``generate`` does, so each answer is the one
-    ``generate`` would give (tests/test_generation.py checks it on the real model).
+    the whole batch run to it. Here a row leaves the batch (its key/value cache rows too) at its EOS, its
+    ``max_new_tokens``th token or when ``done`` says so, so later steps compute only the rows still answering.
+    Positions count only the unmasked tokens and the logits are taken at the last position, as ``generate`` does, so
+    each answer is the one ``generate`` would give, or its beginning when ``done`` stopped it (tests/test_generation.py
+    checks it on the real model).
 
     Args:
         input_ids: ``[rows, length]``, the shared prefix's tokens included when ``cache`` holds them.
         attention_mask: ``[rows, length]``, 0 on the padding.
         cache: the prefix's key/value cache, repeated for the rows, or None.
         cached: how many leading tokens of ``input_ids`` ``cache`` already holds.
+        done: called with a row's index and its answer tokens so far after each step; True stops the row there
+            (``InvalidJsonStop``). None: rows stop at EOS or the limit only.
     """
     rows = input_ids.shape[0]
     answers: list[list[int]] = [[] for _ in range(rows)]
@@ -148,7 +246,11 @@ def greedy_decode(
         tokens = output.logits[:, -1, :].float().argmax(-1)
         for row, token in zip(active.tolist(), tokens.tolist()):
             answers[row].append(token)
-        keep = [i for i, row in enumerate(active.tolist()) if answers[row][-1] != eos_token_id]
+        keep = [
+            i
+            for i, row in enumerate(active.tolist())
+            if answers[row][-1] != eos_token_id and not (done and done(row, answers[row]))
+        ]
         if len(answers[int(active[0])]) >= max_new_tokens or not keep:
             break
         if len(keep) < len(active):
@@ -179,9 +281,10 @@ def generate(
     conversations: list[list[dict]],
     decoding: Decoding = DEFAULT_DECODING,
     share_prefix: bool = True,
+    json_answers: bool = False,
 ) -> list[str]:
     """Greedy answers for a list of chat prompts (``generate_tokens``, decoded)."""
-    ids = generate_tokens(model, tokenizer, conversations, decoding, share_prefix)
+    ids = generate_tokens(model, tokenizer, conversations, decoding, share_prefix, json_answers)
     return [decode_answer(tokenizer, row) for row in ids]
 
 
@@ -192,9 +295,14 @@ def generate_tokens(
     conversations: list[list[dict]],
     decoding: Decoding = DEFAULT_DECODING,
     share_prefix: bool = True,
+    json_answers: bool = False,
 ) -> list[list[int]]:
     """The greedy answer tokens of each chat prompt, up to and with the EOS (``answer_ids``), in batches padded on
     the left.
+
+    With ``json_answers`` (answers scored by ``parse_answer``), an answer that can no longer parse stops
+    ``decoding.invalid_tail_tokens`` tokens later (``InvalidJsonStop``): the beginning of what plain ``generate``
+    gives, with the same score.
 
     Left padding keeps every prompt's last token at the end of the row, where generation
     continues; right padding would make the model continue after pad tokens.
@@ -220,7 +328,7 @@ def generate_tokens(
     # Longest first: rows of a batch have similar lengths, so less padding is computed.
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
     by_index: dict[int, list[int]] = {}
-    batch_size = decoding.batch_size
+    batch_size, tail = decoding.batch_size, decoding.invalid_tail_tokens
     starts = range(0, len(order), batch_size)
     for start in track(starts, len(starts), f"generate ({len(order)} prompts)", "batch"):
         chunk = order[start : start + batch_size]
@@ -235,6 +343,7 @@ def generate_tokens(
             kwargs["past_key_values"] = batch_cache
         input_ids = torch.tensor(ids, device=model.device)
         attention_mask = torch.tensor(mask, device=model.device)
+        stop = InvalidJsonStop(tokenizer, tail) if json_answers and tail is not None else None
         if plain_greedy(model):
             answers = greedy_decode(
                 model,
@@ -244,8 +353,11 @@ def generate_tokens(
                 len(prefix),
                 decoding.max_new_tokens,
                 eos,
+                stop,
             )
         else:  # the model's generation config changes the logits (a repetition penalty, ...): generate applies it
+            if stop is not None:
+                kwargs["stopping_criteria"] = StoppingCriteriaList([_RowsDone(stop, input_ids.shape[1])])
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -256,6 +368,8 @@ def generate_tokens(
                 **kwargs,
             )
             answers = [answer_ids(row.tolist(), eos) for row in output[:, input_ids.shape[1] :]]
+            if stop is not None:  # a stopped row is padded to the batch's end: cut it where it stopped
+                answers = [a[: stop.invalid_at[i] + tail] if i in stop.invalid_at else a for i, a in enumerate(answers)]
         for index, answer in zip(chunk, answers):
             by_index[index] = answer
     return [by_index[i] for i in range(len(rows))]

@@ -209,7 +209,7 @@ def evaluate_model(
         and the few-shot examples' ids.
     """
     conversations = [task.prompt_messages(r, few_shot or ()) for r in records]
-    predictions = generate(model, tokenizer, conversations, decoding)
+    predictions = generate(model, tokenizer, conversations, decoding, json_answers=task.answer_format == "json")
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = [per_example_scores(p, r, task, rouge) for p, r in zip(predictions, records)]
     # Perplexity needs every reference answer in full; without them it is skipped, not guessed.
