@@ -16,7 +16,8 @@ from scored import result
 from ftlib.core.tasks import SUPPORT_TICKETS
 from ftlib.data.curate import curate, curated_splits, normalize_layout
 from ftlib.data.dedup import dedup_key, near_duplicate_groups
-from ftlib.data.records import read_jsonl
+from ftlib.data.field_test import assign_halves, check_halves, field_half
+from ftlib.data.records import DataError, read_jsonl, read_records, write_jsonl
 from ftlib.data.samples import generate_clean_tickets
 from ftlib.engine.profiles import field_test_path, sample_path
 
@@ -68,10 +69,46 @@ def test_field_set_parses_with_unique_ids_and_valid_labels(field):
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"field-\d{3}", i) for i in ids)
     for record in field:
-        assert set(record) == {"id", "ticket", "category", "urgency", "reply"}, record["id"]
+        assert set(record) == {"id", "ticket", "category", "urgency", "reply", "half"}, record["id"]
         assert record["ticket"].strip() and record["reply"].strip(), record["id"]
         for name, allowed in SUPPORT_TICKETS.label_values.items():
             assert record[name] in allowed, (record["id"], name, record[name])
+
+
+@pytest.mark.unit
+def test_the_field_set_is_split_into_halves_balanced_per_label_pair(field):
+    """Each (category, urgency) pair is split as evenly as it can be: the dev half chooses, the test half reports."""
+    assert check_halves(field, field_test_path())
+    per_pair = Counter((r["category"], r["urgency"], r["half"]) for r in field)
+    for category, urgency in {(r["category"], r["urgency"]) for r in field}:
+        assert abs(per_pair[category, urgency, "dev"] - per_pair[category, urgency, "test"]) <= 1, (category, urgency)
+    sizes = Counter(r["half"] for r in field)
+    assert abs(sizes["dev"] - sizes["test"]) <= 2 and sizes["test"] >= 100, sizes
+
+
+@pytest.mark.unit
+def test_a_file_without_halves_is_all_test_and_a_half_marked_file_is_refused(tmp_path):
+    records = [{"id": f"t{i}", "category": "billing", "urgency": "low"} for i in range(4)]
+    assert field_half(records, "test") == records and field_half(records, "dev") == []
+    path = tmp_path / "field.jsonl"
+    write_jsonl([records[0] | {"half": "dev"}, *records[1:]], path)
+    with pytest.raises(DataError, match=r"field.jsonl, line 2, field 'half': missing, while 1 of 4"):
+        field_half(read_records(path), "test", path)
+    write_jsonl([records[0] | {"half": "devel"}, *records[1:]], path)
+    with pytest.raises(DataError, match=r"line 1, field 'half': 'devel' is not one of dev, test"):
+        field_half(read_records(path), "dev", path)
+
+
+@pytest.mark.unit
+def test_new_records_join_the_halves_without_moving_the_old_ones():
+    old = assign_halves(
+        [{"id": f"o{i}", "category": "billing", "urgency": "low"} for i in range(5)], SUPPORT_TICKETS, seed=1
+    )
+    assert Counter(r["half"] for r in old) in (Counter(dev=3, test=2), Counter(dev=2, test=3))
+    new = [{"id": f"n{i}", "category": "billing", "urgency": "low"} for i in range(3)]
+    both = assign_halves(old + new, SUPPORT_TICKETS, seed=1)
+    assert both[:5] == old
+    assert abs(Counter(r["half"] for r in both)["dev"] - 4) == 0  # 8 records of one pair: 4 and 4
 
 
 @pytest.mark.unit

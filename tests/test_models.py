@@ -114,3 +114,45 @@ def test_embedded_default_model_is_converted_with_chat_template():
     )
     assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     assert tokenizer.eos_token == "<|im_end|>"
+
+
+@pytest.mark.unit
+def test_wrapping_an_adapter_hides_only_the_deprecated_alias_warning(cpu):
+    """peft reads transformers' deprecated ``is_gradient_checkpointing``: plain peft warns, ftlib's attach_lora does
+    not (the warning would sit in red under every training cell), and other warnings still pass."""
+    import warnings
+
+    from peft import get_peft_model
+
+    from ftlib.core.config import TrainConfig
+    from ftlib.engine import adapters
+
+    config = TrainConfig(method="lora", lora_r=4, lora_alpha=8)
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("always")
+        get_peft_model(models.load_model("tiny-random-llama", device=cpu)[0], adapters.lora_config(config))
+    assert any("is_gradient_checkpointing" in str(w.message) for w in plain)
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        adapters.attach_lora(models.load_model("tiny-random-llama", device=cpu)[0], config)
+        with adapters.peft_quietly():
+            warnings.warn("another one", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in ours] == ["another one"]
+
+
+@pytest.mark.unit
+def test_transformers_loading_bars_follow_ftlib_progress_mode(monkeypatch, cpu):
+    """Where ftlib prints lines (papermill, logs), transformers' "Loading weights" bar would stay in the output."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    try:
+        hf_logging.enable_progress_bar()
+        monkeypatch.setattr(models, "progress_mode", lambda: "bar")
+        models.load_model("tiny-random-llama", device=cpu)
+        assert hf_logging.is_progress_bar_enabled()
+        monkeypatch.setattr(models, "progress_mode", lambda: "lines")
+        models.load_model("tiny-random-llama", device=cpu)
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()

@@ -42,6 +42,27 @@ def test_memory_breakdown_bars_reach_the_estimates_total():
 
 
 @pytest.mark.unit
+def test_a_lone_runs_measured_peak_stays_inside_the_axes():
+    """Lesson 03 plots one run: its measured-peak mark spans its bar, inside the axes (not into the legend), even
+    above the estimate."""
+    estimate = memory.estimate_memory("smollm2-135m-instruct", "lora", 8, 160, shared_prefix=63)
+    peak_mb = 1.3 * estimate.gb() * 1e3  # above the estimate (the manifest stores MiB, close enough here)
+    record = SimpleNamespace(
+        memory=RunMemory(MeasuredMemory(peak_rss_mb=peak_mb), EstimatedMemory.from_estimate(estimate))
+    )
+    figure = plots.plot_memory_breakdown({"lora": record})
+    ax = figure.axes[0]
+    figure.canvas.draw()
+    inside = ax.get_window_extent()
+    (mark,) = [c for c in ax.collections if c.get_label() == "measured peak"]
+    (segment,) = mark.get_segments()
+    for point in ax.transData.transform(segment):
+        assert inside.x0 <= point[0] <= inside.x1 and inside.y0 <= point[1] <= inside.y1, point
+    assert segment[0][1] == pytest.approx(record.memory.measured.peak_gb)
+    matplotlib.pyplot.close(figure)
+
+
+@pytest.mark.unit
 def test_learning_curve_draws_each_metric_with_its_interval_band(tmp_path):
     points = {n: {"a": Estimate(v, v - 0.1, v + 0.1)} for n, v in ((16, 0.3), (64, 0.6), (2000, 0.7))}
     figure = plots.plot_learning_curve(points, ["a", "missing"], tmp_path / "curve.png")

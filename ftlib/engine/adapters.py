@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import platform
 import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -35,6 +38,16 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Hide one warning nobody can act on: peft reads ``model.is_gradient_checkpointing`` when it wraps or loads an
+    adapter, and transformers 5 answers with a FutureWarning (the alias is deprecated), in red, under every training
+    and evaluation cell. Other warnings pass."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def peft_target_modules(preset: str) -> str | list[str]:
     """peft's ``target_modules`` for a preset of ``ftlib.core.presets.TARGET_MODULES``.
 
@@ -61,9 +74,10 @@ def attach_lora(model, config: TrainConfig, adapter: str | Path | None = None):
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
         model.enable_input_require_grads()  # frozen embeddings otherwise cut the graph under checkpointing
-    if adapter is not None:  # a trained adapter: never get_peft_model, which would start a fresh one
-        return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-    return get_peft_model(model, lora_config(config))
+    with peft_quietly():
+        if adapter is not None:  # a trained adapter: never get_peft_model, which would start a fresh one
+            return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        return get_peft_model(model, lora_config(config))
 
 
 def lora_config(config: TrainConfig) -> LoraConfig:
@@ -91,7 +105,8 @@ def load_adapter(
         ``(peft_model, tokenizer)``; pass ``trainable=True`` to keep training the adapter.
     """
     model, tokenizer = load_model(base_model, quantization, device, source)
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable), tokenizer
+    with peft_quietly():
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable), tokenizer
 
 
 def load_for_eval(run: str, source: str = "auto", quantization: str | None = None):

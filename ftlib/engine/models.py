@@ -20,9 +20,11 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as hf_logging
 
 from ftlib.core.catalog import DEFAULT_MODEL, REGISTRY, EmbeddedWeights, ModelSpec  # noqa: F401 (re-exported)
 from ftlib.core.fileio import replace_dir
+from ftlib.core.progress import progress_mode
 from ftlib.core.runs import ParameterCounts
 from ftlib.core.runtime import DeviceChoice, cache_dir, configure_cpu_threads, hub_reachable, pick_device
 from ftlib.engine.gguf import parsed_once
@@ -225,6 +227,14 @@ def quantization_config(quantization: str | None, compute_dtype: torch.dtype) ->
     raise ValueError(f"quantization must be None, 'nf4' or 'int8', not {quantization!r}")
 
 
+def quiet_loading_bars() -> None:
+    """transformers draws its own bar while it loads weights: kept where ftlib draws bars (a terminal, a notebook
+    front end), turned off where ftlib prints lines or nothing (papermill kernels, CI logs, pipes), where it would
+    only leave a stale "Loading weights: 0%" in the saved output. A bar the user turned off stays off."""
+    if progress_mode() != "bar":
+        hf_logging.disable_progress_bar()
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     quantization: str | None = None,
@@ -248,6 +258,7 @@ def load_model(
     location = resolve_model_source(name_or_path, source)
     tokenizer = load_tokenizer(location)
     bnb = quantization_config(quantization, device.dtype)
+    quiet_loading_bars()
     model = AutoModelForCausalLM.from_pretrained(
         location, dtype=device.dtype, quantization_config=bnb, device_map={"": device.device}
     )

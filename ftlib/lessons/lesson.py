@@ -10,6 +10,7 @@ from ftlib.core.fileio import write_json
 from ftlib.core.runs import MANIFEST, RunRecord, load_run
 from ftlib.core.runtime import DeviceChoice, configure_cpu_threads, pick_device
 from ftlib.core.tasks import Task, get_task, raw_data_file
+from ftlib.data.field_test import field_half
 from ftlib.data.records import read_jsonl, read_records
 from ftlib.engine.plan import GpuPlan
 from ftlib.engine.profiles import Profile, RunPaths, resolve_run, run_paths, run_summary
@@ -54,13 +55,14 @@ class Lesson:
         limit = {"train": self.profile.n_train, "val": self.profile.n_val, "test": self.profile.n_test}[name]
         return records[:limit] if limit else records
 
-    def field_test(self) -> list[dict] | None:
-        """The task's field-test records (its spec's ``field_test``), cut to the profile's test size; None when the
-        spec names none. They are only ever scored, never trained on."""
+    def field_test(self, half: str = "test") -> list[dict] | None:
+        """One half of the task's field-test records (its spec's ``field_test``; ``ftlib.data.field_test``), cut to
+        the profile's test size; None when the spec names none. They are only ever scored, never trained on: the
+        lessons report the ``test`` half, and the course's defaults were chosen on the ``dev`` half."""
         if self.task.field_test_file is None:
             return None
         records = read_records(self.task.field_test_file)
-        return records[: self.profile.n_test]
+        return field_half(records, half, self.task.field_test_file)[: self.profile.n_test]
 
     @property
     def base_quantization(self) -> str | None:

@@ -179,8 +179,12 @@ def plot_memory_breakdown(
         if heights.any():
             ax.bar(names, heights, bottom=bottoms, label=component, color=f"C{index}")
             bottoms += heights
+    # The measured peak as a line across its bar, in data units: a marker sized in points ran past a lone bar's
+    # axes into the legend.
     measured = [measured_peak_gb(records[n]) for n in names]
-    ax.scatter(names, measured, color="black", marker="_", s=900, linewidths=3, label="measured peak", zorder=3)
+    x = np.arange(len(names))
+    ax.hlines(measured, x - 0.4, x + 0.4, color="black", linewidths=3, label="measured peak", zorder=3)
+    ax.set_ylim(0, 1.1 * max([*bottoms, *measured, 1e-3]))
     ax.set_ylabel("GB")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
