@@ -1,0 +1,115 @@
+"""Put a cpu-profile curriculum run's outputs into the lessons, and its HTML pages into docs/lessons/.
+
+Run after `make curriculum` on an idle machine (a fresh clone is best: its commit is what the lessons will name):
+
+    .venv/bin/python tools/commit_outputs.py [RUN_DIR]   # default: runs/support_tickets-cpu
+
+For each lesson, the executed notebook in RUN_DIR/notebooks/ gives its outputs to notebooks/NN_name.ipynb, cell by
+cell, where the cell's source is still the one that ran (``ftlib.course.outputs``: progress lines and volatile
+metadata dropped, paths made relative); cells edited since are left empty and listed. The run must be a `cpu`
+profile run that ran through. Then docs/lessons/ gets one HTML page per lesson and an index, made from the
+committed notebooks. Prints what each lesson carries and the sizes added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from ftlib.course.curriculum import NOTEBOOKS  # noqa: E402
+from ftlib.course.outputs import ReferenceRun, commit_outputs  # noqa: E402
+from ftlib.course.report import export_html, notebook_status  # noqa: E402
+
+HTML_DIR = ROOT / "docs" / "lessons"
+
+
+def machine() -> str:
+    """``2-core AMD EPYC, 23.5 GiB``: the CPU model, the cores this process may use and the memory."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cores}-core {cpu}, {memory:.1f} GiB"
+
+
+def repository_of(folder: Path) -> tuple[Path, str]:
+    """The git repository a run folder lies in, and its commit (short hash)."""
+    top = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode:
+        raise SystemExit(f"{folder}: not inside a git repository, so the run's commit is unknown")
+    root = Path(top.stdout.strip())
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return root, commit.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", nargs="?", default=str(ROOT / "runs" / "support_tickets-cpu"), type=Path)
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir.resolve()
+    repository, commit = repository_of(run_dir)
+    executed_paths = [run_dir / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
+    problems = []
+    executed = {}
+    for name, path in zip(NOTEBOOKS, executed_paths):
+        if not path.is_file():
+            problems.append(f"{path}: missing (did the run reach {name}?)")
+            continue
+        notebook = nbformat.read(path, as_version=4)
+        profile = notebook.metadata.get("papermill", {}).get("parameters", {}).get("profile")
+        status = notebook_status(notebook)
+        if profile != "cpu":
+            problems.append(f"{path}: a {profile!r} profile run; the lessons carry a cpu-profile run's outputs")
+        elif status.state != "ran":
+            problems.append(f"{path}: {status.text}")
+        executed[name] = notebook
+    if problems:
+        raise SystemExit("not committed:\n  " + "\n  ".join(problems))
+    day = date.fromtimestamp(max(path.stat().st_mtime for path in executed_paths)).isoformat()
+    run = ReferenceRun(day, machine(), "cpu", commit)
+    print(f"run {run_dir} ({run.line()})")
+    before = sum((ROOT / "notebooks" / f"{name}.ipynb").stat().st_size for name in NOTEBOOKS)
+    for name in NOTEBOOKS:
+        path = ROOT / "notebooks" / f"{name}.ipynb"
+        lesson = json.loads(path.read_text())
+        committed, empty = commit_outputs(lesson, executed[name], repository, run)
+        nbformat.write(nbformat.from_dict(committed), path)
+        cells = [c for c in committed["cells"] if c["cell_type"] == "code"]
+        plots = sum("image/png" in o.get("data", {}) for c in cells for o in c["outputs"])
+        print(
+            f"  {name}: {sum(bool(c['outputs']) for c in cells)} of {len(cells)} code cells with outputs, {plots} "
+            f"plots, {path.stat().st_size / 1024:.0f} KiB"
+            + (f"; left empty (edited since the run): cells {', '.join(map(str, empty))}" if empty else "")
+        )
+    after = sum((ROOT / "notebooks" / f"{name}.ipynb").stat().st_size for name in NOTEBOOKS)
+    timings_file = run_dir / "curriculum_timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else None
+    index = export_html(
+        [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS],
+        HTML_DIR,
+        f"Fine-tuning LLMs, the lessons as run on {run.date} (cpu profile, {run.machine})",
+        timings,
+    )
+    pages = sum(page.stat().st_size for page in HTML_DIR.glob("*.html"))
+    print(f"notebooks: {before / 1024:.0f} KiB -> {after / 1024:.0f} KiB; HTML pages {pages / 1024:.0f} KiB ({index})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
