@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+from ftlib.core import runtime
 from ftlib.core.tasks import get_task
 from ftlib.data import curate
 from ftlib.data import records as data
@@ -35,20 +33,4 @@ def run_child(script: str, args: list[str], output: Path) -> dict:
     return json.loads(output.read_text())
 
 
-def machine() -> dict:
-    """What a result was measured on: CPU model, cores this process may use, RAM and the date (results quote it)."""
-    cpu = platform.processor() or platform.machine()
-    memory_gib = None
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        memory_gib = round(pages / 2**30, 1)
-    except (OSError, StopIteration, ValueError):  # not Linux: the platform's own name
-        pass
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_gib": memory_gib,
-        "date": datetime.date.today().isoformat(),
-    }
+machine = runtime.machine  # what a result was measured on (results quote it)

@@ -231,7 +231,15 @@ def default_name(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["lora", "qlora"], choices=["lora", "qlora"])
+    parser.add_argument("--methods", nargs="+", default=["lora", "qlora"], choices=["lora", "qlora", "full"])
+    parser.add_argument(
+        "--data",
+        choices=["curated", "raw"],
+        default="curated",
+        help="train on lesson 02's curated train split, or on the raw sample made just trainable (lesson 06's raw "
+        "run: every field present, labels in the set, no validation or test ticket; nothing else cleaned)",
+    )
+    parser.add_argument("--n-train", type=int, help="train on the first N training records only (same steps)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="training steps (default: the cpu profile's)")
     length.add_argument("--epochs", type=float, help="passes over the train split instead of a step count")
@@ -286,6 +294,16 @@ def main() -> None:
     if args.epochs:
         overrides |= {"max_steps": None, "num_epochs": args.epochs}
     splits = curated_splits(str(task.spec_file), profile.base_model, max_length=profile.train.max_length)
+    if args.data == "raw":
+        from ftlib.core.tasks import raw_data_file
+        from ftlib.lessons.sweeps import raw_trainable
+
+        held_out = splits["val"] + splits["test"]
+        splits["train"] = raw_trainable(read_jsonl(raw_data_file(task)), task, held_out).records
+    if args.n_train:
+        if args.n_train > len(splits["train"]):
+            parser.error(f"--n-train {args.n_train}: the training set has {len(splits['train'])} records")
+        splits["train"] = splits["train"][: args.n_train]  # the split is shuffled and stratified: a fair subset
     field = read_jsonl(task.field_test_file)
     sets = {
         "test": splits["test"][: args.n_test or profile.n_test],  # lesson 05 scores the profile's first n_test

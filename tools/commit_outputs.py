@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 from datetime import date
@@ -26,6 +24,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from ftlib.core import runtime  # noqa: E402
 from ftlib.course.curriculum import NOTEBOOKS  # noqa: E402
 from ftlib.course.outputs import ReferenceRun, commit_outputs  # noqa: E402
 from ftlib.course.report import export_html, notebook_status  # noqa: E402
@@ -34,18 +33,9 @@ HTML_DIR = ROOT / "docs" / "lessons"
 
 
 def machine() -> str:
-    """``2-core AMD EPYC, 23.5 GiB``: the CPU model, the cores this process may use and the memory."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cores}-core {cpu}, {memory:.1f} GiB"
+    """``2-core AMD EPYC, 23.5 GiB``: what the run's lessons will name."""
+    info = runtime.machine()
+    return f"{info['cores']}-core {info['cpu']}, {info['memory_gib']} GiB"
 
 
 def repository_of(folder: Path) -> tuple[Path, str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
+import platform
 import socket
 import time
 from dataclasses import dataclass
@@ -145,6 +147,25 @@ def configure_cpu_threads(threads: int | None = None, verbose: bool = False) -> 
             print(f"CPU matmul {shown} -> using {_THREADS_CHOSEN}")
     torch.set_num_threads(_THREADS_CHOSEN)
     return _THREADS_CHOSEN
+
+
+def machine() -> dict:
+    """What a result was measured on: CPU model, cores this process may use, RAM and the date (results quote it)."""
+    cpu = platform.processor() or platform.machine()
+    memory_gib = None
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory_gib = round(pages / 2**30, 1)
+    except (OSError, StopIteration, ValueError):  # not Linux: the platform's own name
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": memory_gib,
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def cache_dir() -> Path:
