@@ -86,7 +86,7 @@ def test_deterministic_cells_are_checked_by_nbval():
     }
     assert checked["01_base_model"] >= 1 and checked["02_data_curation"] >= 2
     assert checked["03_lora"] >= 1 and checked["04_qlora"] >= 1 and checked["06_what_matters"] >= 1
-    assert checked["07_after_training"] >= 2
+    assert checked["07_after_training"] >= 1  # the sizes and the later batch differ by profile: pytest checks them
 
 
 @pytest.mark.unit

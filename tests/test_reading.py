@@ -9,7 +9,7 @@ from scored import result
 from test_runs import V1_MANIFEST
 
 from ftlib.core import runs
-from ftlib.course.timings import CPU_2_CORES, run_time_text, short_duration
+from ftlib.course.timings import CPU_2_CORES, CPU_2_CORES_SLOWER, run_time_text, short_duration
 from ftlib.lessons import lesson, reading
 from ftlib.lessons.choice import CandidateScores
 
@@ -94,12 +94,16 @@ def test_few_shot_reading_decides_by_interval_overlap():
 def test_run_time_text_quotes_the_measurement_and_no_unmeasured_figure():
     assert short_duration(10.5) == "10.5 s" and short_duration(1206) == "20 min 6 s" and short_duration(180) == "3 min"
     text = run_time_text("03_lora")
-    assert "`cpu` profile, 2 cores: 15 min 6 s" in text and "2 cores: 30.1 s" in text
+    assert "`cpu` profile, 2 cores: 29 min 19 s (a 2-core AMD EPYC" in text and "2 cores: 30.1 s" in text
+    assert "`cpu` profile, 2 cores: 15 min 6 s" in run_time_text("03_lora", cpu=CPU_2_CORES)
     assert text.count("not measured") == 1  # no GPU was measured
     newer = run_time_text("06_missing", cpu=CPU_2_CORES)  # a notebook newer than the measurement
     assert newer.count("not measured yet by `make curriculum`") == 2 and " s (" not in newer
     # A notebook whose run changed after a measurement quotes the next measurement of its current run.
     assert "04_qlora" in CPU_2_CORES.seconds and "04_qlora" in CPU_2_CORES.changed_since
-    assert "`cpu` profile, 2 cores: 16 min 33 s (measured on an idle but slower machine" in run_time_text("04_qlora")
+    later = (CPU_2_CORES, CPU_2_CORES_SLOWER)
+    assert "`cpu` profile, 2 cores: 16 min 33 s (measured on an idle but slower machine" in run_time_text(
+        "04_qlora", cpu=later
+    )
     changed = run_time_text("04_qlora", cpu=CPU_2_CORES)
     assert "`cpu` profile, 2 cores: not measured yet" in changed and "15 min 17 s" not in changed

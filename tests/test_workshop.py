@@ -10,7 +10,7 @@ import pytest
 
 from ftlib.course.curriculum import NOTEBOOKS
 from ftlib.course.parser import build_parser
-from ftlib.course.timings import CPU_2_CORES, SMOKE_2_CORES
+from ftlib.course.timings import CPU_2_CORES, CPU_2_CORES_LATEST, SMOKE_2_CORES
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "workshop" / "README.md"
@@ -129,6 +129,14 @@ def test_the_guides_smoke_table_is_the_tools_output_for_ftlibs_figures(tmp_path,
     smoke = tmp_path / "curriculum_timings.json"
     smoke.write_text(json.dumps(SMOKE_2_CORES.seconds))
     assert load_tool().main([f"{SMOKE_2_CORES.label}={smoke}"]) == 0
+    assert capsys.readouterr().out.strip() in GUIDE.read_text(encoding="utf-8")
+
+
+@pytest.mark.unit
+def test_the_guides_table_of_the_current_lessons_is_the_tools_output(tmp_path, capsys):
+    latest = tmp_path / "curriculum_timings.json"
+    latest.write_text(json.dumps(CPU_2_CORES_LATEST.seconds))
+    assert load_tool().main([f"{CPU_2_CORES_LATEST.label}={latest}"]) == 0
     assert capsys.readouterr().out.strip() in GUIDE.read_text(encoding="utf-8")
 
 

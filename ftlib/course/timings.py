@@ -53,7 +53,25 @@ CPU_2_CORES_SLOWER = Timings(
     },
     note="measured on an idle but slower machine, where lesson 03 took 2.3x as long as on the others', a fresh clone",
 )
-CPU_MEASUREMENTS = (CPU_2_CORES, CPU_2_CORES_SLOWER)  # the first that measured a notebook's current run is quoted
+# `make curriculum` on a fresh clone on 2026-12-07 at the current lessons, alone on a 2-core AMD EPYC (fp32 matmul
+# about 128 GFLOP/s on 2 threads), the model cached: 82 min 39 s with set-up. Its LoRA trained 290 steps in 1580 s
+# (the 2026-11-29 machine: 817 s), so every lesson here takes about twice that machine's time. A one-thread test run
+# shared the cores for about 2 of lesson 03's 29 minutes.
+CPU_2_CORES_LATEST = Timings(
+    label="cpu profile, 2 idle cores (2026-12-07, the current lessons)",
+    seconds={
+        "01_base_model": 96.6,
+        "02_data_curation": 14.0,
+        "03_lora": 1759.2,
+        "04_qlora": 507.3,
+        "05_evaluation": 669.4,
+        "06_what_matters": 946.6,
+        "07_after_training": 795.5,
+    },
+    note="a 2-core AMD EPYC, a fresh clone; about twice the 2026-11-29 machine's time",
+)
+# The first that measured a notebook's current run is quoted.
+CPU_MEASUREMENTS = (CPU_2_CORES_LATEST, CPU_2_CORES, CPU_2_CORES_SLOWER)
 
 
 # `python -m ftlib curriculum --profile smoke` on the same kind of machine, beside one other one-thread job.
