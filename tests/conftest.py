@@ -152,6 +152,19 @@ def with_active_lora(model, config):
     return model
 
 
+def load_script(path: Path, name: str):
+    """A benchmark or tool script as a module, registered as ``name`` (dataclasses look their module up while the
+    class is built); the caller removes it from ``sys.modules`` when done."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -1,11 +1,11 @@
 """benchmarks/quality_bar.py's report: the field-test bar, the generated-test comparison, the results file."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 pytestmark = pytest.mark.unit
 
@@ -14,12 +14,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_bar.py"
 
 @pytest.fixture(scope="module")
 def quality_bar():
-    spec = importlib.util.spec_from_file_location("quality_bar", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["quality_bar"] = module  # dataclasses look their module up while the class is built
     try:
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script(SCRIPT, "quality_bar")
     finally:
         sys.modules.pop("quality_bar", None)
 

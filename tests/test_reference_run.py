@@ -1,11 +1,11 @@
 """benchmarks/reference_run.py: which runs are left, in which order, and the command each one is."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 pytestmark = pytest.mark.unit
 
@@ -14,10 +14,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_run.py"
 
 @pytest.fixture(scope="module")
 def reference():
-    spec = importlib.util.spec_from_file_location("reference_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        yield load_script(SCRIPT, "reference_run")
+    finally:
+        sys.modules.pop("reference_run", None)
 
 
 def test_finished_runs_are_skipped_and_first_seeds_come_first(reference, tmp_path):

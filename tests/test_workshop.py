@@ -125,18 +125,11 @@ def test_timing_tool_reads_curriculum_timings_and_prints_the_guides_table(tmp_pa
 
 
 @pytest.mark.unit
-def test_the_guides_smoke_table_is_the_tools_output_for_ftlibs_figures(tmp_path, capsys):
-    smoke = tmp_path / "curriculum_timings.json"
-    smoke.write_text(json.dumps(SMOKE_2_CORES.seconds))
-    assert load_tool().main([f"{SMOKE_2_CORES.label}={smoke}"]) == 0
-    assert capsys.readouterr().out.strip() in GUIDE.read_text(encoding="utf-8")
-
-
-@pytest.mark.unit
-def test_the_guides_table_of_the_current_lessons_is_the_tools_output(tmp_path, capsys):
-    latest = tmp_path / "curriculum_timings.json"
-    latest.write_text(json.dumps(CPU_2_CORES_LATEST.seconds))
-    assert load_tool().main([f"{CPU_2_CORES_LATEST.label}={latest}"]) == 0
+@pytest.mark.parametrize("timings", [SMOKE_2_CORES, CPU_2_CORES_LATEST], ids=["smoke", "current lessons"])
+def test_the_guides_table_of_ftlibs_figures_is_the_tools_output(timings, tmp_path, capsys):
+    figures = tmp_path / "curriculum_timings.json"
+    figures.write_text(json.dumps(timings.seconds))
+    assert load_tool().main([f"{timings.label}={figures}"]) == 0
     assert capsys.readouterr().out.strip() in GUIDE.read_text(encoding="utf-8")
 
 
