@@ -153,15 +153,18 @@ def with_active_lora(model, config):
 
 
 def load_script(path: Path, name: str):
-    """A benchmark or tool script as a module, registered as ``name`` (dataclasses look their module up while the
-    class is built); the caller removes it from ``sys.modules`` when done."""
+    """A benchmark or tool script as a module named ``name``, registered in ``sys.modules`` while it runs (dataclasses
+    look their module up while the class is built)."""
     import importlib.util
     import sys
 
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
     return module
 
 

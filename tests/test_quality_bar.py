@@ -1,7 +1,6 @@
 """benchmarks/quality_bar.py's report: the field-test bar, the generated-test comparison, the results file."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_bar.py"
 
 @pytest.fixture(scope="module")
 def quality_bar():
-    try:
-        yield load_script(SCRIPT, "quality_bar")
-    finally:
-        sys.modules.pop("quality_bar", None)
+    return load_script(SCRIPT, "quality_bar")
 
 
 def scored(json_valid: float, category: float, urgency: float, examples: int = 172) -> dict:

@@ -14,10 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_run.py"
 
 @pytest.fixture(scope="module")
 def reference():
-    try:
-        yield load_script(SCRIPT, "reference_run")
-    finally:
-        sys.modules.pop("reference_run", None)
+    return load_script(SCRIPT, "reference_run")
 
 
 def test_finished_runs_are_skipped_and_first_seeds_come_first(reference, tmp_path):

@@ -1,12 +1,12 @@
 """The workshop kit (workshop/): its commands, flags and notebook names exist, and its timing table is the tool's."""
 
 import argparse
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from ftlib.course.curriculum import NOTEBOOKS
 from ftlib.course.parser import build_parser
@@ -21,10 +21,7 @@ MEASURED_LABEL = CPU_2_CORES.label
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("workshop_timings", ROOT / "tools" / "workshop_timings.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "tools" / "workshop_timings.py", "workshop_timings")
 
 
 def code_text(path: Path) -> list[str]:

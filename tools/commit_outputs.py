@@ -26,6 +26,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from ftlib.core import runtime  # noqa: E402
+from ftlib.core.fileio import write_text  # noqa: E402
 from ftlib.course.curriculum import NOTEBOOKS  # noqa: E402
 from ftlib.course.outputs import ReferenceRun, commit_outputs  # noqa: E402
 from ftlib.course.report import export_html, notebook_status  # noqa: E402
@@ -57,13 +58,12 @@ def share_styles(pages: list[Path]) -> None:
     common = [block for block in pattern.findall(texts[pages[0]]) if all(block in t for t in texts.values())]
     if not common:
         return
-    (HTML_DIR / "lessons.css").write_text(
-        "\n".join(re.sub(r"^<style[^>]*>|</style>$", "", block) for block in common), encoding="utf-8"
-    )
+    sheet = "\n".join(re.sub(r"^<style[^>]*>|</style>$", "", block) for block in common)
+    write_text(sheet, pages[0].parent / "lessons.css")
     for page, text in texts.items():
         for index, block in enumerate(common):
             text = text.replace(block, '<link rel="stylesheet" href="lessons.css">' if index == 0 else "", 1)
-        page.write_text(text, encoding="utf-8")
+        write_text(text, page)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ cell by cell, and only where the cell's source is still the one that ran. It kee
 Each copied cell records a hash of its source (``metadata.ftlib.source_sha``), and the notebook records the run
 (``metadata.ftlib.reference_run``: date, machine, profile, commit). ``stale_cells`` lists the cells whose source
 changed since: tests/test_notebooks.py fails on any, so a committed output never shows what the code no longer
-does. The opening cell names the run (``reference_line``).
+does. The objectives cell names the run (``ReferenceRun.line``), before its run times.
 
 CI still runs every notebook in the smoke profile: nbval compares only the cells marked ``# NBVAL_CHECK_OUTPUT``
 (profile-independent ones: counts of parameters and curated records), and pytest checks values of the smoke run.
@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ftlib.core.progress import LINE_PREFIX
+from ftlib.course.timings import RUN_TIMES_HEADING
 
 META = "ftlib"  # the key of ftlib's cell and notebook metadata
 REFERENCE_START = "**The outputs below**"  # the opening cell's line naming the run
@@ -129,20 +130,16 @@ def _text(source) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
-RUN_TIMES = "**Expected run time**"  # the objectives cell's last block (ftlib.course.timings.run_time_text)
-
-
 def _set_reference_line(lesson: dict, run: ReferenceRun) -> None:
     """Put the line naming the run before the run times in the objectives cell (the first markdown cell that has
     them, else the first cell), replacing an earlier one."""
     markdown = [cell for cell in lesson["cells"] if cell["cell_type"] == "markdown"]
-    opening = next((cell for cell in markdown if RUN_TIMES in _text(cell["source"])), lesson["cells"][0])
+    opening = next((cell for cell in markdown if RUN_TIMES_HEADING in _text(cell["source"])), lesson["cells"][0])
     text = _text(opening["source"])
     text = re.sub(rf"\n*{re.escape(REFERENCE_START)}[^\n]*\n*", "\n\n", text).rstrip("\n")
-    marker = RUN_TIMES
-    if marker in text:
-        before, after = text.split(marker, 1)
-        text = f"{before.rstrip()}\n\n{run.line()}\n\n{marker}{after}"
+    if RUN_TIMES_HEADING in text:
+        before, after = text.split(RUN_TIMES_HEADING, 1)
+        text = f"{before.rstrip()}\n\n{run.line()}\n\n{RUN_TIMES_HEADING}{after}"
     else:
         text = f"{text}\n\n{run.line()}"
     opening["source"] = text

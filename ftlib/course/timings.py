@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GUIDE_LINK = "../workshop/README.md#timings"  # from a notebook in notebooks/
+RUN_TIMES_HEADING = "**Expected run time**"  # opens the run-time block of a notebook's objectives cell
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def run_time_text(
         return "not measured yet by `make curriculum` (the workshop guide has what was measured)"
 
     return (
-        f"**Expected run time** ([how it was measured]({GUIDE_LINK})):\n"
+        f"{RUN_TIMES_HEADING} ([how it was measured]({GUIDE_LINK})):\n"
         f"- `smoke` profile (the smallest run), 2 cores: {figure(smoke)};\n"
         f"- `cpu` profile, 2 cores: {figure(cpu)};\n"
         "- GPU plan: not measured (no GPU was available); lesson 01 shows what the plan would run on each GPU."

@@ -124,6 +124,9 @@ class JsonScan:
     """
 
     def __init__(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
         self.text = ""  # the text read so far
         self.state = "lead"  # lead (whitespace so far) | object | after (closed, whitespace since) | invalid
         self.depth, self.in_string, self.escaped = 0, False, False
@@ -136,7 +139,7 @@ class JsonScan:
         """
         text = text.rstrip("\ufffd")
         if not text.startswith(self.text):
-            self.__init__()
+            self._start()
         for char in text[len(self.text) :]:
             if self.state == "invalid":
                 break
@@ -183,7 +186,9 @@ class InvalidJsonStop:
     def __call__(self, row: int, ids: list[int]) -> bool:
         if row not in self.invalid_at:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if not self.scans.setdefault(row, JsonScan()).read(text):
+            if row not in self.scans:
+                self.scans[row] = JsonScan()
+            if not self.scans[row].read(text):
                 return False
             self.invalid_at[row] = len(ids)
         return len(ids) >= self.invalid_at[row] + self.tail
