@@ -202,8 +202,29 @@ def report(results: dict, methods: list[str]) -> BarReport:
 
 
 def summary(result: dict) -> dict:
-    """An ``evaluate_model`` result without its predictions: what the results file keeps."""
-    return {key: result[key] for key in ("metrics", "examples", "heldout") if key in result}
+    """An ``evaluate_model`` result as the results file keeps it: the metrics, and each answer's 0/1 scores without
+    its text, so that two variants can be compared ticket by ticket (``per_example_scores`` reads them back).
+
+    ``per_example`` holds the records' ids and, for each score that is 0 or 1 on every answer (validity, each label,
+    all labels), one string of "0"s and "1"s in the set's order: 500 tickets cost 500 characters, not 500 lines.
+    ROUGE-L, a fraction, is kept as its mean only.
+    """
+    kept = {key: result[key] for key in ("metrics", "examples", "heldout") if key in result}
+    predictions = result.get("predictions") or []
+    names = list(dict.fromkeys(name for p in predictions for name in p["scores"]))
+    columns = {
+        name: "".join(str(int(p["scores"][name])) for p in predictions)
+        for name in names
+        if all(p["scores"].get(name) in (0.0, 1.0) for p in predictions)
+    }
+    if columns:
+        kept["per_example"] = {"ids": [p["id"] for p in predictions], "scores": columns}
+    return kept
+
+
+def per_example_scores(saved: dict, name: str) -> list[float]:
+    """One 0/1 score of every answer of a set, as ``summary`` kept it."""
+    return [float(flag) for flag in saved["per_example"]["scores"][name]]
 
 
 def save_results(path: Path, name: str, entry: dict) -> dict:

@@ -127,3 +127,24 @@ def test_run_dir_reads_field_metrics_beside_metrics(quality_bar, tmp_path, monke
     assert results["lora"]["field_test"] == field["LoRA"]
     assert "predictions" not in results["lora"]["test"]
     assert quality_bar.report(results, ["lora", "qlora"]).met
+
+
+def test_summary_keeps_each_answers_0_1_scores_as_strings_and_drops_the_answers(quality_bar):
+    predictions = [
+        {
+            "id": f"t{i}",
+            "prediction": "{...}",
+            "scores": {"json_valid": 1.0, "category_accuracy": float(i % 2), "reply_rougeL": 0.31 + i},
+        }
+        for i in range(3)
+    ]
+    kept = quality_bar.summary({"metrics": {}, "examples": 3, "predictions": predictions})
+    assert "predictions" not in kept
+    assert kept["per_example"] == {
+        "ids": ["t0", "t1", "t2"],
+        "scores": {"json_valid": "111", "category_accuracy": "010"},
+    }
+    assert quality_bar.per_example_scores(kept, "category_accuracy") == [0.0, 1.0, 0.0]
+    # a score some answer lacks (its reference has no such field) is not a 0/1 column: left out, not guessed
+    predictions[1]["scores"].pop("category_accuracy")
+    assert "category_accuracy" not in quality_bar.summary({"predictions": predictions})["per_example"]["scores"]

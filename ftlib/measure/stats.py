@@ -94,3 +94,50 @@ def token_weighted_loss(losses: list[tuple[float, int]], n_resamples: int = 2000
     means = nll[picks].sum(axis=1) / tokens[picks].sum(axis=1)
     low, high = np.quantile(means, [0.025, 0.975])
     return Estimate(float(nll.sum() / tokens.sum()), float(low), float(high))
+
+
+def seeds_mean(scores: np.ndarray | list, n_resamples: int = 2000, seed: int = 0) -> Estimate:
+    """The mean of a (seeds x examples) table of per-example scores, with a 95% interval that holds both sources
+    of noise: each resample draws the training seeds with replacement, then the examples with replacement.
+
+    A bootstrap over the examples alone measures how well the test set pins down these trained models; a second
+    seed trains another model, and how far the two disagree is noise of its own that more tickets never shrink.
+    With one seed this is ``Estimate.of_mean`` of that row. For the difference of two variants example by example
+    (and seed by seed, where both trained with the same seeds), pass the difference of their tables.
+    """
+    table = np.asarray(scores, dtype=float)
+    if table.ndim != 2 or 0 in table.shape:
+        raise ValueError(f"a seeds x examples table is needed, not shape {table.shape}")
+    n_seeds, n_examples = table.shape
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
+    examples = rng.integers(0, n_examples, size=(n_resamples, n_examples))
+    # resample r: the mean over its drawn seeds of each drawn seed's mean over the drawn examples
+    means = np.stack([table[seeds[:, s]][np.arange(n_resamples)[:, None], examples] for s in range(n_seeds)]).mean(
+        axis=(0, 2)
+    )
+    low, high = np.quantile(means, [0.025, 0.975])
+    return Estimate(float(table.mean()), float(low), float(high))
+
+
+def examples_to_decide(difference: Estimate, examples: int, margin: float) -> int | None:
+    """About how many examples would let ``difference``'s interval decide, if the same difference held: leave zero
+    behind (a real difference), or fit wholly within ``+-margin`` (no difference that matters), whichever comes
+    first. An interval's width shrinks as one over the square root of the examples. None: it decides already."""
+    half = (difference.high - difference.low) / 2
+    size = abs(difference.value)
+    if (
+        half <= 0
+        or difference.low > 0
+        or difference.high < 0
+        or (difference.low >= -margin and difference.high <= margin)
+    ):
+        return None
+    needed = []
+    if size > 0:
+        needed.append(examples * (half / size) ** 2)
+    if size < margin:
+        needed.append(examples * (half / (margin - size)) ** 2)
+    if not needed:  # no difference measured and no margin to fit within: no size decides
+        return None
+    return int(np.ceil(round(min(needed), 6)))  # rounded first: 596.0000001 from float noise is 596
