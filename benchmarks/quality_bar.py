@@ -255,10 +255,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["lora", "qlora"], choices=["lora", "qlora", "full"])
     parser.add_argument(
         "--data",
-        choices=["curated", "raw"],
+        choices=["curated", "raw", "narrow"],
         default="curated",
-        help="train on lesson 02's curated train split, or on the raw sample made just trainable (lesson 06's raw "
-        "run: every field present, labels in the set, no validation or test ticket; nothing else cleaned)",
+        help="train on lesson 02's curated train split; on the raw sample made just trainable (lesson 06's raw "
+        "run: every field present, labels in the set, no validation or test ticket; nothing else cleaned); or on "
+        "as many curated tickets from the narrow banks (each list of problem phrasings cut to its first few: "
+        "ftlib.data.samples.NARROW_PHRASINGS), support_tickets only",
     )
     parser.add_argument("--n-train", type=int, help="train on the first N training records only (same steps)")
     length = parser.add_mutually_exclusive_group()
@@ -321,6 +323,8 @@ def main() -> None:
 
         held_out = splits["val"] + splits["test"]
         splits["train"] = raw_trainable(read_jsonl(raw_data_file(task)), task, held_out).records
+    if args.data == "narrow":
+        splits["train"] = narrow_train(len(splits["train"]), task, splits["val"] + splits["test"], profile)
     if args.n_train:
         if args.n_train > len(splits["train"]):
             parser.error(f"--n-train {args.n_train}: the training set has {len(splits['train'])} records")
@@ -401,6 +405,31 @@ def main() -> None:
         }
         save_results(Path(args.output), name, entry)
         print(f"results of {name!r} added to {args.output}")
+
+
+NARROW_SEED = 4321  # not the committed sample's 1234: other draws, from the same rules
+
+
+def narrow_train(n: int, task, held_out: list[dict], profile) -> list[dict]:
+    """``n`` training tickets from the narrow banks, curated as lesson 02 curates the sample, none sharing an id
+    or an input text with ``held_out``: the varied split's size and label rules, fewer ways of putting a problem."""
+    from ftlib.data.curate import curate
+    from ftlib.data.dedup import dedup_key
+    from ftlib.data.samples import generate_support_tickets
+    from ftlib.engine.models import load_tokenizer
+
+    if task.name != "support_tickets":
+        raise SystemExit(f"--data narrow: only the support_tickets generator has narrow banks, not {task.name}")
+    texts = {dedup_key(task.input_text(r)) for r in held_out}
+    # 15% spare: curation and the held-out filter drop a few; ids are renamed so none collides with held_out's
+    generated = generate_support_tickets(n + n * 15 // 100, seed=NARROW_SEED, period="narrow")
+    for record in generated:
+        record["id"] = "narrow-" + record["id"]
+    kept = curate(generated, task, load_tokenizer(profile.base_model), profile.train.max_length, source="narrow")
+    records = [r for r in kept.records if dedup_key(task.input_text(r)) not in texts]
+    if len(records) < n:
+        raise SystemExit(f"--data narrow: only {len(records)} of {n} narrow tickets survived curation")
+    return records[:n]
 
 
 def configs_from_run_dir(run_dir: Path) -> dict:

@@ -33,14 +33,13 @@ EXPERIMENTS: dict[str, list[str]] = {
     "raw data": ["--data", "raw"],  # curated vs raw: the flawed sample with its injected flaws
     "128 examples": ["--n-train", "128"],  # training-set size at equal steps
     "512 examples": ["--n-train", "512"],  # also the small curated set against the raw one at equal compute
+    "narrow data": ["--data", "narrow"],  # narrow against varied: as many tickets, fewer phrasings of each problem
     "label weight 1": ["--label-token-weight", "1"],  # the label-token weight: 1 against the default 10
     "lr 1e-4": ["--learning-rate", "1e-4"],  # the articles' PEFT learning rate against the course's 1e-3
     "1 epoch": ["--epochs", "1"],  # 1 epoch against 3 (the defaults' 290 steps are 1.1 epochs)
     "3 epochs": ["--epochs", "3"],
     "full fine-tune": ["--methods", "full", "--learning-rate", "5e-5"],  # LoRA against full fine-tuning
 }
-# Not here yet: narrow against varied data (the generator's first banks against today's) needs the generator to
-# write a narrow sample of the same size first.
 METHODS = ["--methods", "lora"]  # QLoRA against LoRA is lesson 04's pair, measured there
 
 

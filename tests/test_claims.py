@@ -197,3 +197,17 @@ def test_the_committed_ledger_page_is_what_the_committed_results_give():
 def test_the_command_writes_the_page(tmp_path, capsys):
     assert ledger_module.main(["--write", str(tmp_path / "claims.md")]) == 0
     assert (tmp_path / "claims.md").read_text().startswith("# The claims ledger")
+
+
+def test_a_fallback_is_read_only_while_the_reference_runs_are_missing(tmp_path):
+    path = write(tmp_path, {"a / seed 0": entry({"labels_exact_match": ones(50, 50)})})
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(
+        json.dumps({"x": {"value": 0.9, "low": 0.85, "high": 0.95}, "y": {"value": 0.5, "low": 0.45, "high": 0.55}})
+    )
+    fallback = EstimateComparison(earlier, ("x",), ("y",), "earlier", 100, note="one seed")
+    pending = Claim("c", "f", Comparison("a", "b", results=path), fallback=fallback).check()
+    assert pending.verdict == "supported" and "earlier.json" in pending.where and "one seed" in pending.where
+    path.write_text(json.dumps({f"{e} / seed 0": entry({"labels_exact_match": ones(50, 25)}) for e in "ab"}))
+    done = Claim("c", "f", Comparison("a", "b", results=path), fallback=fallback).check()
+    assert done.verdict == "contradicted" and "reference_runs.json" in done.where  # the reference run, once there

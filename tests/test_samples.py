@@ -337,3 +337,43 @@ def test_replies_name_only_what_the_ticket_says(composed):
         specific += bool(named)
         assert all(value in record["ticket"] for value in named), record
     assert specific >= 120
+
+
+@pytest.mark.unit
+def test_narrow_banks_keep_the_rules_and_cut_each_list_of_phrasings():
+    """The reference run's narrow data: the same cells, rules and replies, fewer ways to put a problem."""
+    import random
+    import re
+
+    from ftlib.data.samples import NARROW_PHRASINGS, escalation_cues, period_banks, ticket_banks
+
+    full, narrow = ticket_banks(), period_banks("narrow")
+    assert set(narrow["cells"]) == set(full["cells"]) and narrow["rules"] == full["rules"]
+    for category, cells in full["cells"].items():
+        for urgency, cell in cells.items():
+            cut = narrow["cells"][category][urgency]
+            assert cut.get("statements", []) == cell.get("statements", [])[:NARROW_PHRASINGS]
+            for key in ("rules", "hard_negatives"):
+                assert set(cut.get(key) or {}) == set(cell.get(key) or {})  # every rule still has its phrasings
+                for rule, texts in (cell.get(key) or {}).items():
+                    assert cut[key][rule] == texts[:NARROW_PHRASINGS]
+            assert cut["replies"] == cell["replies"]
+    assert full["cells"]["billing"]["low"]["statements"] != narrow["cells"]["billing"]["low"]["statements"]
+    statements = {t["ticket"] for t in samples.generate_clean_tickets(60, random.Random(5), period="narrow")}
+    assert len(statements) == 60
+    # every narrow ticket's decisive sentence (its cue, else its statement) is one of the kept phrasings, filled in
+    kept = {text for c in narrow["cells"].values() for cell in c.values() for text in cell.get("statements", [])}
+    kept |= {
+        text
+        for c in narrow["cells"].values()
+        for cell in c.values()
+        for key in ("rules", "hard_negatives")
+        for texts in (cell.get(key) or {}).values()
+        for text in texts
+    }
+    kept |= {cue for c in full["cells"] for cues in escalation_cues(c).values() for cue in cues[:NARROW_PHRASINGS]}
+    patterns = [re.compile(re.sub(r"\\{\w+\\}", ".+", re.escape(text)) + "$") for text in kept]
+    rng = random.Random(7)
+    for index in range(80):
+        _, how = samples.compose_ticket(rng, index, period="narrow")
+        assert any(p.match(how["decisive"]) for p in patterns), how["decisive"]

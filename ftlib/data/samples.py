@@ -47,7 +47,11 @@ CATEGORY_WEIGHTS = {
     "account": 0.9,
     "cancellation": 0.8,
 }
-PERIODS = ("default", "later")  # "later": the banks' ``later`` section applied on top of the default ones
+# "later": the banks' ``later`` section applied on top of the default ones; "narrow": the default banks with every
+# list of problem phrasings cut to its first NARROW_PHRASINGS (the reference run's narrow-against-varied data)
+PERIODS = ("default", "later", "narrow")
+# 4 per list leaves 72 ordinary statements over the 18 cells: about the 75 templates the first generator had
+NARROW_PHRASINGS = 4
 LATER_TICKETS = 600  # the later batch the drift lesson scores: a week or two of a small desk's tickets
 HARD_NEGATIVE_RATE = 0.15  # share of low and medium tickets written as a hard negative
 ESCALATE_RATE = 0.5  # share of a high cell's escalatable rules written as a medium statement plus the rule's cue
@@ -72,6 +76,8 @@ def period_banks(period: str = "default") -> dict:
         return banks
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
+    if period == "narrow":
+        return _narrow(banks)
     change = banks[period]
     merged = copy.deepcopy({key: value for key, value in banks.items() if key not in PERIODS})
     merged["category_weights"] = dict(change["category_weights"])
@@ -94,6 +100,22 @@ def period_banks(period: str = "default") -> dict:
             else:
                 target["replies"] = target["replies"] + replies
     return merged
+
+
+def _narrow(banks: dict, keep: int = NARROW_PHRASINGS) -> dict:
+    """The default banks with fewer ways to put each problem: every cell's statements, rule statements and hard
+    negatives, and every cue list, cut to their first ``keep``. Frames, registers, slots, rewrites and replies stay
+    whole, so a narrow ticket differs from a varied one only in how its problem is put, under the same rules."""
+    narrow = copy.deepcopy({key: value for key, value in banks.items() if key not in PERIODS})
+    for cells in narrow["cells"].values():
+        for cell in cells.values():
+            if cell.get("statements"):
+                cell["statements"] = cell["statements"][:keep]
+            for key in ("rules", "hard_negatives"):
+                if cell.get(key):
+                    cell[key] = {rule: texts[:keep] for rule, texts in cell[key].items()}
+    narrow["cue_limit"] = keep  # escalation_cues reads the default banks: _choose_problem cuts its cues here
+    return narrow
 
 
 @dataclass(frozen=True)
@@ -235,7 +257,8 @@ def _choose_problem(rng: random.Random, banks: dict) -> tuple[str, str, str, str
     if rule in direct and (rule not in escalations(category) or rng.random() >= ESCALATE_RATE):
         return category, urgency, rng.choice(direct[rule]), "", rule, False
     statement = rng.choice(cells[category]["medium"]["statements"])
-    return category, urgency, statement, rng.choice(escalation_cues(category)[rule]), rule, False
+    cues = escalation_cues(category)[rule][: banks.get("cue_limit")]  # every cue, but in the narrow banks
+    return category, urgency, statement, rng.choice(cues), rule, False
 
 
 def _slots(text: str) -> set[str]:
