@@ -57,6 +57,23 @@ def test_no_training_or_metric_logic_in_a_notebook(path):
             assert forbidden not in text, f"{path.name}: '{forbidden}' belongs in ftlib, not in a notebook"
 
 
+@pytest.mark.integration
+def test_the_lesson_pages_are_the_committed_notebooks(tmp_path):
+    """docs/lessons/ is what tools/commit_outputs.py --pages makes of the committed notebooks: a lesson's text
+    edited since must not leave its page behind."""
+    from conftest import load_script
+
+    tool = load_script(Path(__file__).resolve().parents[1] / "tools" / "commit_outputs.py", "commit_outputs")
+    assert tool.write_pages(tmp_path) == 0
+    committed = tool.HTML_DIR
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert made == sorted(p.name for p in committed.iterdir())
+    for name in made:
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), (
+            f"docs/lessons/{name} is stale: .venv/bin/python tools/commit_outputs.py --pages"
+        )
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize("path", PATHS, ids=NOTEBOOKS)
 def test_committed_outputs_come_from_the_current_source_of_a_named_run(path):

@@ -9,6 +9,12 @@ cell, where the cell's source is still the one that ran (``ftlib.course.outputs`
 metadata dropped, paths made relative); cells edited since are left empty and listed. The run must be a `cpu`
 profile run that ran through. Then docs/lessons/ gets one HTML page per lesson and an index, made from the
 committed notebooks. Prints what each lesson carries and the sizes added.
+
+    .venv/bin/python tools/commit_outputs.py --pages   # after editing a lesson's text: its page again, no run
+
+``--pages`` remakes docs/lessons/ from the committed notebooks alone: their outputs stay as they are, the pages'
+title names the run their metadata records, and the index quotes that run's times
+(``ftlib.course.timings.CPU_MEASUREMENTS``, the first that has every lesson).
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 from ftlib.core import runtime  # noqa: E402
 from ftlib.core.fileio import write_text  # noqa: E402
 from ftlib.course.curriculum import NOTEBOOKS  # noqa: E402
-from ftlib.course.outputs import ReferenceRun, commit_outputs  # noqa: E402
+from ftlib.course.outputs import ReferenceRun, commit_outputs, reference_run  # noqa: E402
 from ftlib.course.report import export_html, notebook_status  # noqa: E402
+from ftlib.course.timings import CPU_MEASUREMENTS  # noqa: E402
 
 HTML_DIR = ROOT / "docs" / "lessons"
 
@@ -69,7 +76,10 @@ def share_styles(pages: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", default=str(ROOT / "runs" / "support_tickets-cpu"), type=Path)
+    parser.add_argument("--pages", action="store_true", help="remake docs/lessons/ from the committed notebooks only")
     args = parser.parse_args(argv)
+    if args.pages:
+        return write_pages()
     run_dir = args.run_dir.resolve()
     repository, commit = repository_of(run_dir)
     executed_paths = [run_dir / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS]
@@ -108,15 +118,43 @@ def main(argv: list[str] | None = None) -> int:
     after = sum((ROOT / "notebooks" / f"{name}.ipynb").stat().st_size for name in NOTEBOOKS)
     timings_file = run_dir / "curriculum_timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else None
+    index, pages = html_pages(run, timings)
+    print(f"notebooks: {before / 1024:.0f} KiB -> {after / 1024:.0f} KiB; HTML pages {pages / 1024:.0f} KiB ({index})")
+    return 0
+
+
+def html_pages(run: ReferenceRun, timings: dict[str, float] | None, folder: Path = HTML_DIR) -> tuple[Path, int]:
+    """docs/lessons/: a page per committed lesson and the index; returns the index and the pages' bytes."""
     index = export_html(
         [ROOT / "notebooks" / f"{name}.ipynb" for name in NOTEBOOKS],
-        HTML_DIR,
+        folder,
         f"Fine-tuning LLMs, the lessons as run on {run.date} (cpu profile, {run.machine})",
         timings,
     )
-    share_styles(sorted(HTML_DIR.glob("0*.html")))
-    pages = sum(page.stat().st_size for page in HTML_DIR.glob("*.*"))
-    print(f"notebooks: {before / 1024:.0f} KiB -> {after / 1024:.0f} KiB; HTML pages {pages / 1024:.0f} KiB ({index})")
+    share_styles(sorted(folder.glob("0*.html")))
+    return index, sum(page.stat().st_size for page in folder.glob("*.*"))
+
+
+def write_pages(folder: Path = HTML_DIR) -> int:
+    """``--pages``: the pages of the committed notebooks, titled with the run their outputs come from."""
+    runs = {}
+    for name in NOTEBOOKS:
+        run = reference_run(json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text()))
+        if run is None:
+            raise SystemExit(f"notebooks/{name}.ipynb carries no run's outputs: run `make curriculum` and this tool")
+        runs[name] = run
+    run = runs[NOTEBOOKS[-1]]
+    if any(r != run for r in runs.values()):
+        raise SystemExit(
+            "the lessons carry different runs' outputs:\n  "
+            + "\n  ".join(f"{name}: {r.date}, commit {r.commit}" for name, r in runs.items())
+        )
+    timings = next((t.seconds for t in CPU_MEASUREMENTS if set(NOTEBOOKS) <= set(t.seconds)), None)
+    index, pages = html_pages(run, timings, folder)
+    print(
+        f"pages of the {run.profile}-profile run of {run.date} ({run.machine}, commit {run.commit}): "
+        f"{pages / 1024:.0f} KiB ({index})"
+    )
     return 0
 
 
