@@ -333,6 +333,22 @@ class Claim:
 FORGETTING = RESULTS / "forgetting.json"
 FORGETTING_NOTE = "one seed, 40 steps; KL from the base model in nats per token over 64 prompts outside the task"
 
+
+def _forgetting(less: str, more: str, label: str, note: str = "") -> PairedListComparison:
+    """The forgetting benchmark's per-prompt KL from the base: does variant ``less`` move less than ``more``?"""
+    return PairedListComparison(
+        FORGETTING,
+        ("variants", less, "forgetting", "divergences"),
+        ("variants", more, "forgetting", "divergences"),
+        "kl",
+        f"KL from the base per prompt, {label}",
+        unit="prompts",
+        lower_is_better=True,
+        margin=0.02,
+        note=FORGETTING_NOTE + (f"; {note}" if note else ""),
+    )
+
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "Cleaning is non-negotiable: curated data beats the same data raw.",
@@ -412,34 +428,19 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(
         "PEFT reduces catastrophic forgetting: LoRA forgets less than full fine-tuning.",
         "PEFT reduces catastrophic forgetting",
-        PairedListComparison(
-            FORGETTING,
-            ("variants", "lora", "forgetting", "divergences"),
-            ("variants", "full", "forgetting", "divergences"),
-            "kl",
-            "KL from the base per prompt, LoRA against full fine-tuning",
-            unit="prompts",
-            lower_is_better=True,
-            margin=0.02,
-            note=FORGETTING_NOTE + "; LoRA at learning rate 1e-3, full fine-tuning at 5e-5. KL measures how far "
-            "the answers moved from the base, not lost ability: on the listings task LoRA's attribute coverage "
-            "rose more than full fine-tuning's (the same file's task_scores)",
+        _forgetting(
+            "lora",
+            "full",
+            "LoRA against full fine-tuning",
+            "LoRA at learning rate 1e-3, full fine-tuning at 5e-5. KL measures how far the answers moved from the "
+            "base, not lost ability: on the listings task LoRA's attribute coverage rose more than full "
+            "fine-tuning's (the same file's task_scores)",
         ),
     ),
     Claim(
         "Mixing general data into training is the usual remedy for forgetting.",
         "mix in general data",
-        PairedListComparison(
-            FORGETTING,
-            ("variants", "lora+mix", "forgetting", "divergences"),
-            ("variants", "lora", "forgetting", "divergences"),
-            "kl",
-            "KL from the base per prompt, LoRA with 10% general data against without",
-            unit="prompts",
-            lower_is_better=True,
-            margin=0.02,
-            note=FORGETTING_NOTE,
-        ),
+        _forgetting("lora+mix", "lora", "LoRA with 10% general data against without"),
     ),
     Claim(
         "A fine-tuned small model cuts inference cost by 40-90% against a larger general model or a long prompt.",
