@@ -140,6 +140,7 @@ class EstimateComparison:
     lower_is_better: bool = False
     margin: float = 0.03
     note: str = ""  # how the measurement differs from the reference run's (fewer seeds, steps)
+    seeds: int = 1  # training runs per side behind each figure
 
     def run(self) -> Verdict:
         entries = _read(self.results)
@@ -158,7 +159,8 @@ class EstimateComparison:
         )
         verdict = judge_difference(advantage, self.margin)
         to_decide = examples_to_decide(advantage, self.examples, self.margin)
-        return Verdict(verdict, measured, where, _size_text(to_decide, self.unit, verdict, 1, advantage, self.margin))
+        size = _size_text(to_decide, self.unit, verdict, self.seeds, advantage, self.margin)
+        return Verdict(verdict, measured, where, size, seeds=self.seeds)
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,7 @@ class PairedListComparison:
     lower_is_better: bool = False
     margin: float = 0.03
     note: str = ""
+    seeds: int = 1  # training runs per side behind each list
 
     def run(self) -> Verdict:
         entries = _read(self.results)
@@ -302,7 +305,8 @@ class PairedListComparison:
         )
         verdict = judge_difference(advantage, self.margin)
         to_decide = examples_to_decide(advantage, len(ids), self.margin)
-        return Verdict(verdict, measured, where, _size_text(to_decide, self.unit, verdict, 1, advantage, self.margin))
+        size = _size_text(to_decide, self.unit, verdict, self.seeds, advantage, self.margin)
+        return Verdict(verdict, measured, where, size, seeds=self.seeds)
 
 
 Test = Comparison | EstimateComparison | BarTest | RangeTest | PairedListComparison
