@@ -74,7 +74,8 @@ class Comparison:
     """Two experiments of the reference run, ticket by ticket: does ``better`` beat ``worse`` on ``metric``?
 
     Seeds pair the runs (the same seed draws the same data order and initial adapter); every seed both
-    experiments ran is used, and the interval holds seed noise and ticket noise (``stats.seeds_mean``).
+    experiments ran is used, and the interval resamples seeds and tickets (``stats.seeds_mean``): with two seeds
+    the seed part is crude, so each seed's difference is shown beside it.
     """
 
     better: str  # the experiment the claim says does better
@@ -92,16 +93,8 @@ class Comparison:
         )
         seeds = sorted(set(_seeds(entries, self.better)) & set(_seeds(entries, self.worse)))
         if not seeds:
-            return Verdict(
-                "not run yet",
-                "-",
-                where
-                + (
-                    ""
-                    if not _seeds(entries, self.better) or not _seeds(entries, self.worse)
-                    else " (no seed run by both yet)"
-                ),
-            )
+            both_ran = _seeds(entries, self.better) and _seeds(entries, self.worse)
+            return Verdict("not run yet", "-", where + (" (no seed run by both yet)" if both_ran else ""))
         better, ids = _table(entries, self.better, seeds, self.set, self.metric)
         worse, other_ids = _table(entries, self.worse, seeds, self.set, self.metric)
         if ids != other_ids:
