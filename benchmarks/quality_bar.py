@@ -203,7 +203,8 @@ def report(results: dict, methods: list[str]) -> BarReport:
 
 def summary(result: dict) -> dict:
     """An ``evaluate_model`` result as the results file keeps it: the metrics, and each answer's 0/1 scores without
-    its text, so that two variants can be compared ticket by ticket (``per_example_scores`` reads them back).
+    its text, so that two variants can be compared ticket by ticket (``ftlib.lessons.claims.ticket_scores`` reads them
+    back).
 
     ``per_example`` holds the records' ids and, for each score that is 0 or 1 on every answer (validity, each label,
     all labels), one string of "0"s and "1"s in the set's order: 500 tickets cost 500 characters, not 500 lines.
@@ -220,11 +221,6 @@ def summary(result: dict) -> dict:
     if columns:
         kept["per_example"] = {"ids": [p["id"] for p in predictions], "scores": columns}
     return kept
-
-
-def per_example_scores(saved: dict, name: str) -> list[float]:
-    """One 0/1 score of every answer of a set, as ``summary`` kept it."""
-    return [float(flag) for flag in saved["per_example"]["scores"][name]]
 
 
 def save_results(path: Path, name: str, entry: dict) -> dict:

@@ -144,7 +144,9 @@ def test_summary_keeps_each_answers_0_1_scores_as_strings_and_drops_the_answers(
         "ids": ["t0", "t1", "t2"],
         "scores": {"json_valid": "111", "category_accuracy": "010"},
     }
-    assert quality_bar.per_example_scores(kept, "category_accuracy") == [0.0, 1.0, 0.0]
+    from ftlib.lessons.claims import ticket_scores  # the ledger's reader of what summary keeps
+
+    assert ticket_scores(kept, "category_accuracy") == [0.0, 1.0, 0.0]
     # a score some answer lacks (its reference has no such field) is not a 0/1 column: left out, not guessed
     predictions[1]["scores"].pop("category_accuracy")
     assert "category_accuracy" not in quality_bar.summary({"predictions": predictions})["per_example"]["scores"]

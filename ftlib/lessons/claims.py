@@ -569,6 +569,11 @@ def _seeds(entries: dict, experiment: str) -> list[int]:
     return sorted(int(name.removeprefix(prefix)) for name in entries if name.startswith(prefix))
 
 
+def ticket_scores(saved: dict, name: str) -> list[float]:
+    """One 0/1 score of every ticket of a set, as ``benchmarks/quality_bar.py`` keeps it (a string of 0s and 1s)."""
+    return [float(flag) for flag in saved["per_example"]["scores"][name]]
+
+
 def _table(entries: dict, experiment: str, seeds: list[int], set_name: str, metric: str) -> tuple[np.ndarray, list]:
     """(seeds x tickets) 0/1 scores of one metric, each seed's trained method ticket by ticket, and the tickets'
     ids (the same for every seed, or a ValueError)."""
@@ -582,7 +587,7 @@ def _table(entries: dict, experiment: str, seeds: list[int], set_name: str, metr
         if ids is not None and kept["ids"] != ids:
             raise ValueError(f"{name!r} scored other {set_name} tickets than the seeds before it")
         ids = kept["ids"]
-        rows.append([float(flag) for flag in kept["scores"][metric]])
+        rows.append(ticket_scores(result[set_name], metric))
     return np.asarray(rows), ids
 
 
